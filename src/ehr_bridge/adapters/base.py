@@ -1,0 +1,91 @@
+"""The three ports every connection is built from, and the records that cross them.
+
+The engine talks only to these protocols; adapters never import the engine. Each method
+is small so that a fake (``adapters.memory``) can stand in for a real system in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SourcePage:
+    """One page of trust records, in the trust's own JSON shape (before mapping)."""
+
+    records: list[JsonDict]
+    #: opaque token for the next page, or None when this was the last page
+    next_page: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteItem:
+    """One artefact to write into the trust record, already mapped to the trust's payload."""
+
+    kind: str  # care_contact | clinical_note | assessment | referral_status
+    trust_referral_id: str
+    client_reference: str  # our idempotency key; the trust stores it and can be searched by it
+    payload: JsonDict
+
+
+@dataclass(frozen=True)
+class WriteReceipt:
+    """What the trust answered for a write: its own id for the item."""
+
+    trust_id: str
+    already_present: bool = False
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderSubmission:
+    """A bundle of session artefacts the provider platform produced, with a handle to ack it."""
+
+    handle: str  # adapter-specific; passed back to ``acknowledge`` once stored
+    bundle: JsonDict
+
+
+@runtime_checkable
+class TrustSource(Protocol):
+    """Pulls referrals that were referred on to our provider."""
+
+    def fetch_referrals(
+        self, *, updated_since: datetime | None, page: str | None
+    ) -> SourcePage:
+        """One page of referrals changed at or after ``updated_since`` (closed start)."""
+        ...
+
+
+@runtime_checkable
+class TrustWriter(Protocol):
+    """Writes session artefacts and status updates back into the trust record."""
+
+    def write(self, item: WriteItem) -> WriteReceipt:
+        """Create the item; a duplicate client reference answers with the existing id."""
+        ...
+
+    def find(self, item: WriteItem) -> WriteReceipt | None:
+        """The trust's copy of an item with this client reference, if it has one."""
+        ...
+
+
+@runtime_checkable
+class ProviderPort(Protocol):
+    """The provider's therapy platform: referrals go in, session bundles come out."""
+
+    def deliver_referral(self, service_request_id: str, bundle: JsonDict) -> None:
+        """Hand over a referral bundle; delivering the same id again replaces it harmlessly."""
+        ...
+
+    def pending_submissions(self) -> Iterator[ProviderSubmission]:
+        """Session bundles not yet acknowledged, oldest first."""
+        ...
+
+    def acknowledge(self, handle: str) -> None:
+        """Mark a submission as stored so it is not offered again."""
+        ...
