@@ -54,9 +54,7 @@ class ProviderSubmission:
 class TrustSource(Protocol):
     """Pulls referrals that were referred on to our provider."""
 
-    def fetch_referrals(
-        self, *, updated_since: datetime | None, page: str | None
-    ) -> SourcePage:
+    def fetch_referrals(self, *, updated_since: datetime | None, page: str | None) -> SourcePage:
         """One page of referrals changed at or after ``updated_since`` (closed start)."""
         ...
 

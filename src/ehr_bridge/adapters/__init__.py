@@ -1,0 +1,1 @@
+"""Adapters: each side of a connection behind a small protocol (see ``base``)."""

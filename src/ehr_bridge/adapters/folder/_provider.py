@@ -1,0 +1,166 @@
+"""``FolderProvider``: the provider port over a folder shared with the therapy platform."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ehr_bridge.adapters.base import JsonDict, ProviderSubmission
+from ehr_bridge.adapters.folder._files import (
+    TEMP_SUFFIX,
+    UnreadableFileError,
+    atomic_write_bytes,
+    is_plain_name,
+    is_safe_id,
+    read_regular_file,
+)
+from ehr_bridge.errors import ConfigError, TerminalError, TransientError
+
+#: key of the placeholder bundle offered for a file that cannot be read as a JSON object
+UNREADABLE_KEY = "_unreadable"
+
+DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024
+
+
+class FolderProvider:
+    """Hands referrals to the platform and collects its session bundles through a folder.
+
+    Layout under ``root`` (created at construction)::
+
+        referrals/<service_request_id>.json   written by us, replaced on redelivery
+        sessions/<name>.json                  written by the platform, offered to collect
+        sessions/processed/<name>             moved here by ``acknowledge``
+        sessions/rejected/<name>              moved here by ``reject`` (unreadable files)
+    """
+
+    def __init__(self, root: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+        if max_file_bytes < 1:
+            raise ConfigError("must be a positive number of bytes", key="max_file_bytes")
+        self.root = Path(root)
+        self.max_file_bytes = max_file_bytes
+        self.referrals_dir = self.root / "referrals"
+        self.sessions_dir = self.root / "sessions"
+        self.processed_dir = self.sessions_dir / "processed"
+        self.rejected_dir = self.sessions_dir / "rejected"
+        self._create_folders()
+
+    def __repr__(self) -> str:
+        return f"FolderProvider(root={str(self.root)!r}, max_file_bytes={self.max_file_bytes})"
+
+    def _create_folders(self) -> None:
+        """Fail at start-up when the root cannot hold the layout, not on the first delivery."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError("is not a directory", key="root")
+        folders = (self.referrals_dir, self.sessions_dir, self.processed_dir, self.rejected_dir)
+        try:
+            for folder in folders:
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("cannot create the folder layout under it", key="root") from exc
+
+    def deliver_referral(self, service_request_id: str, bundle: JsonDict) -> None:
+        """Write the referral bundle whole, so the platform never reads half a referral.
+
+        Redelivery replaces the file: the platform always sees the latest version.
+
+        Raises:
+            TerminalError: the id could build a path outside the folder, or the bundle is
+                not JSON; retrying the same call cannot succeed.
+            TransientError: the disk refused the write (full, permissions flapping).
+        """
+        if not is_safe_id(service_request_id):
+            raise TerminalError(
+                "service request id is not a safe file name (letters, digits, dot and dash, "
+                "1 to 64 characters, not starting with a dot)",
+                code="unsafe_id",
+            )
+        data = _encode(bundle)
+        try:
+            atomic_write_bytes(self.referrals_dir / f"{service_request_id}.json", data)
+        except OSError as exc:
+            raise TransientError("could not write the referral file") from exc
+
+    def pending_submissions(self) -> Iterator[ProviderSubmission]:
+        """Session files not yet acknowledged, oldest first by (mtime, name).
+
+        A file that cannot be offered as a JSON object is still yielded, with the
+        placeholder bundle ``{"_unreadable": <reason>}``, so one bad file never hides
+        the others and the engine can quarantine it by handle.
+        """
+        for name in self._pending_names():
+            try:
+                bundle = self._load(self.sessions_dir / name)
+            except FileNotFoundError:
+                continue  # acknowledged or renamed since the listing
+            yield ProviderSubmission(handle=name, bundle=bundle)
+
+    def acknowledge(self, handle: str) -> None:
+        """Move a collected file to ``processed/``; a repeat or a missing file is a no-op."""
+        self._move(handle, self.processed_dir)
+
+    def reject(self, handle: str) -> None:
+        """Move an unusable file to ``rejected/`` so operators can tell it from stored ones."""
+        self._move(handle, self.rejected_dir)
+
+    def _pending_names(self) -> list[str]:
+        """Candidate names in ``sessions/``, ordered so the oldest submission comes first."""
+        found: list[tuple[int, str]] = []
+        with os.scandir(self.sessions_dir) as entries:
+            for entry in entries:
+                if not _is_candidate(entry.name):
+                    continue
+                try:
+                    found.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.name))
+                except FileNotFoundError:
+                    continue  # moved away between listing and stat
+        return [name for _, name in sorted(found)]
+
+    def _load(self, path: Path) -> JsonDict:
+        """The file's JSON object, or the unreadable placeholder saying why it is not one."""
+        try:
+            data = read_regular_file(path, max_bytes=self.max_file_bytes)
+        except UnreadableFileError as exc:
+            return {UNREADABLE_KEY: exc.reason}
+        try:
+            parsed = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        except UnicodeDecodeError:
+            return {UNREADABLE_KEY: "not_utf8"}
+        except (ValueError, RecursionError):
+            return {UNREADABLE_KEY: "not_json"}
+        if not isinstance(parsed, dict):
+            return {UNREADABLE_KEY: "not_object"}
+        return parsed
+
+    def _move(self, handle: str, folder: Path) -> None:
+        """Move ``sessions/<handle>`` into ``folder``; the handle must be a plain file name."""
+        if not _is_candidate(handle):
+            raise TerminalError("handle is not a session file name", code="unsafe_handle")
+        try:
+            os.replace(self.sessions_dir / handle, folder / handle)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise TransientError("could not move the session file") from exc
+
+
+def _is_candidate(name: str) -> bool:
+    """Whether a ``sessions/`` entry is a finished submission (not a temp or hidden file)."""
+    return is_plain_name(name) and name.endswith(".json") and not name.endswith(TEMP_SUFFIX)
+
+
+def _refuse_constant(name: str) -> None:
+    """Refuse NaN and Infinity: JSON has no such numbers and FHIR would reject them later."""
+    raise ValueError("non-standard JSON constant")
+
+
+def _encode(bundle: JsonDict) -> bytes:
+    """Stable UTF-8 JSON, so an unchanged redelivery writes identical bytes."""
+    if not isinstance(bundle, dict):
+        raise TerminalError("referral bundle is not a JSON object", code="not_json")
+    try:
+        text = json.dumps(bundle, ensure_ascii=False, sort_keys=True, indent=2, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TerminalError("referral bundle is not JSON-serialisable", code="not_json") from exc
+    return (text + "\n").encode("utf-8")

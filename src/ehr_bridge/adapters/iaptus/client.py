@@ -1,0 +1,200 @@
+"""A client for the IAPTUS-style REST API described in ``docs/trust-api.md``.
+
+HTTP failures are translated here, at the boundary, into the error tree so the engine
+never sees ``requests`` exceptions. Bodies the trust sends back are never copied into
+error messages: only the status, the error code and the field path it names.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ehr_bridge.adapters.base import JsonDict, SourcePage, WriteItem, WriteReceipt
+from ehr_bridge.config import Secret, read_secret
+from ehr_bridge.errors import (
+    ConfigError,
+    ConflictError,
+    ConnectionStopError,
+    TerminalError,
+    TransientError,
+)
+from ehr_bridge.sync.retry import RetryPolicy, call_with_retries
+
+ENDPOINTS = {
+    "care_contact": "care-contacts",
+    "clinical_note": "clinical-notes",
+    "assessment": "assessments",
+    "referral_status": "status",
+}
+
+
+class IaptusOptions(BaseModel):
+    """Options of the ``iaptus`` adapter in a connection's ``[connection.trust]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base_url: str = Field(pattern=r"^https?://")
+    token_env: str | None = None
+    token_file: str | None = None
+    page_size: int = Field(default=100, ge=1, le=500)
+    timeout_seconds: float = Field(default=15, gt=0)
+    read_attempts: int = Field(default=4, ge=1, le=10)
+
+
+class IaptusClient:
+    """TrustSource and TrustWriter over the IAPTUS-style REST API."""
+
+    def __init__(
+        self,
+        options: IaptusOptions,
+        token: Secret,
+        provider_code: str,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.options = options
+        self._token = token
+        self._provider_code = provider_code
+        self._base = options.base_url.rstrip("/")
+        self._http = session or requests.Session()
+        self._read_policy = RetryPolicy(options.read_attempts, base_delay=0.5, max_delay=5)
+
+    def __repr__(self) -> str:
+        return f"IaptusClient(base_url={self._base!r}, token={self._token!r})"
+
+    # --- TrustSource -----------------------------------------------------------------
+    def fetch_referrals(self, *, updated_since: datetime | None, page: str | None) -> SourcePage:
+        """One page of referrals referred on to our provider, changed since the cursor."""
+        params: dict[str, str] = {
+            "referred_on_to": self._provider_code,
+            "page_size": str(self.options.page_size),
+        }
+        if updated_since is not None:
+            params["updated_since"] = _iso_z(updated_since)
+        if page:
+            params["page_token"] = page
+        body = call_with_retries(
+            self._read_policy, lambda: self._request("GET", "/referrals", params=params)
+        )
+        items = body.get("items")
+        if not isinstance(items, list):
+            raise TransientError("referral listing answered without an items list")
+        next_page = body.get("next_page_token")
+        return SourcePage(records=items, next_page=str(next_page) if next_page else None)
+
+    # --- TrustWriter -----------------------------------------------------------------
+    def write(self, item: WriteItem) -> WriteReceipt:
+        """POST the item; a 409 for our client reference means it is already there."""
+        payload = dict(item.payload, client_reference=item.client_reference)
+        try:
+            body = self._request("POST", self._item_path(item), json=payload)
+        except ConflictError as exc:
+            if exc.existing_id:
+                return WriteReceipt(trust_id=exc.existing_id, already_present=True)
+            raise
+        return WriteReceipt(trust_id=str(body.get("id", "")))
+
+    def find(self, item: WriteItem) -> WriteReceipt | None:
+        """Look the item up by our client reference (read before re-write)."""
+        params = {"client_reference": item.client_reference}
+        body = call_with_retries(
+            self._read_policy,
+            lambda: self._request("GET", self._item_path(item), params=params),
+        )
+        for found in body.get("items", []):
+            if found.get("client_reference") == item.client_reference:
+                return WriteReceipt(trust_id=str(found["id"]), already_present=True)
+        return None
+
+    def _item_path(self, item: WriteItem) -> str:
+        try:
+            endpoint = ENDPOINTS[item.kind]
+        except KeyError:
+            raise TerminalError(f"iaptus adapter cannot write items of kind {item.kind}") from None
+        referral = quote(item.trust_referral_id, safe="")
+        return f"/referrals/{referral}/{endpoint}"
+
+    # --- HTTP ------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> JsonDict:
+        headers = {"Authorization": f"Bearer {self._token.reveal()}", "Accept": "application/json"}
+        try:
+            response = self._http.request(
+                method,
+                self._base + path,
+                headers=headers,
+                timeout=self.options.timeout_seconds,
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            raise TransientError(
+                f"{method} {_template(path)}: {type(exc).__name__}", ambiguous=method != "GET"
+            ) from None
+        return _answer(method, path, response)
+
+
+def _answer(method: str, path: str, response: requests.Response) -> JsonDict:
+    where = f"{method} {_template(path)}"
+    status = response.status_code
+    body = _json_or_empty(response)
+    if status < 300:
+        return body
+    error = str(body.get("error", "")) or f"http_{status}"
+    field = body.get("field")
+    detail = f"{where}: HTTP {status} {error}" + (f" (field {field})" if field else "")
+    if status in (401, 403):
+        raise ConnectionStopError(detail)
+    if status == 409:
+        existing = body.get("existing_id")
+        raise ConflictError(detail, existing_id=str(existing) if existing else None)
+    if status == 429 or status >= 500:
+        raise TransientError(
+            detail, retry_after=_retry_after(response), ambiguous=method != "GET" and status >= 500
+        )
+    raise TerminalError(detail, code=f"http_{status}")
+
+
+def _json_or_empty(response: requests.Response) -> JsonDict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+def _template(path: str) -> str:
+    """The path with ids replaced, so an error never carries a record's identifier."""
+    parts = path.split("/")
+    return "/".join("{id}" if i == 2 and len(parts) > 3 else p for i, p in enumerate(parts))
+
+
+def _iso_z(value: datetime) -> str:
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def create(
+    options: dict[str, Any], *, base_dir: Path, key: str, provider_code: str
+) -> IaptusClient:
+    """Build the adapter from a connection's options, validating them at start-up."""
+    try:
+        parsed = IaptusOptions.model_validate(options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(first["msg"], key=f"{key}.{loc}") from None
+    token = read_secret(options, "token", base_dir=base_dir, key=key)
+    return IaptusClient(parsed, token, provider_code)

@@ -1,0 +1,103 @@
+"""In-memory fake trust with fault switches, used by tests instead of patching.
+
+It behaves like the real API where it matters to the engine: closed-start
+``updated_since``, paging, client-reference uniqueness per (referral, kind), and the
+ambiguous failure where a write is committed but the answer is lost.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ehr_bridge.adapters.base import JsonDict, SourcePage, WriteItem, WriteReceipt
+from ehr_bridge.errors import ConflictError, TerminalError, TransientError
+
+
+@dataclass
+class Faults:
+    """Probabilities (0..1) of each failure on a write, plus a fixed RNG seed."""
+
+    transient: float = 0.0
+    ambiguous: float = 0.0  # committed, then the answer is lost
+    terminal: float = 0.0
+    seed: int = 0
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def roll(self, probability: float) -> bool:
+        """True with the given probability."""
+        return probability > 0 and self.rng.random() < probability
+
+
+class MemoryTrust:
+    """A TrustSource and TrustWriter held in dictionaries."""
+
+    def __init__(
+        self,
+        referrals: Iterable[JsonDict] = (),
+        *,
+        page_size: int = 50,
+        faults: Faults | None = None,
+    ) -> None:
+        self.referrals: list[JsonDict] = list(referrals)
+        self.page_size = page_size
+        self.faults = faults or Faults()
+        #: (trust_referral_id, kind, client_reference) -> stored item with its trust id
+        self.items: dict[tuple[str, str, str], JsonDict] = {}
+        self.write_calls = 0
+
+    # --- TrustSource -----------------------------------------------------------------
+    def fetch_referrals(self, *, updated_since: datetime | None, page: str | None) -> SourcePage:
+        """Records changed at or after ``updated_since``, ordered, in pages."""
+        selected = [r for r in self.referrals if _at_or_after(r, updated_since)]
+        selected.sort(key=lambda r: (str(r.get("updated_at", "")), str(r.get("id", ""))))
+        start = int(page or 0)
+        chunk = selected[start : start + self.page_size]
+        more = start + self.page_size < len(selected)
+        return SourcePage(records=chunk, next_page=str(start + self.page_size) if more else None)
+
+    # --- TrustWriter -----------------------------------------------------------------
+    def write(self, item: WriteItem) -> WriteReceipt:
+        """Store the item unless a fault fires; a repeated client reference conflicts."""
+        self.write_calls += 1
+        if self.faults.roll(self.faults.transient):
+            raise TransientError("memory trust: injected transient failure")
+        if self.faults.roll(self.faults.terminal):
+            raise TerminalError("memory trust: injected rejection")
+        key = (item.trust_referral_id, item.kind, item.client_reference)
+        if key in self.items:
+            existing = str(self.items[key]["id"])
+            raise ConflictError("memory trust: client reference exists", existing_id=existing)
+        stored = dict(item.payload, id=f"M{len(self.items) + 1:06d}")
+        self.items[key] = stored
+        if self.faults.roll(self.faults.ambiguous):
+            raise TransientError("memory trust: answer lost after commit", ambiguous=True)
+        return WriteReceipt(trust_id=str(stored["id"]))
+
+    def find(self, item: WriteItem) -> WriteReceipt | None:
+        """The stored item with this client reference, if any."""
+        stored = self.items.get((item.trust_referral_id, item.kind, item.client_reference))
+        return WriteReceipt(str(stored["id"]), already_present=True) if stored else None
+
+    def items_of(self, kind: str) -> list[JsonDict]:
+        """Everything written of one kind, for assertions."""
+        return [v for (_, k, _), v in self.items.items() if k == kind]
+
+
+def _at_or_after(record: JsonDict, since: datetime | None) -> bool:
+    if since is None:
+        return True
+    raw = record.get("updated_at")
+    if not isinstance(raw, str):
+        return True
+    try:
+        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return stamp >= (since if since.tzinfo else since.replace(tzinfo=UTC))

@@ -1,0 +1,53 @@
+"""The `ehr-bridge` command: one Typer sub-app per noun, shared state in ``ctx.obj``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ehr_bridge.cli import listings, run
+from ehr_bridge.cli.context import CliContext
+from ehr_bridge.cli.demo import demo
+from ehr_bridge.cli.sim import app as sim_app
+
+app = typer.Typer(
+    name="ehr-bridge",
+    help="Connects NHS Talking Therapies record systems with online therapy providers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="EHR_BRIDGE_CONFIG",
+            help="Config file (default ./ehr-bridge.toml).",
+        ),
+    ] = None,
+) -> None:
+    """Shared options; the config is read only by commands that need it."""
+    ctx.obj = CliContext(config_path=config)
+    ctx.call_on_close(ctx.obj.close)
+
+
+app.command()(run.sync)
+app.command()(run.run)
+app.command()(listings.status)
+app.command()(demo)
+app.add_typer(listings.referrals_app, name="referrals")
+app.add_typer(listings.outbox_app, name="outbox")
+app.add_typer(listings.quarantine_app, name="quarantine")
+app.add_typer(sim_app, name="sim", help="The built-in trust simulator.")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,88 @@
+"""What every command shares: the config path, lazily loaded config and store, output."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ehr_bridge.config import DEFAULT_CONFIG_NAME, AppConfig, load_config
+from ehr_bridge.errors import ConfigError
+from ehr_bridge.store import Store
+
+#: exit codes are part of the CLI's contract (see docs/cli.md)
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_NOT_FOUND = 3
+
+
+@dataclass
+class CliContext:
+    """Per-invocation state, passed through ``ctx.obj`` (no globals)."""
+
+    config_path: Path | None = None
+    _config: AppConfig | None = None
+    _store: Store | None = None
+    console: Console = field(default_factory=Console)
+
+    def config(self) -> AppConfig:
+        """The validated config: ``--config``, else $EHR_BRIDGE_CONFIG, else ./ehr-bridge.toml."""
+        if self._config is None:
+            path = self.config_path or Path(
+                os.environ.get("EHR_BRIDGE_CONFIG", DEFAULT_CONFIG_NAME)
+            )
+            self._config = load_config(path)
+        return self._config
+
+    def store(self) -> Store:
+        """The state store named in the config."""
+        if self._store is None:
+            self._store = Store(self.config().database_url())
+        return self._store
+
+    def close(self) -> None:
+        """Release the database."""
+        if self._store is not None:
+            self._store.close()
+
+
+def obj(ctx: typer.Context) -> CliContext:
+    """The shared context of this invocation."""
+    value = ctx.find_root().obj
+    if not isinstance(value, CliContext):
+        value = CliContext()
+        ctx.find_root().obj = value
+    return value
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    """Print an error to stderr and return the Exit to raise."""
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def config_error(exc: ConfigError) -> typer.Exit:
+    """A configuration problem: say which key, exit 2."""
+    return fail(f"configuration: {exc.safe_message}", EXIT_CONFIG)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output for scripts."""
+    typer.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+
+
+def print_table(console: Console, title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A table for people."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)

@@ -1,0 +1,295 @@
+"""Read-only views for support staff: status, referrals, outbox, quarantine.
+
+Every listing prints a table for people and takes ``--json`` for scripts. Nothing here
+prints patient data: records are named by our ids and the trust's record ids.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from ehr_bridge.cli.context import EXIT_NOT_FOUND, config_error, fail, obj, print_json, print_table
+from ehr_bridge.errors import ConfigError
+from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ConnectionOpt = Annotated[
+    str | None, typer.Option("--connection", "-c", help="Only this connection.")
+]
+
+referrals_app = typer.Typer(
+    help="Referrals pulled from the trust and their story.", no_args_is_help=True
+)
+outbox_app = typer.Typer(
+    help="Write-backs to the trust: pending, done, dead.", no_args_is_help=True
+)
+quarantine_app = typer.Typer(
+    help="Records set aside, with the field and reason.", no_args_is_help=True
+)
+
+
+def _store(ctx: typer.Context) -> Store:
+    try:
+        return obj(ctx).store()
+    except ConfigError as exc:
+        raise config_error(exc) from None
+
+
+def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Per connection: cursor, counts by state, last run of each flow, last error."""
+    cli = obj(ctx)
+    try:
+        names = [c.name for c in cli.config().connection]
+    except ConfigError as exc:
+        raise config_error(exc) from None
+    store = _store(ctx)
+    data = {name: _status_of(store, name) for name in names}
+    if as_json:
+        print_json(data)
+        return
+    for name, info in data.items():
+        cli.console.print(f"[bold]{name}[/bold]  cursor {info['cursor'] or '(none yet)'}")
+        cli.console.print(
+            f"  referrals pulled {info['referrals']['pulled']},"
+            f" delivered {info['referrals']['delivered']};"
+            f" quarantined (open) {info['quarantined']}",
+            highlight=False,
+        )
+        outbox = ", ".join(f"{k} {v}" for k, v in sorted(info["outbox"].items())) or "empty"
+        cli.console.print(f"  outbox: {outbox}", highlight=False)
+        rows = [
+            [f, r["finished_at"], "ok" if r["ok"] else "FAILED", r["counts"]]
+            for f, r in info["last_runs"].items()
+        ]
+        print_table(
+            cli.console, "  last runs", ["flow", "finished (UTC)", "result", "counts"], rows
+        )
+        if info["last_error"]:
+            cli.console.print(f"  last error: {info['last_error']}", highlight=False)
+
+
+def _status_of(store: Store, name: str) -> dict[str, Any]:
+    runs = store.last_runs(name)
+    last_error = store.last_error(name)
+    return {
+        "cursor": store.get_cursor(name),
+        "referrals": store.referral_counts(name),
+        "outbox": store.outbox_counts(name),
+        "quarantined": store.quarantine_count(name),
+        "last_runs": {
+            flow: {
+                "finished_at": r.finished_at.isoformat(timespec="seconds"),
+                "ok": r.ok,
+                "counts": json.loads(r.counts),
+            }
+            for flow, r in runs.items()
+        },
+        "last_error": (
+            f"{last_error.flow} at {last_error.finished_at.isoformat(timespec='seconds')}:"
+            f" {last_error.error}"
+            if last_error
+            else None
+        ),
+    }
+
+
+@referrals_app.command("list")
+def referrals_list(
+    ctx: typer.Context, connection: ConnectionOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Every referral pulled, with delivery state and write-back counts."""
+    store = _store(ctx)
+    rows = store.list_referrals(connection)
+    data = [_referral_summary(store, r) for r in rows]
+    if as_json:
+        print_json(data)
+        return
+    print_table(
+        obj(ctx).console,
+        f"{len(data)} referrals",
+        ["id", "connection", "trust id", "status", "delivered", "written", "pending", "dead"],
+        [
+            [
+                d["id"],
+                d["connection"],
+                d["trust_referral_id"],
+                d["status"],
+                d["delivered_at"] or "no",
+                d["outbox"].get("done", 0),
+                d["outbox"].get("pending", 0) + d["outbox"].get("in_flight", 0),
+                d["outbox"].get("dead", 0),
+            ]
+            for d in data
+        ],
+    )
+
+
+def _referral_summary(store: Store, row: ReferralRow) -> dict[str, Any]:
+    states: dict[str, int] = {}
+    for item in store.outbox_rows(referral_id=row.id):
+        states[item.state] = states.get(item.state, 0) + 1
+    return {
+        "id": row.id,
+        "connection": row.connection,
+        "trust_referral_id": row.trust_referral_id,
+        "status": row.status,
+        "patient_id": row.patient_id,
+        "source_version": row.source_version,
+        "first_pulled_at": row.first_pulled_at,
+        "last_pulled_at": row.last_pulled_at,
+        "delivered_at": row.delivered_at,
+        "outbox": states,
+    }
+
+
+@referrals_app.command("show")
+def referrals_show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Our referral id or the trust's referral id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One referral's story: FHIR resources made, delivery, every write-back and its outcome."""
+    store = _store(ctx)
+    row = store.find_referral(ref)
+    if row is None:
+        raise fail(f"no referral with id {ref!r} (try `referrals list`)", EXIT_NOT_FOUND)
+    data = _referral_summary(store, row)
+    data["resources"] = [
+        f"{r['resourceType']}/{r['id']}" for r in store.resources_for_referral(row.id)
+    ]
+    data["write_backs"] = [_outbox_dict(o) for o in store.outbox_rows(referral_id=row.id)]
+    if as_json:
+        print_json(data)
+        return
+    console = obj(ctx).console
+    console.print(
+        f"[bold]referral {row.id}[/bold] (trust {row.trust_referral_id}, {row.connection})",
+        highlight=False,
+    )
+    console.print(
+        f"  status {row.status}; pulled {row.first_pulled_at:%Y-%m-%d %H:%M}"
+        f" (last {row.last_pulled_at:%Y-%m-%d %H:%M}); "
+        f"delivered {row.delivered_at or 'not yet'}",
+        highlight=False,
+    )
+    console.print(
+        f"  FHIR: {len(data['resources'])} resources"
+        f" (Patient/{row.patient_id}, ServiceRequest/{row.id}, ...)",
+        highlight=False,
+    )
+    _print_outbox(
+        console,
+        f"  write-backs ({len(data['write_backs'])})",
+        store.outbox_rows(referral_id=row.id),
+    )
+
+
+def _outbox_dict(row: OutboxRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "resource": f"{row.resource_type}/{row.resource_id}",
+        "state": row.state,
+        "attempts": row.attempts,
+        "trust_id": row.trust_id,
+        "next_attempt_at": row.next_attempt_at,
+        "last_error": row.last_error,
+        "referral_id": row.referral_id,
+        "connection": row.connection,
+        "done_at": row.done_at,
+    }
+
+
+def _print_outbox(console: Any, title: str, rows: list[OutboxRow]) -> None:
+    print_table(
+        console,
+        title,
+        ["key", "kind", "state", "attempts", "trust id", "last error"],
+        [[r.id[:12], r.kind, r.state, r.attempts, r.trust_id, r.last_error] for r in rows],
+    )
+
+
+@outbox_app.command("list")
+def outbox_list(
+    ctx: typer.Context,
+    state: Annotated[
+        str | None, typer.Option(help="pending, in_flight, done, dead or cancelled.")
+    ] = None,
+    connection: ConnectionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write-backs to the trust, oldest first."""
+    rows = _store(ctx).outbox_rows(connection=connection, state=state)
+    if as_json:
+        print_json([_outbox_dict(r) for r in rows])
+        return
+    _print_outbox(obj(ctx).console, f"{len(rows)} outbox rows", rows)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    ctx: typer.Context,
+    connection: ConnectionOpt = None,
+    all_states: Annotated[
+        bool, typer.Option("--all", help="Include resolved and dismissed.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Records set aside, with the field and reason that stopped each."""
+    rows = _store(ctx).quarantine_rows(connection=connection, state=None if all_states else "open")
+    if as_json:
+        print_json([_quarantine_dict(r) for r in rows])
+        return
+    print_table(
+        obj(ctx).console,
+        f"{len(rows)} quarantined",
+        ["id", "connection", "source", "record", "field", "reason"],
+        [[r.id, r.connection, r.source, r.record_ref, r.field, r.reason] for r in rows],
+    )
+
+
+def _quarantine_dict(row: QuarantineRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "connection": row.connection,
+        "source": row.source,
+        "record": row.record_ref,
+        "field": row.field,
+        "code": row.code,
+        "reason": row.reason,
+        "state": row.state,
+        "created_at": row.created_at,
+        "payload_sha256": row.payload_hash,
+    }
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    ctx: typer.Context,
+    entry_id: Annotated[
+        int, typer.Argument(help="The quarantine entry id from `quarantine list`.")
+    ],
+    payload: Annotated[
+        bool, typer.Option("--payload", help="Also print the raw record (contains patient data).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One quarantine entry: record, field, reason; the raw record only with --payload."""
+    row = _store(ctx).quarantine_entry(entry_id)
+    if row is None:
+        raise fail(f"no quarantine entry {entry_id} (try `quarantine list`)", EXIT_NOT_FOUND)
+    data = _quarantine_dict(row)
+    if payload:
+        data["payload"] = json.loads(row.payload)
+    if as_json:
+        print_json(data)
+        return
+    console = obj(ctx).console
+    for key, value in data.items():
+        if key != "payload":
+            console.print(f"{key:>15}: {value}", highlight=False)
+    if payload:
+        console.print_json(json.dumps(data["payload"]))

@@ -1,0 +1,197 @@
+"""Configuration: one TOML file plus environment variables for secrets.
+
+Validated completely at start-up (fail before the first job, not mid-run) and every error
+names the key, e.g. ``connection[0].trust.base_url``. Secrets are never written in the
+file: a connection names the environment variable (``token_env``) or a file
+(``token_file``) that holds them, and ``repr``/``str`` of a resolved secret is masked.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ehr_bridge.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "ehr-bridge.toml"
+
+
+class Secret:
+    """A secret value whose ``str`` and ``repr`` never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The real value, for the one place that needs to send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Section):
+    """Where the state (cursors, ledger, outbox, quarantine) lives."""
+
+    url: str = "sqlite:///state/ehr-bridge.db"
+
+
+class LoggingConfig(_Section):
+    """Log level and format; PHI never reaches a log line whatever the level."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file: str | None = None
+
+
+class AdapterConfig(_Section):
+    """An adapter by registered name plus its own options, validated by the adapter."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    adapter: str
+
+    def options(self) -> dict[str, Any]:
+        """The adapter-specific keys (everything but ``adapter``)."""
+        return dict(self.model_extra or {})
+
+
+class ProviderOrgConfig(_Section):
+    """The provider organisation referrals are referred on to (ServiceRequest.performer)."""
+
+    code: str = Field(min_length=1, description="Provider code as the trust system knows it")
+    display: str = "Online therapy provider"
+    ods_code: str | None = None
+
+
+class ScheduleConfig(_Section):
+    """How often the daemon runs each flow, in seconds."""
+
+    pull_seconds: float = Field(default=300, gt=0)
+    deliver_seconds: float = Field(default=60, gt=0)
+    collect_seconds: float = Field(default=60, gt=0)
+    push_seconds: float = Field(default=30, gt=0)
+
+
+class RetryConfig(_Section):
+    """Backoff for write-back items: exponential with full jitter, capped, then dead letter."""
+
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    base_delay_seconds: float = Field(default=5, ge=0)
+    max_delay_seconds: float = Field(default=900, ge=0)
+    lease_seconds: float = Field(default=120, gt=0)
+
+
+class ConnectionConfig(_Section):
+    """One trust record system connected to one provider platform."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,62}$")
+    enabled: bool = True
+    mapping: Path
+    provider_org: ProviderOrgConfig
+    trust: AdapterConfig
+    provider: AdapterConfig
+    schedule: ScheduleConfig = ScheduleConfig()
+    retry: RetryConfig = RetryConfig()
+
+
+class AppConfig(_Section):
+    """The whole file, with relative paths resolved against the file's folder."""
+
+    base_dir: Path = Path()
+    database: DatabaseConfig = DatabaseConfig()
+    logging: LoggingConfig = LoggingConfig()
+    connection: list[ConnectionConfig] = Field(default_factory=list)
+
+    @field_validator("connection")
+    @classmethod
+    def _unique_names(cls, value: list[ConnectionConfig]) -> list[ConnectionConfig]:
+        names = [c.name for c in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"connection names must be unique: {', '.join(duplicates)}")
+        return value
+
+    def resolve(self, path: Path | str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        path = Path(path)
+        return path if path.is_absolute() else self.base_dir / path
+
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made absolute."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.resolve(url[len(prefix) :]))
+        return url
+
+    def get_connection(self, name: str) -> ConnectionConfig:
+        """A connection by name, or a ConfigError listing the known ones."""
+        for connection in self.connection:
+            if connection.name == name:
+                return connection
+        known = ", ".join(c.name for c in self.connection) or "none configured"
+        raise ConfigError(f"unknown connection (known: {known})", key="connection")
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read and validate a config file; every problem becomes a ConfigError naming its key."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}", key="--config") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})", key="--config") from exc
+    raw["base_dir"] = path.resolve().parent
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = _key_path(tuple(first["loc"]))
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{first['msg']}{more}", key=key) from None
+
+
+def read_secret(options: dict[str, Any], name: str, *, base_dir: Path, key: str) -> Secret:
+    """A secret named by ``<name>_env`` (environment variable) or ``<name>_file`` (a file)."""
+    env_name = options.get(f"{name}_env")
+    file_name = options.get(f"{name}_file")
+    if name in options:
+        raise ConfigError(
+            f"secrets are never written in the config; use {name}_env or {name}_file",
+            key=f"{key}.{name}",
+        )
+    if env_name:
+        value = os.environ.get(str(env_name))
+        if not value:
+            raise ConfigError(
+                f"environment variable {env_name} is not set", key=f"{key}.{name}_env"
+            )
+        return Secret(value)
+    if file_name:
+        secret_path = Path(str(file_name))
+        secret_path = secret_path if secret_path.is_absolute() else base_dir / secret_path
+        try:
+            return Secret(secret_path.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read secret file {secret_path}", key=f"{key}.{name}_file"
+            ) from exc
+    raise ConfigError(f"set {name}_env or {name}_file", key=f"{key}.{name}_env")

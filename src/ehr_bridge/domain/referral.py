@@ -1,0 +1,275 @@
+"""Referral facts to UK Core Patient + ServiceRequest, after the clinical checks.
+
+This is where a mapped trust referral becomes the FHIR we store and deliver. The facts
+are checked first (NHS number Modulus 11, verification status, dates, code patterns); a
+failure raises ``RecordValidationError`` naming the record and the field, and the record
+is quarantined. Nothing is "fixed": a wrong NHS number must never reach a provider.
+Ids are deterministic from (connection, trust key), so a re-pull re-builds the same ids.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from ehr_bridge.domain import codes
+from ehr_bridge.domain.facts import PatientFacts, ReferralFacts
+from ehr_bridge.domain.ids import resource_id
+from ehr_bridge.domain.nhs_number import check_nhs_number
+from ehr_bridge.domain.validate import validate_resource
+from ehr_bridge.errors import RecordValidationError
+
+JsonDict = dict[str, Any]
+
+_SOURCE_OF_REFERRAL = re.compile(r"[A-M][0-9]")
+_ICD10 = re.compile(r"[A-Z][0-9]{2}(\.?[0-9A-Z]{1,4})?")
+_GENDERS = frozenset({"male", "female", "other", "unknown"})
+#: FHIR request-status values (ServiceRequest.status is a required binding)
+_REQUEST_STATUSES = frozenset(
+    {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+)
+
+
+@dataclass(frozen=True)
+class ProviderRef:
+    """The provider a referral is delivered to: its code and, if known, its ODS code."""
+
+    code: str
+    display: str
+    ods_code: str | None = None
+
+
+@dataclass(frozen=True)
+class ReferralResources:
+    """The two resources one referral becomes."""
+
+    patient: JsonDict
+    service_request: JsonDict
+
+
+def build_referral_resources(
+    connection: str,
+    provider: ProviderRef,
+    facts: ReferralFacts,
+    *,
+    patient_id: str | None = None,
+    today: date | None = None,
+) -> ReferralResources:
+    """Check ``facts`` and build the UK Core Patient and ServiceRequest for them.
+
+    ``patient_id`` lets the caller reuse a patient already known by NHS number; otherwise
+    the id comes from (connection, local patient id). ``today`` is for tests.
+    """
+    record = facts.trust_referral_id
+    nhs_number = _checked_facts(facts, today or date.today())
+    pid = patient_id or resource_id(connection, "Patient", facts.patient.local_id)
+    patient = _patient(connection, pid, facts.patient, nhs_number)
+    service_request = _service_request(connection, provider, facts, pid)
+    return ReferralResources(
+        patient=_validated(patient, record, "patient"),
+        service_request=_validated(service_request, record, "service_request"),
+    )
+
+
+def _validated(resource: JsonDict, record: str, path: str) -> JsonDict:
+    """``validate_resource`` with the failure tied to the trust record."""
+    try:
+        return validate_resource(resource, path=path)
+    except RecordValidationError as exc:
+        raise RecordValidationError(
+            exc.reason, field=exc.field, record=record, code=exc.code
+        ) from exc
+
+
+def _fail(record: str | None, field: str, message: str, code: str) -> RecordValidationError:
+    """A validation error about this referral (message names the rule, never the value)."""
+    return RecordValidationError(message, field=field, record=record, code=code)
+
+
+def _checked_facts(facts: ReferralFacts, today: date) -> str | None:
+    """Apply the referral rules; return the canonical NHS number (or None)."""
+    record = facts.trust_referral_id
+    if not record.strip():
+        raise _fail(None, "trust_referral_id", "referral id is empty", "required")
+    nhs_number = _checked_patient(record, facts.patient, today)
+    if facts.received_date > today:
+        raise _fail(record, "received_date", "date is in the future", "date_in_future")
+    if not _SOURCE_OF_REFERRAL.fullmatch(facts.source_of_referral):
+        raise _fail(record, "source_of_referral", "not a data-set code [A-M][0-9]", "code")
+    if facts.presenting_problem is not None and not _ICD10.fullmatch(facts.presenting_problem):
+        raise _fail(record, "presenting_problem", "not an ICD-10 code", "code")
+    if facts.status not in _REQUEST_STATUSES:
+        raise _fail(record, "status", "not a FHIR request status", "code")
+    return nhs_number
+
+
+def _checked_patient(record: str, patient: PatientFacts, today: date) -> str | None:
+    """Patient rules: local id, NHS number and status, birth date, gender."""
+    if not patient.local_id.strip():
+        raise _fail(record, "patient.local_id", "local patient id is empty", "required")
+    nhs_number = None
+    if patient.nhs_number is not None:
+        try:
+            nhs_number = check_nhs_number(patient.nhs_number, field="patient.nhs_number")
+        except RecordValidationError as exc:
+            raise _fail(record, "patient.nhs_number", exc.reason, exc.code) from exc
+    status = patient.nhs_number_status
+    if status is not None and status not in codes.NHS_NUMBER_VERIFICATION_DISPLAY:
+        raise _fail(record, "patient.nhs_number_status", "not a code 01..08", "code")
+    if patient.birth_date is not None and patient.birth_date > today:
+        raise _fail(record, "patient.birth_date", "date is in the future", "date_in_future")
+    if patient.gender is not None and patient.gender not in _GENDERS:
+        raise _fail(record, "patient.gender", "not a FHIR administrative gender", "code")
+    return nhs_number
+
+
+def _patient(connection: str, pid: str, facts: PatientFacts, nhs_number: str | None) -> JsonDict:
+    """UK Core Patient: NHS number (with verification status) first, then the local id."""
+    identifiers: list[JsonDict] = []
+    if nhs_number:
+        identifiers.append(_nhs_identifier(nhs_number, facts.nhs_number_status))
+    local = {"system": codes.patient_identifier_system(connection), "value": facts.local_id}
+    identifiers.append(local)
+    patient: JsonDict = {
+        "resourceType": "Patient",
+        "id": pid,
+        "meta": {"profile": [codes.UKCORE_PROFILE.format("Patient")]},
+        "identifier": identifiers,
+    }
+    if facts.family_name or facts.given_names:
+        patient["name"] = [_human_name(facts)]
+    if facts.gender:
+        patient["gender"] = facts.gender
+    if facts.birth_date:
+        patient["birthDate"] = facts.birth_date.isoformat()
+    telecom = _telecom(facts)
+    if telecom:
+        patient["telecom"] = telecom
+    if facts.postcode:
+        patient["address"] = [{"use": "home", "postalCode": facts.postcode}]
+    return patient
+
+
+def _nhs_identifier(nhs_number: str, status: str | None) -> JsonDict:
+    """The ``identifier:nhsNumber`` slice, shaped as in the UK Core Patient example."""
+    identifier: JsonDict = {"system": codes.NHS_NUMBER_SYSTEM, "value": nhs_number}
+    if status:
+        coding = {
+            "system": codes.NHS_NUMBER_VERIFICATION_SYSTEM,
+            "code": status,
+            "display": codes.NHS_NUMBER_VERIFICATION_DISPLAY[status],
+        }
+        identifier["extension"] = [
+            {
+                "url": codes.NHS_NUMBER_VERIFICATION_EXTENSION,
+                "valueCodeableConcept": {"coding": [coding]},
+            }
+        ]
+    return identifier
+
+
+def _human_name(facts: PatientFacts) -> JsonDict:
+    """The official name, with only the parts the trust holds."""
+    name: JsonDict = {"use": "official"}
+    if facts.family_name:
+        name["family"] = facts.family_name
+    if facts.given_names:
+        name["given"] = list(facts.given_names)
+    return name
+
+
+def _telecom(facts: PatientFacts) -> list[JsonDict]:
+    """Phone and email contact points, where held."""
+    points: list[JsonDict] = []
+    if facts.phone:
+        points.append({"system": "phone", "value": facts.phone})
+    if facts.email:
+        points.append({"system": "email", "value": facts.email})
+    return points
+
+
+def _service_request(
+    connection: str, provider: ProviderRef, facts: ReferralFacts, pid: str
+) -> JsonDict:
+    """UK Core ServiceRequest for the onward referral to ``provider``."""
+    request: JsonDict = {
+        "resourceType": "ServiceRequest",
+        "id": resource_id(connection, "ServiceRequest", facts.trust_referral_id),
+        "meta": {"profile": [codes.UKCORE_PROFILE.format("ServiceRequest")]},
+        "extension": [_source_of_referral(facts)],
+        "identifier": [
+            {
+                "system": codes.referral_identifier_system(connection),
+                "value": facts.trust_referral_id,
+            }
+        ],
+        "status": facts.status,
+        "intent": "order",
+        "category": [{"coding": [REFERRAL_CATEGORY]}],
+        "code": {"coding": [PSYCHOTHERAPY_CODE]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "authoredOn": facts.received_date.isoformat(),
+        "performer": [_performer(provider)],
+    }
+    if facts.presenting_problem:
+        coding = {"system": codes.ICD10, "code": facts.presenting_problem}
+        request["reasonCode"] = [{"coding": [coding]}]
+    return request
+
+
+REFERRAL_CATEGORY: JsonDict = {
+    "system": codes.SNOMED,
+    "code": codes.SNOMED_PATIENT_REFERRAL,
+    "display": "Patient referral",
+}
+PSYCHOTHERAPY_CODE: JsonDict = {
+    "system": codes.SNOMED,
+    "code": codes.SNOMED_PSYCHOTHERAPY,
+    "display": "Psychotherapy",
+}
+
+
+def _performer(provider: ProviderRef) -> JsonDict:
+    """The provider organisation, by ODS code when known, else by its provider code."""
+    return {
+        "type": "Organization",
+        "identifier": {
+            "system": codes.ODS_ORGANISATION_SYSTEM,
+            "value": provider.ods_code or provider.code,
+        },
+        "display": provider.display,
+    }
+
+
+def _source_of_referral(facts: ReferralFacts) -> JsonDict:
+    """Extension-UKCore-SourceOfServiceRequest: the raw data-set code, plus SNOMED if mapped."""
+    codings: list[JsonDict] = [
+        {"system": codes.DATASET_SOURCE_OF_REFERRAL, "code": facts.source_of_referral}
+    ]
+    if facts.source_of_referral_snomed:
+        codings.append({"system": codes.SNOMED, "code": facts.source_of_referral_snomed})
+    return {
+        "url": codes.SOURCE_OF_SERVICE_REQUEST_EXTENSION,
+        "valueCodeableConcept": {"coding": codings},
+    }
+
+
+def referral_bundle(resources: ReferralResources) -> JsonDict:
+    """The delivery bundle: a ``collection`` of Patient then ServiceRequest.
+
+    Its id is the ServiceRequest id, so delivering the same referral twice produces the
+    same bundle id and the provider side can treat the repeat as a replacement.
+    """
+    entries = [
+        {"fullUrl": f"urn:uuid:{res['id']}", "resource": res}
+        for res in (resources.patient, resources.service_request)
+    ]
+    bundle = {
+        "resourceType": "Bundle",
+        "id": resources.service_request["id"],
+        "type": "collection",
+        "entry": entries,
+    }
+    return validate_resource(bundle)

@@ -1,0 +1,88 @@
+"""Code lists and wire formats shared by the simulator's generator, state and validation.
+
+The simulator must not import the engine's domain code (it exists to test it), so the few
+data-set code lists it needs are restated here from ``docs/trust-api.md``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+#: the fixed reference instant generated content is derived from (never the wall clock)
+REFERENCE_NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+#: write kinds as the state keys them, and the URL segment of each
+CARE_CONTACT = "care_contact"
+CLINICAL_NOTE = "clinical_note"
+ASSESSMENT = "assessment"
+STATUS_EVENT = "status_event"
+ARTEFACT_KINDS = (CARE_CONTACT, CLINICAL_NOTE, ASSESSMENT, STATUS_EVENT)
+ID_PREFIXES = {CARE_CONTACT: "CC", CLINICAL_NOTE: "CN", ASSESSMENT: "AS", STATUS_EVENT: "ST"}
+EXPORT_KEYS = {
+    CARE_CONTACT: "care_contacts",
+    CLINICAL_NOTE: "clinical_notes",
+    ASSESSMENT: "assessments",
+    STATUS_EVENT: "status_events",
+}
+
+SOURCE_OF_REFERRAL_CODES = frozenset(
+    ["A1", "A2", "A3", "A4", "B1", "B2", "C1", "C2", "C3", "D1", "D2"]
+    + [f"E{n}" for n in range(1, 7)]
+    + ["F1", "F2", "F3", "G1", "G2", "G3", "G4", "H1", "H2", "I1", "I2"]
+    + [f"M{n}" for n in range(1, 6)]
+)
+GENDER_CODES = frozenset({"1", "2", "9", "X"})
+APPOINTMENT_TYPES = frozenset({"01", "02", "03", "04", "05", "06", "10"})
+ATTENDANCE_CODES = frozenset({"2", "3", "4", "5", "6", "7"})
+CONSULTATION_MECHANISMS = frozenset({"01", "02", "04", "05", "09", "10", "11", "12", "13", "98"})
+END_CODES = frozenset(
+    {"10", "11", "12", "13", "14", "16", "17", "46", "47", "48", "49", "50", "95", "96"}
+)
+#: statuses a client may set with POST .../status (the trust sets ``referred_on`` itself)
+WRITABLE_STATUSES = frozenset({"received", "accepted", "discharged"})
+
+
+class ToolRule:
+    """Score and item limits of a known outcome measure, so assessments are checked like IDS606."""
+
+    def __init__(self, name: str, max_score: int, item_count: int, item_max: int) -> None:
+        self.name = name
+        self.max_score = max_score
+        self.item_count = item_count
+        self.item_max = item_max
+
+
+KNOWN_TOOLS = {
+    "720433000": ToolRule("PHQ-9", 27, 9, 3),
+    "445455005": ToolRule("GAD-7", 21, 7, 3),
+}
+#: score ceiling for tools the simulator has no rule for
+OTHER_TOOL_MAX_SCORE = 1000
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 UTC with ``Z``; milliseconds only when present, so generated data stays short."""
+    utc = moment.astimezone(UTC)
+    if utc.microsecond:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an aware ISO 8601 timestamp; naive ones are refused because cursors are UTC.
+
+    Raises:
+        ValueError: when the text is not an ISO 8601 timestamp with a zone.
+    """
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("timestamp without a time zone")
+    return moment.astimezone(UTC)
+
+
+def format_date(day: date) -> str:
+    """The API's date format, ``YYYY-MM-DD``."""
+    return day.isoformat()

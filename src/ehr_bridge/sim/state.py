@@ -1,0 +1,304 @@
+"""The simulated trust record system: referrals, their write-backs and a monotonic clock.
+
+Every public method takes one lock, so the threaded HTTP server can call it from any
+request thread. ``updated_at`` comes from a clock that never goes backwards and moves at
+least a millisecond per change, so a client cursor with a closed start never misses a
+change and never sees a change dated before data it has already read.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ehr_bridge.errors import ConflictError, RecordValidationError, TerminalError
+from ehr_bridge.sim import paging
+from ehr_bridge.sim.generator import Dataset, ReferralFactory
+from ehr_bridge.sim.hostile import HostileInfo
+from ehr_bridge.sim.records import (
+    ARTEFACT_KINDS,
+    CARE_CONTACT,
+    EXPORT_KEYS,
+    ID_PREFIXES,
+    STATUS_EVENT,
+    JsonDict,
+    format_timestamp,
+    parse_timestamp,
+)
+from ehr_bridge.sim.validation import VALIDATORS
+
+Clock = Callable[[], datetime]
+
+
+class UnknownReferralError(TerminalError):
+    """No referral has this id (the HTTP layer answers 404)."""
+
+    code = "not_found"
+
+
+def utc_now() -> datetime:
+    """The real clock, for a running server."""
+    return datetime.now(UTC)
+
+
+class MonotonicClock:
+    """Wraps a clock so each tick is at least 1 ms after the last, at millisecond precision."""
+
+    def __init__(self, source: Clock, floor: datetime) -> None:
+        self._source = source
+        self._last = floor
+
+    def tick(self) -> datetime:
+        """The next change time: the source's time, or just after the previous tick."""
+        now = self._source().astimezone(UTC)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        self._last = max(now, self._last + timedelta(milliseconds=1))
+        return self._last
+
+
+@dataclass
+class _Referral:
+    key: str
+    record: JsonDict
+    updated: datetime
+    items: dict[str, list[JsonDict]] = field(
+        default_factory=lambda: {kind: [] for kind in ARTEFACT_KINDS}
+    )
+
+    @property
+    def order(self) -> tuple[datetime, str]:
+        return self.updated, self.key
+
+
+class TrustState:
+    """Everything the simulated trust holds, behind one lock.
+
+    Attributes:
+        hostile: every hostile record by state key (its id, or a ``~no-id-...`` marker).
+        meta: how the data was generated (seed, provider code, reference ``now``).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        clock: Clock = utc_now,
+        factory: ReferralFactory | None = None,
+        meta: JsonDict | None = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._referrals: dict[str, _Referral] = {}
+        for key, record in zip(dataset.keys, dataset.referrals, strict=True):
+            updated = parse_timestamp(record["updated_at"])
+            self._referrals[key] = _Referral(key, copy.deepcopy(record), updated)
+        floor = max((ref.updated for ref in self._referrals.values()), default=utc_now())
+        self._clock = MonotonicClock(clock, floor)
+        self._factory = factory
+        self._counters = dict.fromkeys(ARTEFACT_KINDS, 0)
+        self.hostile: dict[str, HostileInfo] = {info.key: info for info in dataset.hostile}
+        self.meta: JsonDict = dict(meta or {})
+
+    @property
+    def hostile_fields(self) -> dict[str, str]:
+        """Referral id -> the field path its hostility breaks (records that have an id)."""
+        return {i.referral_id: i.field for i in self.hostile.values() if i.referral_id}
+
+    @property
+    def hostile_unkeyed(self) -> list[HostileInfo]:
+        """Hostile records without an id: they are listed but cannot be fetched or written."""
+        return [info for info in self.hostile.values() if info.referral_id is None]
+
+    def list_referrals(
+        self,
+        *,
+        referred_on_to: str | None = None,
+        updated_since: datetime | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> tuple[list[JsonDict], str | None]:
+        """One page in (updated_at, id) order, and the token for the next page (or None).
+
+        Raises:
+            RecordValidationError: a bad ``page_size`` or ``page_token`` (field named).
+        """
+        if not 1 <= page_size <= 500:
+            raise RecordValidationError("must be 1..500", field="page_size")
+        fingerprint = paging.query_fingerprint(referred_on_to, updated_since)
+        after = paging.decode(page_token, fingerprint) if page_token else None
+        with self._lock:
+            chosen = self._select(referred_on_to, updated_since, after)
+            page = chosen[:page_size]
+            records = [copy.deepcopy(ref.record) for ref in page]
+        if len(chosen) <= page_size:
+            return records, None
+        last = page[-1]
+        return records, paging.encode(paging.Position(last.updated, last.key), fingerprint)
+
+    def _select(
+        self,
+        referred_on_to: str | None,
+        updated_since: datetime | None,
+        after: paging.Position | None,
+    ) -> list[_Referral]:
+        matches = [
+            ref
+            for ref in self._referrals.values()
+            if _matches(ref, referred_on_to, updated_since, after)
+        ]
+        return sorted(matches, key=lambda ref: ref.order)
+
+    def get_referral(self, referral_id: str) -> JsonDict:
+        """One referral as the API serves it.
+
+        Raises:
+            UnknownReferralError: no referral has this id.
+        """
+        with self._lock:
+            return copy.deepcopy(self._require(referral_id).record)
+
+    def create_item(self, referral_id: str, kind: str, body: object) -> JsonDict:
+        """Validate and store one write; a status event also changes the referral.
+
+        Raises:
+            UnknownReferralError: no referral has this id.
+            RecordValidationError: the body breaks a rule (field named).
+            ConflictError: this kind already has an item with the client reference.
+        """
+        with self._lock:
+            ref = self._require(referral_id)
+            contacts = [item["id"] for item in ref.items[CARE_CONTACT]]
+            clean = VALIDATORS[kind](body, contacts)
+            _refuse_duplicate(ref, kind, clean["client_reference"])
+            if kind == STATUS_EVENT:
+                _check_transition(ref)
+            moment = self._clock.tick()
+            if kind == STATUS_EVENT:
+                self._apply_status(ref, clean, moment)
+            return copy.deepcopy(self._mint(ref, kind, clean, moment))
+
+    def list_items(
+        self, referral_id: str, kind: str, client_reference: str | None = None
+    ) -> list[JsonDict]:
+        """A referral's items of one kind in creation order, optionally by client reference.
+
+        Raises:
+            UnknownReferralError: no referral has this id.
+        """
+        with self._lock:
+            items = self._require(referral_id).items[kind]
+            chosen = [i for i in items if client_reference in (None, i["client_reference"])]
+            return copy.deepcopy(chosen)
+
+    def update_referral(self, referral_id: str, changes: Mapping[str, object]) -> JsonDict:
+        """Simulate a clinician editing a referral (tests of re-pull); ``patient`` merges.
+
+        Raises:
+            UnknownReferralError: no referral has this id.
+        """
+        with self._lock:
+            ref = self._require(referral_id)
+            for name, value in changes.items():
+                patient = ref.record.get("patient")
+                if name == "patient" and isinstance(value, Mapping) and isinstance(patient, dict):
+                    patient.update(copy.deepcopy(dict(value)))
+                else:
+                    ref.record[name] = copy.deepcopy(value)
+            self._bump(ref)
+            return copy.deepcopy(ref.record)
+
+    def add_referral(self, referred_on_to: str | None = None) -> JsonDict:
+        """Simulate a new referral arriving now, from the same seeded generator.
+
+        Raises:
+            TerminalError: the state was built without a generator.
+        """
+        if self._factory is None:
+            raise TerminalError("this state has no referral generator")
+        with self._lock:
+            record = self._factory.referral(referred_on_to or str(self.meta["provider_code"]))
+            ref = _Referral(str(record["id"]), record, self._clock.tick())
+            record["updated_at"] = format_timestamp(ref.updated)
+            self._referrals[ref.key] = ref
+            return copy.deepcopy(record)
+
+    def export(self) -> JsonDict:
+        """The whole record system in creation order, for tests and the demo."""
+        with self._lock:
+            referrals = [_export_entry(ref) for ref in self._referrals.values()]
+            hostile = [_hostile_entry(info) for info in self.hostile.values()]
+            return copy.deepcopy({**self.meta, "referrals": referrals, "hostile": hostile})
+
+    def _require(self, referral_id: str) -> _Referral:
+        ref = self._referrals.get(referral_id)
+        if ref is None or ref.record.get("id") != referral_id:
+            raise UnknownReferralError("no referral with this id")
+        return ref
+
+    def _mint(self, ref: _Referral, kind: str, clean: JsonDict, moment: datetime) -> JsonDict:
+        self._counters[kind] += 1
+        item_id = f"{ID_PREFIXES[kind]}{self._counters[kind]:07d}"
+        created = format_timestamp(moment)
+        item = {"id": item_id, "referral_id": ref.key, "version": 1, "created_at": created}
+        item.update(clean)
+        ref.items[kind].append(item)
+        return item
+
+    def _apply_status(self, ref: _Referral, event: JsonDict, moment: datetime) -> None:
+        ref.record["status"] = event["status"]
+        if event["status"] == "discharged":
+            ref.record["end_code"] = event["end_code"]
+            ref.record["discharge_date"] = event["date"]
+        self._bump(ref, moment)
+
+    def _bump(self, ref: _Referral, moment: datetime | None = None) -> None:
+        ref.updated = moment or self._clock.tick()
+        version = ref.record.get("version")
+        ref.record["version"] = version + 1 if isinstance(version, int) else 1
+        ref.record["updated_at"] = format_timestamp(ref.updated)
+
+
+def _matches(
+    ref: _Referral,
+    referred_on_to: str | None,
+    updated_since: datetime | None,
+    after: paging.Position | None,
+) -> bool:
+    if referred_on_to is not None and ref.record.get("referred_on_to") != referred_on_to:
+        return False
+    if updated_since is not None and ref.updated < updated_since:
+        return False
+    return after is None or ref.order > (after.updated, after.key)
+
+
+def _check_transition(ref: _Referral) -> None:
+    """A discharged referral is closed: the trust refuses further status changes."""
+    if ref.record.get("status") == "discharged":
+        raise RecordValidationError("referral is already discharged", field="status")
+
+
+def _refuse_duplicate(ref: _Referral, kind: str, client_reference: str) -> None:
+    for item in ref.items[kind]:
+        if item["client_reference"] == client_reference:
+            raise ConflictError(
+                "client_reference already used for this kind on this referral",
+                existing_id=item["id"],
+            )
+
+
+def _export_entry(ref: _Referral) -> JsonDict:
+    entry: JsonDict = {"referral": ref.record}
+    for kind in ARTEFACT_KINDS:
+        entry[EXPORT_KEYS[kind]] = ref.items[kind]
+    return entry
+
+
+def _hostile_entry(info: HostileInfo) -> JsonDict:
+    return {
+        "key": info.key,
+        "referral_id": info.referral_id,
+        "kind": info.kind,
+        "field": info.field,
+    }

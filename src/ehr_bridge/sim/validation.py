@@ -1,0 +1,231 @@
+"""Server-side checks of write bodies, as strict as the trust API document says.
+
+A strict simulator is the point: a mapping bug in the engine shows up as a 422 that names
+the field, instead of a silently stored bad value. Errors carry the field path and the rule
+only, never the value, because values here are patient data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from datetime import date
+from typing import Any, TypeGuard
+
+from ehr_bridge.errors import RecordValidationError
+from ehr_bridge.sim.records import (
+    APPOINTMENT_TYPES,
+    ASSESSMENT,
+    ATTENDANCE_CODES,
+    CARE_CONTACT,
+    CLINICAL_NOTE,
+    CONSULTATION_MECHANISMS,
+    END_CODES,
+    KNOWN_TOOLS,
+    OTHER_TOOL_MAX_SCORE,
+    STATUS_EVENT,
+    WRITABLE_STATUSES,
+    JsonDict,
+    parse_timestamp,
+)
+
+_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_SNOMED_ID = re.compile(r"[1-9]\d{5,17}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _invalid(field: str, rule: str) -> RecordValidationError:
+    return RecordValidationError(rule, field=field, code="validation")
+
+
+class BodyReader:
+    """Reads typed fields out of one JSON body, refusing unknown keys and wrong types."""
+
+    def __init__(self, body: object, allowed: Collection[str]) -> None:
+        if not isinstance(body, dict):
+            raise RecordValidationError("body must be a JSON object", code="validation")
+        for key in body:
+            if key not in allowed:
+                raise _invalid(str(key), "unknown field")
+        self.body: JsonDict = body
+
+    def present(self, name: str) -> bool:
+        """True when the field is given and not null."""
+        return self.body.get(name) is not None
+
+    def text(self, name: str, *, max_len: int, optional: bool = False) -> str | None:
+        """A string of 1..``max_len`` characters (or None when optional and absent)."""
+        value = self.body.get(name)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not 1 <= len(value) <= max_len:
+            raise _invalid(name, f"must be a string of 1..{max_len} characters")
+        return value
+
+    def pattern(self, name: str, regex: re.Pattern[str], rule: str) -> str:
+        """A string matching ``regex`` in full."""
+        value = self.body.get(name)
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise _invalid(name, rule)
+        return value
+
+    def code(self, name: str, allowed: Collection[str]) -> str:
+        """A code from a closed list."""
+        value = self.body.get(name)
+        if not isinstance(value, str) or value not in allowed:
+            raise _invalid(name, "must be a code from the list")
+        return value
+
+    def day(self, name: str) -> str:
+        """A real calendar date written ``YYYY-MM-DD``."""
+        value = self.pattern(name, _DATE, "must be a date YYYY-MM-DD")
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise _invalid(name, "must be a real calendar date") from None
+        return value
+
+    def timestamp(self, name: str) -> str:
+        """An ISO 8601 timestamp with a zone (UTC ``Z`` expected)."""
+        value = self.body.get(name)
+        if not isinstance(value, str) or "T" not in value:
+            raise _invalid(name, "must be an ISO 8601 timestamp")
+        try:
+            parse_timestamp(value)
+        except ValueError:
+            raise _invalid(name, "must be an ISO 8601 timestamp with a time zone") from None
+        return value
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        """A JSON integer (not a boolean, not a float) in ``low..high``."""
+        value = self.body.get(name)
+        if not _is_int(value) or not low <= value <= high:
+            raise _invalid(name, f"must be an integer {low}..{high}")
+        return value
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _care_contact_link(reader: BodyReader, care_contacts: Collection[str]) -> str | None:
+    value = reader.body.get("care_contact_id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in care_contacts:
+        raise _invalid("care_contact_id", "must be a care contact of this referral")
+    return value
+
+
+def _attendance(reader: BodyReader) -> str:
+    value = reader.body.get("attendance")
+    if isinstance(value, str) and len(value) == 2 and value.startswith("0"):
+        value = value[1]
+    if not isinstance(value, str) or value not in ATTENDANCE_CODES:
+        raise _invalid("attendance", "must be an AttendOrDNACode 2..7")
+    return value
+
+
+def care_contact(body: object, care_contacts: Collection[str]) -> JsonDict:
+    """IDS201-shaped care contact; attendance "05" is accepted and stored as "5"."""
+    reader = BodyReader(body, _CARE_CONTACT_FIELDS)
+    return {
+        "client_reference": reader.text("client_reference", max_len=128),
+        "date": reader.day("date"),
+        "time": reader.pattern("time", _TIME, "must be a time HH:MM"),
+        "duration_minutes": reader.integer("duration_minutes", 1, 600),
+        "appointment_type": reader.code("appointment_type", APPOINTMENT_TYPES),
+        "attendance": _attendance(reader),
+        "consultation_mechanism": reader.code("consultation_mechanism", CONSULTATION_MECHANISMS),
+        "care_professional": reader.text("care_professional", max_len=128, optional=True),
+    }
+
+
+def clinical_note(body: object, care_contacts: Collection[str]) -> JsonDict:
+    """A free-text note, optionally tied to a care contact of the same referral."""
+    reader = BodyReader(body, _NOTE_FIELDS)
+    return {
+        "client_reference": reader.text("client_reference", max_len=128),
+        "care_contact_id": _care_contact_link(reader, care_contacts),
+        "authored_at": reader.timestamp("authored_at"),
+        "title": reader.text("title", max_len=500),
+        "text": reader.text("text", max_len=20000),
+        "author": reader.text("author", max_len=128, optional=True),
+    }
+
+
+def assessment(body: object, care_contacts: Collection[str]) -> JsonDict:
+    """A coded scored assessment (IDS606/607); known tools get range and item-sum checks."""
+    reader = BodyReader(body, _ASSESSMENT_FIELDS)
+    client_reference = reader.text("client_reference", max_len=128)
+    link = _care_contact_link(reader, care_contacts)
+    tool_code = reader.pattern("tool_code", _SNOMED_ID, "must be a SNOMED CT concept id")
+    rule = KNOWN_TOOLS.get(tool_code)
+    score = reader.integer("score", 0, rule.max_score if rule else OTHER_TOOL_MAX_SCORE)
+    return {
+        "client_reference": client_reference,
+        "care_contact_id": link,
+        "tool_code": tool_code,
+        "score": score,
+        "completed_at": reader.timestamp("completed_at"),
+        "items": _items(reader.body.get("items"), tool_code, score),
+    }
+
+
+def _items(value: Any, tool_code: str, score: int) -> list[int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise _invalid("items", "must be a non-empty list of integers")
+    rule = KNOWN_TOOLS.get(tool_code)
+    if rule and len(value) != rule.item_count:
+        raise _invalid("items", f"{rule.name} needs {rule.item_count} items")
+    item_max = rule.item_max if rule else OTHER_TOOL_MAX_SCORE
+    for index, item in enumerate(value):
+        if not _is_int(item) or not 0 <= item <= item_max:
+            raise _invalid(f"items[{index}]", f"must be an integer 0..{item_max}")
+    if sum(value) != score:
+        raise _invalid("items", "items must sum to score")
+    return list(value)
+
+
+def status_event(body: object, care_contacts: Collection[str]) -> JsonDict:
+    """A status change; ``end_code`` is required for, and only allowed with, discharged."""
+    reader = BodyReader(body, _STATUS_FIELDS)
+    client_reference = reader.text("client_reference", max_len=128)
+    status = reader.code("status", WRITABLE_STATUSES)
+    day = reader.day("date")
+    end_code: str | None = None
+    if status == "discharged":
+        end_code = reader.code("end_code", END_CODES)
+    elif reader.present("end_code"):
+        raise _invalid("end_code", "only allowed when status is discharged")
+    return {
+        "client_reference": client_reference,
+        "status": status,
+        "date": day,
+        "end_code": end_code,
+    }
+
+
+_CARE_CONTACT_FIELDS = frozenset(
+    {"client_reference", "date", "time", "duration_minutes", "appointment_type", "attendance"}
+    | {"consultation_mechanism", "care_professional"}
+)
+_NOTE_FIELDS = frozenset(
+    {"client_reference", "care_contact_id", "authored_at", "title", "text", "author"}
+)
+_ASSESSMENT_FIELDS = frozenset(
+    {"client_reference", "care_contact_id", "tool_code", "score", "completed_at", "items"}
+)
+_STATUS_FIELDS = frozenset({"client_reference", "status", "date", "end_code"})
+
+Validator = Callable[[object, Collection[str]], JsonDict]
+
+#: the body check for each write kind
+VALIDATORS: dict[str, Validator] = {
+    CARE_CONTACT: care_contact,
+    CLINICAL_NOTE: clinical_note,
+    ASSESSMENT: assessment,
+    STATUS_EVENT: status_event,
+}

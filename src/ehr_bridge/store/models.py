@@ -1,0 +1,136 @@
+"""State tables: cursors, the ledger (trust record -> FHIR -> receipts), outbox, quarantine.
+
+Datetimes are timezone-aware UTC everywhere; ``utcnow`` is the one clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Aware UTC now, the form every datetime column holds."""
+    return datetime.now(UTC)
+
+
+class CursorRow(SQLModel, table=True):
+    """How far a connection's pull has got (the trust's updated_at, closed start)."""
+
+    __tablename__ = "cursor"
+    connection: str = Field(primary_key=True)
+    value: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PatientRow(SQLModel, table=True):
+    """One patient per NHS number (or per trust local id when there is none)."""
+
+    __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("connection", "local_id"),)
+    id: str = Field(primary_key=True)
+    connection: str = Field(index=True)
+    local_id: str
+    nhs_number: str | None = Field(default=None, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ReferralRow(SQLModel, table=True):
+    """The ledger entry for one trust referral: its hashes, FHIR ids and delivery state."""
+
+    __tablename__ = "referral"
+    __table_args__ = (UniqueConstraint("connection", "trust_referral_id"),)
+    id: str = Field(primary_key=True)  # the ServiceRequest id
+    connection: str = Field(index=True)
+    trust_referral_id: str
+    patient_id: str = Field(index=True)
+    source_hash: str
+    source_version: str | None = None
+    fhir_hash: str
+    status: str
+    delivered_hash: str | None = None
+    delivered_at: datetime | None = None
+    first_pulled_at: datetime = Field(default_factory=utcnow)
+    last_pulled_at: datetime = Field(default_factory=utcnow)
+
+
+class ResourceRow(SQLModel, table=True):
+    """Every FHIR resource we hold, as JSON, keyed by type and deterministic id."""
+
+    __tablename__ = "resource"
+    resource_type: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    connection: str = Field(index=True)
+    referral_id: str | None = Field(default=None, index=True)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    content_hash: str
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OutboxRow(SQLModel, table=True):
+    """One write-back to the trust, keyed by its idempotency key (also its client reference)."""
+
+    __tablename__ = "outbox"
+    id: str = Field(primary_key=True)
+    connection: str = Field(index=True)
+    referral_id: str = Field(index=True)
+    kind: str
+    resource_type: str
+    resource_id: str
+    depends_on: str | None = None
+    context: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    state: str = Field(default="pending", index=True)  # pending|in_flight|done|dead|cancelled
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    last_error: str | None = None
+    last_error_code: str | None = None
+    trust_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    done_at: datetime | None = None
+
+
+class QuarantineRow(SQLModel, table=True):
+    """A record that could not be mapped or validated, with the field and reason."""
+
+    __tablename__ = "quarantine"
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(index=True)
+    source: str  # referral | submission
+    record_ref: str
+    field: str | None = None
+    code: str
+    reason: str
+    payload_hash: str = Field(index=True)
+    payload: str = Field(default="", sa_column=Column(Text, nullable=False))
+    state: str = Field(default="open", index=True)  # open | resolved | dismissed
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SubmissionRow(SQLModel, table=True):
+    """A provider submission already stored, so a re-offered file is not stored twice."""
+
+    __tablename__ = "submission"
+    connection: str = Field(primary_key=True)
+    bundle_hash: str = Field(primary_key=True)
+    handle: str
+    referral_id: str | None = None
+    collected_at: datetime = Field(default_factory=utcnow)
+
+
+class RunRow(SQLModel, table=True):
+    """One run of one flow, for `status` (last run, last error)."""
+
+    __tablename__ = "run"
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(index=True)
+    flow: str
+    started_at: datetime
+    finished_at: datetime
+    ok: bool
+    counts: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    error: str | None = None

@@ -1,0 +1,559 @@
+"""Transactions over the state tables.
+
+Each public method is one transaction, shaped after one step of a flow, so that the data
+and the bookkeeping that says it was handled (cursor, outbox row, acknowledgement) can
+never part: a crash leaves either both or neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, event, func, or_
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from ehr_bridge.store.models import (
+    CursorRow,
+    OutboxRow,
+    PatientRow,
+    QuarantineRow,
+    ReferralRow,
+    ResourceRow,
+    RunRow,
+    SubmissionRow,
+    utcnow,
+)
+
+JsonDict = dict[str, Any]
+
+
+def canonical_json(value: Any) -> str:
+    """Stable JSON text (sorted keys, no spaces) for storage and hashing."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(value: Any) -> str:
+    """SHA-256 of the canonical JSON, to tell changed records from unchanged ones."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class PulledReferral:
+    """A mapped and validated trust referral, ready to upsert."""
+
+    trust_referral_id: str
+    source_hash: str
+    source_version: str | None
+    status: str
+    patient_local_id: str
+    nhs_number: str | None
+    patient: JsonDict
+    service_request: JsonDict
+
+
+@dataclass(frozen=True)
+class NewQuarantine:
+    """A record to set aside with the field and reason that stopped it."""
+
+    source: str
+    record_ref: str
+    code: str
+    reason: str
+    field: str | None
+    payload: JsonDict
+
+
+@dataclass(frozen=True)
+class NewOutboxItem:
+    """A write-back to queue; ``key`` is deterministic, so queueing twice is a no-op."""
+
+    key: str
+    referral_id: str
+    kind: str
+    resource_type: str
+    resource_id: str
+    depends_on: str | None = None
+    context: JsonDict = field(default_factory=dict)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for SQLite (file created 0600, WAL) or PostgreSQL (psycopg 3)."""
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        path = Path(url[len("sqlite:///") :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.touch(mode=0o600)
+        os.chmod(path, 0o600)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    engine = create_engine(url)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Store:
+    """All reads and writes of ehr-bridge's state."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        SQLModel.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    # --- pull ------------------------------------------------------------------------
+    def get_cursor(self, connection: str) -> str | None:
+        """The connection's pull cursor, or None before the first pull."""
+        with self.session() as s:
+            row = s.get(CursorRow, connection)
+            return row.value if row else None
+
+    def known_source_hash(self, connection: str, trust_referral_id: str) -> str | None:
+        """The hash of the trust record as last stored, to skip unchanged records."""
+        with self.session() as s:
+            row = s.exec(
+                select(ReferralRow).where(
+                    ReferralRow.connection == connection,
+                    ReferralRow.trust_referral_id == trust_referral_id,
+                )
+            ).first()
+            return row.source_hash if row else None
+
+    def is_quarantined(self, connection: str, record_ref: str, payload_hash: str) -> bool:
+        """True if this exact payload is already set aside (open), so it is not re-added."""
+        with self.session() as s:
+            row = s.exec(
+                select(QuarantineRow).where(
+                    QuarantineRow.connection == connection,
+                    QuarantineRow.record_ref == record_ref,
+                    QuarantineRow.payload_hash == payload_hash,
+                    QuarantineRow.state == "open",
+                )
+            ).first()
+            return row is not None
+
+    def find_patient_id(self, connection: str, nhs_number: str | None, local_id: str) -> str | None:
+        """An existing patient: by NHS number first, else by the trust's local id."""
+        with self.session() as s:
+            if nhs_number:
+                row = s.exec(select(PatientRow).where(PatientRow.nhs_number == nhs_number)).first()
+                if row:
+                    return row.id
+            row = s.exec(
+                select(PatientRow).where(
+                    PatientRow.connection == connection, PatientRow.local_id == local_id
+                )
+            ).first()
+            return row.id if row else None
+
+    def save_pull_page(
+        self,
+        connection: str,
+        referrals: Sequence[PulledReferral],
+        quarantines: Sequence[NewQuarantine],
+        cursor: str | None,
+    ) -> None:
+        """Upsert a page's referrals and quarantine entries and move the cursor, together."""
+        with self.session() as s:
+            for referral in referrals:
+                self._upsert_referral(s, connection, referral)
+            for entry in quarantines:
+                self._add_quarantine(s, connection, entry)
+            if cursor is not None:
+                row = s.get(CursorRow, connection) or CursorRow(connection=connection)
+                row.value, row.updated_at = cursor, utcnow()
+                s.add(row)
+
+    def _upsert_referral(self, s: Session, connection: str, pulled: PulledReferral) -> None:
+        patient_id = pulled.patient["id"]
+        patient = s.get(PatientRow, patient_id) or PatientRow(
+            id=patient_id, connection=connection, local_id=pulled.patient_local_id
+        )
+        patient.nhs_number, patient.updated_at = pulled.nhs_number, utcnow()
+        s.add(patient)
+        self._put_resource(s, connection, None, pulled.patient)
+        sr = pulled.service_request
+        self._put_resource(s, connection, sr["id"], sr)
+        row = s.get(ReferralRow, sr["id"])
+        fhir_hash = content_hash([pulled.patient, sr])
+        if row is None:
+            row = ReferralRow(
+                id=sr["id"],
+                connection=connection,
+                trust_referral_id=pulled.trust_referral_id,
+                patient_id=patient_id,
+                source_hash=pulled.source_hash,
+                fhir_hash=fhir_hash,
+                status=pulled.status,
+            )
+        row.source_hash, row.source_version = pulled.source_hash, pulled.source_version
+        row.fhir_hash, row.status, row.last_pulled_at = fhir_hash, pulled.status, utcnow()
+        row.patient_id = patient_id
+        s.add(row)
+        self._resolve_quarantine(s, connection, pulled.trust_referral_id)
+
+    def _put_resource(
+        self, s: Session, connection: str, referral_id: str | None, resource: JsonDict
+    ) -> None:
+        key = (resource["resourceType"], resource["id"])
+        row = s.get(ResourceRow, key) or ResourceRow(
+            resource_type=key[0], id=key[1], connection=connection, body="", content_hash=""
+        )
+        row.body, row.content_hash = canonical_json(resource), content_hash(resource)
+        row.referral_id = referral_id or row.referral_id
+        row.updated_at = utcnow()
+        s.add(row)
+
+    def _add_quarantine(self, s: Session, connection: str, entry: NewQuarantine) -> None:
+        s.add(
+            QuarantineRow(
+                connection=connection,
+                source=entry.source,
+                record_ref=entry.record_ref,
+                field=entry.field,
+                code=entry.code,
+                reason=entry.reason,
+                payload_hash=content_hash(entry.payload),
+                payload=canonical_json(entry.payload),
+            )
+        )
+
+    def _resolve_quarantine(self, s: Session, connection: str, record_ref: str) -> None:
+        rows = s.exec(
+            select(QuarantineRow).where(
+                QuarantineRow.connection == connection,
+                QuarantineRow.record_ref == record_ref,
+                QuarantineRow.state == "open",
+            )
+        ).all()
+        for row in rows:
+            row.state = "resolved"
+            s.add(row)
+
+    # --- deliver ---------------------------------------------------------------------
+    def referrals_to_deliver(self, connection: str, limit: int = 500) -> list[ReferralRow]:
+        """Referrals whose current FHIR has not been handed to the provider yet."""
+        with self.session() as s:
+            query = (
+                select(ReferralRow)
+                .where(
+                    ReferralRow.connection == connection,
+                    or_(
+                        col(ReferralRow.delivered_hash).is_(None),
+                        col(ReferralRow.delivered_hash) != col(ReferralRow.fhir_hash),
+                    ),
+                )
+                .order_by(col(ReferralRow.first_pulled_at), col(ReferralRow.id))
+                .limit(limit)
+            )
+            return list(s.exec(query).all())
+
+    def resource(self, resource_type: str, resource_id: str) -> JsonDict | None:
+        """A stored FHIR resource as JSON."""
+        with self.session() as s:
+            row = s.get(ResourceRow, (resource_type, resource_id))
+            return json.loads(row.body) if row else None
+
+    def resources_for_referral(self, referral_id: str) -> list[JsonDict]:
+        """Every stored resource that belongs to a referral (session artefacts included)."""
+        with self.session() as s:
+            rows = s.exec(
+                select(ResourceRow)
+                .where(ResourceRow.referral_id == referral_id)
+                .order_by(col(ResourceRow.resource_type), col(ResourceRow.id))
+            ).all()
+            return [json.loads(r.body) for r in rows]
+
+    def mark_delivered(
+        self, referral_id: str, fhir_hash: str, outbox: Sequence[NewOutboxItem]
+    ) -> None:
+        """Record a delivery and queue what it implies for the trust, together."""
+        with self.session() as s:
+            row = s.get(ReferralRow, referral_id)
+            if row is None:
+                return
+            row.delivered_hash, row.delivered_at = fhir_hash, utcnow()
+            s.add(row)
+            for item in outbox:
+                self._queue(s, row.connection, item)
+
+    def _queue(self, s: Session, connection: str, item: NewOutboxItem) -> None:
+        if s.get(OutboxRow, item.key) is not None:
+            return
+        s.add(
+            OutboxRow(
+                id=item.key,
+                connection=connection,
+                referral_id=item.referral_id,
+                kind=item.kind,
+                resource_type=item.resource_type,
+                resource_id=item.resource_id,
+                depends_on=item.depends_on,
+                context=canonical_json(item.context),
+            )
+        )
+
+    # --- collect ---------------------------------------------------------------------
+    def referral(self, referral_id: str) -> ReferralRow | None:
+        """One ledger entry by internal id."""
+        with self.session() as s:
+            return s.get(ReferralRow, referral_id)
+
+    def submission_stored(self, connection: str, bundle_hash: str) -> bool:
+        """True if this exact provider bundle was stored before (its ack may have failed)."""
+        with self.session() as s:
+            return s.get(SubmissionRow, (connection, bundle_hash)) is not None
+
+    def save_submission(
+        self,
+        connection: str,
+        handle: str,
+        bundle_hash: str,
+        referral_id: str | None,
+        resources: Sequence[JsonDict],
+        outbox: Sequence[NewOutboxItem],
+        quarantine: NewQuarantine | None = None,
+    ) -> None:
+        """Store a provider bundle's resources and queue its write-backs, together."""
+        with self.session() as s:
+            for resource in resources:
+                self._put_resource(s, connection, referral_id, resource)
+            for item in outbox:
+                self._queue(s, connection, item)
+            if quarantine is not None:
+                self._add_quarantine(s, connection, quarantine)
+            s.add(
+                SubmissionRow(
+                    connection=connection,
+                    bundle_hash=bundle_hash,
+                    handle=handle,
+                    referral_id=referral_id,
+                )
+            )
+
+    # --- push ------------------------------------------------------------------------
+    def claim_due(
+        self, connection: str, *, owner: str, lease_seconds: float, limit: int = 50
+    ) -> list[OutboxRow]:
+        """Lease due outbox rows whose dependency is written; a lapsed lease is re-claimable."""
+        now = utcnow()
+        with self.session() as s:
+            candidates = s.exec(
+                select(OutboxRow)
+                .where(
+                    OutboxRow.connection == connection,
+                    or_(
+                        and_(
+                            col(OutboxRow.state) == "pending", col(OutboxRow.next_attempt_at) <= now
+                        ),
+                        and_(
+                            col(OutboxRow.state) == "in_flight",
+                            col(OutboxRow.lease_expires_at) < now,
+                        ),
+                    ),
+                )
+                .order_by(col(OutboxRow.created_at), col(OutboxRow.id))
+                .limit(limit * 4)
+            ).all()
+            claimed: list[OutboxRow] = []
+            for row in candidates:
+                if len(claimed) >= limit or not self._dependency_done(s, row):
+                    continue
+                if row.state == "in_flight":
+                    row.attempts += 1  # the lapsed attempt's outcome is unknown
+                row.state, row.lease_owner = "in_flight", owner
+                row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+                row.updated_at = now
+                s.add(row)
+                claimed.append(row)
+            return claimed
+
+    def _dependency_done(self, s: Session, row: OutboxRow) -> bool:
+        if row.depends_on is None:
+            return True
+        dependency = s.get(OutboxRow, row.depends_on)
+        return dependency is None or dependency.state in ("done", "dead", "cancelled")
+
+    def outbox_row(self, key: str) -> OutboxRow | None:
+        """One outbox row by key."""
+        with self.session() as s:
+            return s.get(OutboxRow, key)
+
+    def finish_attempt(
+        self,
+        key: str,
+        *,
+        state: str,
+        trust_id: str | None = None,
+        error: str | None = None,
+        error_code: str | None = None,
+        next_attempt_at: datetime | None = None,
+        count_attempt: bool = True,
+    ) -> None:
+        """Close an attempt: done with a receipt, back to pending with a time, or dead."""
+        with self.session() as s:
+            row = s.get(OutboxRow, key)
+            if row is None:
+                return
+            now = utcnow()
+            row.state, row.lease_owner, row.lease_expires_at = state, None, None
+            row.attempts += 1 if count_attempt else 0
+            row.last_error, row.last_error_code = error, error_code
+            row.trust_id = trust_id or row.trust_id
+            row.next_attempt_at = next_attempt_at or now
+            row.updated_at = now
+            row.done_at = now if state == "done" else None
+            s.add(row)
+
+    # --- runs and listings -----------------------------------------------------------
+    def record_run(
+        self,
+        connection: str,
+        flow: str,
+        started_at: datetime,
+        counts: JsonDict,
+        error: str | None = None,
+    ) -> None:
+        """Remember a flow run for `status`."""
+        with self.session() as s:
+            s.add(
+                RunRow(
+                    connection=connection,
+                    flow=flow,
+                    started_at=started_at,
+                    finished_at=utcnow(),
+                    ok=error is None,
+                    counts=canonical_json(counts),
+                    error=error,
+                )
+            )
+
+    def last_runs(self, connection: str) -> dict[str, RunRow]:
+        """The latest run of each flow."""
+        with self.session() as s:
+            rows = s.exec(
+                select(RunRow).where(RunRow.connection == connection).order_by(col(RunRow.id))
+            ).all()
+            return {row.flow: row for row in rows}
+
+    def last_error(self, connection: str) -> RunRow | None:
+        """The latest failed run."""
+        with self.session() as s:
+            return s.exec(
+                select(RunRow)
+                .where(RunRow.connection == connection, col(RunRow.ok).is_(False))
+                .order_by(col(RunRow.id).desc())
+            ).first()
+
+    def outbox_counts(self, connection: str) -> dict[str, int]:
+        """Outbox rows by state."""
+        with self.session() as s:
+            rows = s.exec(
+                select(OutboxRow.state, func.count())
+                .where(OutboxRow.connection == connection)
+                .group_by(OutboxRow.state)
+            ).all()
+            return {state: int(n) for state, n in rows}
+
+    def quarantine_count(self, connection: str) -> int:
+        """Open quarantine entries."""
+        with self.session() as s:
+            n = s.exec(
+                select(func.count()).where(
+                    QuarantineRow.connection == connection, QuarantineRow.state == "open"
+                )
+            ).one()
+            return int(n)
+
+    def referral_counts(self, connection: str) -> dict[str, int]:
+        """Referrals pulled and delivered."""
+        with self.session() as s:
+            total = s.exec(select(func.count()).where(ReferralRow.connection == connection)).one()
+            delivered = s.exec(
+                select(func.count()).where(
+                    ReferralRow.connection == connection,
+                    col(ReferralRow.delivered_hash).is_not(None),
+                )
+            ).one()
+            return {"pulled": int(total), "delivered": int(delivered)}
+
+    def list_referrals(self, connection: str | None = None) -> list[ReferralRow]:
+        """Referrals, oldest first."""
+        with self.session() as s:
+            query = select(ReferralRow).order_by(col(ReferralRow.first_pulled_at))
+            if connection:
+                query = query.where(ReferralRow.connection == connection)
+            return list(s.exec(query).all())
+
+    def find_referral(self, ref: str) -> ReferralRow | None:
+        """A referral by internal id or trust referral id."""
+        with self.session() as s:
+            row = s.get(ReferralRow, ref)
+            if row is not None:
+                return row
+            return s.exec(select(ReferralRow).where(ReferralRow.trust_referral_id == ref)).first()
+
+    def outbox_rows(
+        self,
+        *,
+        connection: str | None = None,
+        state: str | None = None,
+        referral_id: str | None = None,
+    ) -> list[OutboxRow]:
+        """Outbox rows filtered by connection, state and referral."""
+        with self.session() as s:
+            query = select(OutboxRow).order_by(col(OutboxRow.created_at), col(OutboxRow.id))
+            if connection:
+                query = query.where(OutboxRow.connection == connection)
+            if state:
+                query = query.where(OutboxRow.state == state)
+            if referral_id:
+                query = query.where(OutboxRow.referral_id == referral_id)
+            return list(s.exec(query).all())
+
+    def quarantine_rows(
+        self, *, connection: str | None = None, state: str | None = "open"
+    ) -> list[QuarantineRow]:
+        """Quarantine entries, newest last."""
+        with self.session() as s:
+            query = select(QuarantineRow).order_by(col(QuarantineRow.id))
+            if connection:
+                query = query.where(QuarantineRow.connection == connection)
+            if state:
+                query = query.where(QuarantineRow.state == state)
+            return list(s.exec(query).all())
+
+    def quarantine_entry(self, entry_id: int) -> QuarantineRow | None:
+        """One quarantine entry by id."""
+        with self.session() as s:
+            return s.get(QuarantineRow, entry_id)

@@ -1,0 +1,92 @@
+"""A connection at run time: its mapping and adapters, built and validated at start-up."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from ehr_bridge.adapters.base import ProviderPort, TrustSource, TrustWriter
+from ehr_bridge.adapters.registry import create_adapter
+from ehr_bridge.config import AppConfig, ConnectionConfig
+from ehr_bridge.domain.referral import ProviderRef
+from ehr_bridge.errors import ConfigError
+from ehr_bridge.mapping import Mapping, load_mapping
+from ehr_bridge.sync.retry import RetryPolicy
+
+
+def worker_id() -> str:
+    """Who holds a lease: host and process, so an operator can tell daemons apart."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Connection:
+    """Everything a flow needs to move one connection's data."""
+
+    name: str
+    mapping: Mapping
+    source: TrustSource
+    writer: TrustWriter
+    provider: ProviderPort
+    provider_ref: ProviderRef
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    lease_seconds: float = 120.0
+    owner: str = field(default_factory=worker_id)
+    #: serialises this connection's flows when the daemon runs them from several threads
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Connection:
+    """Load the mapping and create both adapters; any problem is a ConfigError with its key."""
+    key = f"connection[{index}]"
+    mapping_path = app.resolve(config.mapping)
+    if not mapping_path.is_file():
+        raise ConfigError(f"mapping file not found: {mapping_path}", key=f"{key}.mapping")
+    mapping = load_mapping(mapping_path)
+    code = config.provider_org.code
+    trust = create_adapter(
+        "trust", config.trust, base_dir=app.base_dir, key=f"{key}.trust", provider_code=code
+    )
+    provider = create_adapter(
+        "provider",
+        config.provider,
+        base_dir=app.base_dir,
+        key=f"{key}.provider",
+        provider_code=code,
+    )
+    _require(trust, (TrustSource, TrustWriter), f"{key}.trust")
+    _require(provider, (ProviderPort,), f"{key}.provider")
+    org = config.provider_org
+    return Connection(
+        name=config.name,
+        mapping=mapping,
+        source=trust,
+        writer=trust,
+        provider=provider,
+        provider_ref=ProviderRef(code=org.code, display=org.display, ods_code=org.ods_code),
+        retry=RetryPolicy(
+            max_attempts=config.retry.max_attempts,
+            base_delay=config.retry.base_delay_seconds,
+            max_delay=config.retry.max_delay_seconds,
+        ),
+        lease_seconds=config.retry.lease_seconds,
+    )
+
+
+def _require(adapter: object, protocols: tuple[type, ...], key: str) -> None:
+    for protocol in protocols:
+        if not isinstance(adapter, protocol):
+            raise ConfigError(f"adapter does not implement {protocol.__name__}", key=key)
+
+
+def build_connections(app: AppConfig, only: str | None = None) -> list[Connection]:
+    """Every enabled connection (or just ``only``), validated before any job runs."""
+    if only is not None:
+        app.get_connection(only)
+    return [
+        build_connection(app, i, c)
+        for i, c in enumerate(app.connection)
+        if c.enabled and (only is None or c.name == only)
+    ]

@@ -1,0 +1,74 @@
+"""One cycle: the flows in order for one connection, each recorded for `status`.
+
+A flow that fails is recorded with its PHI-free message and the next flow still runs,
+except after ConnectionStopError (credentials refused, endpoint gone), which ends the
+connection's cycle. Unknown exceptions are recorded by type only: their text might
+carry data we did not write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ehr_bridge.errors import ConnectionStopError, EhrBridgeError
+from ehr_bridge.store import Store, utcnow
+from ehr_bridge.sync.collect import collect
+from ehr_bridge.sync.connection import Connection
+from ehr_bridge.sync.deliver import deliver
+from ehr_bridge.sync.pull import pull
+from ehr_bridge.sync.push import push
+
+log = logging.getLogger(__name__)
+
+Flow = Callable[[Connection, Store, threading.Event | None], Any]
+FLOWS: dict[str, Flow] = {"pull": pull, "deliver": deliver, "collect": collect, "push": push}
+
+
+def run_flow(
+    name: str, conn: Connection, store: Store, stop: threading.Event | None = None
+) -> dict[str, Any]:
+    """Run one flow under the connection's lock and record the run."""
+    started = utcnow()
+    with conn.lock:
+        try:
+            counts = dataclasses.asdict(FLOWS[name](conn, store, stop))
+        except EhrBridgeError as exc:
+            store.record_run(conn.name, name, started, {}, exc.safe_message)
+            log.error("%s failed", name, extra={"connection": conn.name, "code": exc.code})
+            raise
+        except Exception as exc:
+            store.record_run(conn.name, name, started, {}, f"internal error ({type(exc).__name__})")
+            log.error(
+                "%s failed with %s", name, type(exc).__name__, extra={"connection": conn.name}
+            )
+            raise
+    store.record_run(conn.name, name, started, counts)
+    return counts
+
+
+def run_cycle(
+    conn: Connection,
+    store: Store,
+    stop: threading.Event | None = None,
+    flows: Sequence[str] = tuple(FLOWS),
+    between: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Every flow once, in order; ``between(flow)`` runs after each (the demo's platform)."""
+    report: dict[str, Any] = {}
+    for name in flows:
+        if stop and stop.is_set():
+            break
+        try:
+            report[name] = run_flow(name, conn, store, stop)
+        except ConnectionStopError as exc:
+            report[name] = {"error": exc.safe_message}
+            break
+        except EhrBridgeError as exc:
+            report[name] = {"error": exc.safe_message}
+        if between is not None:
+            between(name)
+    return report

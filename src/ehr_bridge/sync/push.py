@@ -1,0 +1,152 @@
+"""Push: write due outbox rows into the trust record, exactly once in effect.
+
+Rows are leased, so a crashed worker's rows come back after the lease. Any row that
+has been tried before (its outcome may be unknown) first asks the trust whether it
+already holds the item by our client reference, and only writes when it does not.
+A failing row is rescheduled with backoff or dead-lettered; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from ehr_bridge.adapters.base import WriteItem, WriteReceipt
+from ehr_bridge.errors import (
+    ConnectionStopError,
+    EhrBridgeError,
+    MappingError,
+    TerminalError,
+    TransientError,
+)
+from ehr_bridge.store import OutboxRow, Store, utcnow
+from ehr_bridge.sync.connection import Connection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PushCounts:
+    """What one push run did."""
+
+    written: int = 0
+    already_present: int = 0
+    retried_later: int = 0
+    dead: int = 0
+
+
+def push(conn: Connection, store: Store, stop: threading.Event | None = None) -> PushCounts:
+    """Write every due row, claiming a batch at a time until none is due."""
+    counts = PushCounts()
+    while not (stop and stop.is_set()):
+        rows = store.claim_due(conn.name, owner=conn.owner, lease_seconds=conn.lease_seconds)
+        if not rows:
+            break
+        for index, row in enumerate(rows):
+            if stop and stop.is_set():
+                _release(store, rows[index:])
+                return counts
+            try:
+                _push_one(conn, store, row, counts)
+            except ConnectionStopError:
+                _release(store, rows[index:])
+                raise
+    return counts
+
+
+def _release(store: Store, rows: list[OutboxRow]) -> None:
+    for row in rows:
+        store.finish_attempt(row.id, state="pending", count_attempt=False, error=row.last_error)
+
+
+def _push_one(conn: Connection, store: Store, row: OutboxRow, counts: PushCounts) -> None:
+    try:
+        item = _write_item(conn, store, row)
+        receipt = _find_or_write(conn, row, item)
+    except TransientError as exc:
+        _retry_or_bury(conn, store, row, exc, counts)
+        return
+    except (TerminalError, MappingError) as exc:
+        _bury(store, row, exc, counts)
+        return
+    counts.written += 0 if receipt.already_present else 1
+    counts.already_present += 1 if receipt.already_present else 0
+    store.finish_attempt(row.id, state="done", trust_id=receipt.trust_id)
+    log.info(
+        "written to trust",
+        extra={
+            "connection": conn.name,
+            "outbox": row.id,
+            "kind": row.kind,
+            "referral": row.referral_id,
+        },
+    )
+
+
+def _find_or_write(conn: Connection, row: OutboxRow, item: WriteItem) -> WriteReceipt:
+    if row.attempts > 0:
+        found = conn.writer.find(item)
+        if found is not None:
+            return found
+    return conn.writer.write(item)
+
+
+def _write_item(conn: Connection, store: Store, row: OutboxRow) -> WriteItem:
+    referral = store.referral(row.referral_id)
+    resource = store.resource(row.resource_type, row.resource_id)
+    if referral is None or resource is None:
+        raise TerminalError(f"outbox {row.id}: its referral or resource is missing", code="missing")
+    context: dict[str, Any] = json.loads(row.context)
+    context.update(client_reference=row.id, trust_referral_id=referral.trust_referral_id)
+    context["care_contact_id"] = _dependency_trust_id(store, row)
+    payload = conn.mapping.outbound(row.kind, resource, context)
+    return WriteItem(row.kind, referral.trust_referral_id, row.id, payload)
+
+
+def _dependency_trust_id(store: Store, row: OutboxRow) -> str | None:
+    if row.depends_on is None:
+        return None
+    dependency = store.outbox_row(row.depends_on)
+    if dependency is not None and dependency.state != "done":
+        raise TerminalError(
+            f"outbox {row.id}: the care contact it belongs to was not written ({dependency.state})",
+            code="dependency_failed",
+        )
+    return dependency.trust_id if dependency else None
+
+
+def _retry_or_bury(
+    conn: Connection, store: Store, row: OutboxRow, exc: TransientError, counts: PushCounts
+) -> None:
+    attempts = row.attempts + 1
+    if conn.retry.exhausted(attempts):
+        _bury(store, row, exc, counts)
+        return
+    delay = conn.retry.delay(attempts, exc.retry_after)
+    store.finish_attempt(
+        row.id,
+        state="pending",
+        error=exc.safe_message,
+        error_code=exc.code,
+        next_attempt_at=utcnow() + timedelta(seconds=delay),
+    )
+    counts.retried_later += 1
+    log.warning(
+        "write failed, will retry",
+        extra={
+            "connection": conn.name,
+            "outbox": row.id,
+            "attempt": attempts,
+            "delay_s": round(delay, 1),
+        },
+    )
+
+
+def _bury(store: Store, row: OutboxRow, exc: EhrBridgeError, counts: PushCounts) -> None:
+    store.finish_attempt(row.id, state="dead", error=exc.safe_message, error_code=exc.code)
+    counts.dead += 1
+    log.error("write dead-lettered", extra={"outbox": row.id, "kind": row.kind, "code": exc.code})
