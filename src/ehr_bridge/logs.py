@@ -85,5 +85,7 @@ def setup_logging(level: str = "INFO", file: Path | None = None, *, stderr: bool
         handler._ehr_bridge = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("urllib3", "apscheduler", "sqlalchemy"):
-        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.INFO))
+    # SQLAlchemy logs statements *with their parameters* at INFO: never below WARNING here
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    for chatty in ("urllib3", "apscheduler"):
+        logging.getLogger(chatty).setLevel(max(logging.getLevelName(level), logging.INFO))

@@ -6,6 +6,7 @@ data-set code lists it needs are restated here from ``docs/trust-api.md``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -45,19 +46,23 @@ END_CODES = frozenset(
 WRITABLE_STATUSES = frozenset({"received", "accepted", "discharged"})
 
 
+@dataclass(frozen=True)
 class ToolRule:
     """Score and item limits of a known outcome measure, so assessments are checked like IDS606."""
 
-    def __init__(self, name: str, max_score: int, item_count: int, item_max: int) -> None:
-        self.name = name
-        self.max_score = max_score
-        self.item_count = item_count
-        self.item_max = item_max
+    name: str
+    max_score: int
+    item_count: int
+    item_max: int
+    #: items that may be left unanswered (WSAS: one, the total then uses their mean)
+    max_missing: int = 0
 
 
 KNOWN_TOOLS = {
     "720433000": ToolRule("PHQ-9", 27, 9, 3),
     "445455005": ToolRule("GAD-7", 21, 7, 3),
+    # the simulated trust's local code for WSAS (no SNOMED CT id is confirmed for it)
+    "LOCAL-WSAS": ToolRule("WSAS", 40, 5, 8, max_missing=1),
 }
 #: score ceiling for tools the simulator has no rule for
 OTHER_TOOL_MAX_SCORE = 1000

@@ -30,7 +30,8 @@ from ehr_bridge.sim.records import (
 )
 
 _TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-_SNOMED_ID = re.compile(r"[1-9]\d{5,17}")
+#: a SNOMED CT concept id, or a local code the trust configured (LOCAL-...)
+_TOOL_CODE = re.compile(r"[1-9]\d{5,17}|LOCAL-[A-Z0-9\-]{1,26}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -159,7 +160,9 @@ def assessment(body: object, care_contacts: Collection[str]) -> JsonDict:
     reader = BodyReader(body, _ASSESSMENT_FIELDS)
     client_reference = reader.text("client_reference", max_len=128)
     link = _care_contact_link(reader, care_contacts)
-    tool_code = reader.pattern("tool_code", _SNOMED_ID, "must be a SNOMED CT concept id")
+    tool_code = reader.pattern(
+        "tool_code", _TOOL_CODE, "must be a SNOMED CT concept id or a LOCAL- code"
+    )
     rule = KNOWN_TOOLS.get(tool_code)
     score = reader.integer("score", 0, rule.max_score if rule else OTHER_TOOL_MAX_SCORE)
     return {
@@ -172,7 +175,7 @@ def assessment(body: object, care_contacts: Collection[str]) -> JsonDict:
     }
 
 
-def _items(value: Any, tool_code: str, score: int) -> list[int] | None:
+def _items(value: Any, tool_code: str, score: int) -> list[int | None] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value:
@@ -181,10 +184,13 @@ def _items(value: Any, tool_code: str, score: int) -> list[int] | None:
     if rule and len(value) != rule.item_count:
         raise _invalid("items", f"{rule.name} needs {rule.item_count} items")
     item_max = rule.item_max if rule else OTHER_TOOL_MAX_SCORE
+    missing = sum(1 for item in value if item is None)
+    if missing > (rule.max_missing if rule else 0):
+        raise _invalid("items", "too many unanswered items")
     for index, item in enumerate(value):
-        if not _is_int(item) or not 0 <= item <= item_max:
+        if item is not None and (not _is_int(item) or not 0 <= item <= item_max):
             raise _invalid(f"items[{index}]", f"must be an integer 0..{item_max}")
-    if sum(value) != score:
+    if not missing and sum(value) != score:
         raise _invalid("items", "items must sum to score")
     return list(value)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -363,7 +363,7 @@ class Store:
 
     # --- push ------------------------------------------------------------------------
     def claim_due(
-        self, connection: str, *, owner: str, lease_seconds: float, limit: int = 50
+        self, connection: str, *, owner: str, lease_seconds: float, limit: int = 20
     ) -> list[OutboxRow]:
         """Lease due outbox rows whose dependency is written; a lapsed lease is re-claimable."""
         now = utcnow()
@@ -397,6 +397,24 @@ class Store:
                 s.add(row)
                 claimed.append(row)
             return claimed
+
+    def expire_orphaned_leases(self, host: str, is_alive: Callable[[int], bool]) -> int:
+        """Free rows leased by dead processes on this host, so a restart need not wait.
+
+        Their attempt's outcome is unknown, so the next claim counts it and reads before
+        writing, exactly as for a lease that ran out.
+        """
+        now = utcnow()
+        freed = 0
+        with self.session() as s:
+            rows = s.exec(select(OutboxRow).where(OutboxRow.state == "in_flight")).all()
+            for row in rows:
+                owner_host, _, pid = (row.lease_owner or "").rpartition(":")
+                if owner_host == host and pid.isdigit() and not is_alive(int(pid)):
+                    row.lease_expires_at = now - timedelta(seconds=1)
+                    s.add(row)
+                    freed += 1
+        return freed
 
     def _dependency_done(self, s: Session, row: OutboxRow) -> bool:
         if row.depends_on is None:

@@ -65,7 +65,7 @@ def _release(store: Store, rows: list[OutboxRow]) -> None:
 
 def _push_one(conn: Connection, store: Store, row: OutboxRow, counts: PushCounts) -> None:
     try:
-        item = _write_item(conn, store, row)
+        item = build_write_item(conn, store, row)
         receipt = _find_or_write(conn, row, item)
     except TransientError as exc:
         _retry_or_bury(conn, store, row, exc, counts)
@@ -95,7 +95,7 @@ def _find_or_write(conn: Connection, row: OutboxRow, item: WriteItem) -> WriteRe
     return conn.writer.write(item)
 
 
-def _write_item(conn: Connection, store: Store, row: OutboxRow) -> WriteItem:
+def build_write_item(conn: Connection, store: Store, row: OutboxRow) -> WriteItem:
     referral = store.referral(row.referral_id)
     resource = store.resource(row.resource_type, row.resource_id)
     if referral is None or resource is None:

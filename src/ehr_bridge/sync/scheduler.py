@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from ehr_bridge.config import ScheduleConfig
 from ehr_bridge.errors import EhrBridgeError
 from ehr_bridge.store import Store
-from ehr_bridge.sync.connection import Connection
+from ehr_bridge.sync.connection import Connection, process_alive
 from ehr_bridge.sync.cycle import FLOWS, run_flow
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ def run_daemon(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+    freed = store.expire_orphaned_leases(socket.gethostname(), process_alive)
+    if freed:
+        log.info("freed leases of stopped processes on this host", extra={"rows": freed})
     scheduler = build_scheduler(connections, store, stop)
     scheduler.start()
     log.info("daemon started", extra={"connections": len(connections)})
