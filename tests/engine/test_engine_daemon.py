@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from support.bridge import Bridge, running_bridge
 
 FAST_SCHEDULE = """

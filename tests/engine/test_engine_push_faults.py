@@ -70,7 +70,7 @@ def test_ambiguous_and_transient_failures_never_duplicate_or_lose(
 
 
 def test_rejected_items_are_dead_lettered_without_blocking_others(tmp_path: Path) -> None:
-    conn, store, trust = _setup(tmp_path, Faults(terminal=0.3, seed=4))
+    conn, store, _ = _setup(tmp_path, Faults(terminal=0.3, seed=4))
     push(conn, store)
     counts = store.outbox_counts("fake")
     dead = store.outbox_rows(connection="fake", state="dead")

@@ -96,6 +96,7 @@ def _find_or_write(conn: Connection, row: OutboxRow, item: WriteItem) -> WriteRe
 
 
 def build_write_item(conn: Connection, store: Store, row: OutboxRow) -> WriteItem:
+    """Map a row's stored resource to the trust's payload (also used by tests and repair)."""
     referral = store.referral(row.referral_id)
     resource = store.resource(row.resource_type, row.resource_id)
     if referral is None or resource is None:
