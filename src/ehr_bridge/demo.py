@@ -173,12 +173,15 @@ def _cycles(
             result.cycles = number
             line = _tally(result, report)
             say(f"cycle {number}: {line}")
-            if _settled(store, conn.name):
+            if _settled(store, conn.name, report):
                 break
-        result.quarantined = [
-            {"record": q.record_ref, "field": q.field, "reason": q.reason}
-            for q in store.quarantine_rows(connection=conn.name)
-        ]
+        result.quarantined = sorted(
+            (
+                {"record": q.record_ref, "field": q.field, "reason": q.reason}
+                for q in store.quarantine_rows(connection=conn.name)
+            ),
+            key=lambda entry: str(entry["record"]),
+        )
         counts = store.referral_counts(conn.name)
         result.delivered = counts["delivered"]
     finally:
@@ -197,8 +200,9 @@ def _tally(result: DemoResult, report: dict[str, Any]) -> str:
     result.totals["submissions collected"] += collected.get("stored", 0)
     result.totals["written to trust"] += pushed.get("written", 0)
     parts = [
-        f"pulled {pulled.get('stored', 0)} (+{pulled.get('quarantined', 0)} quarantined)",
-        f"delivered {delivered.get('delivered', 0)}",
+        f"pulled {pulled.get('stored', 0)} new or changed"
+        f" (+{pulled.get('quarantined', 0)} quarantined)",
+        f"delivered {delivered.get('delivered', 0)} (+{delivered.get('redelivered', 0)} updated)",
         f"collected {collected.get('stored', 0)} session bundles",
         f"wrote {pushed.get('written', 0)} items to the trust",
     ]
@@ -208,11 +212,15 @@ def _tally(result: DemoResult, report: dict[str, Any]) -> str:
     return ", ".join(parts) + (f"; errors: {'; '.join(errors)}" if errors else "")
 
 
-def _settled(store: Store, connection: str) -> bool:
+def _settled(store: Store, connection: str, report: dict[str, Any]) -> bool:
+    """Done once a whole cycle found nothing new to write (it also re-read our own updates)."""
     outbox = store.outbox_counts(connection)
     counts = store.referral_counts(connection)
     open_rows = outbox.get("pending", 0) + outbox.get("in_flight", 0)
-    return open_rows == 0 and counts["delivered"] == counts["pulled"] and outbox.get("done", 0) > 0
+    quiet = not report.get("push", {}).get("written") and not report.get("collect", {}).get(
+        "stored"
+    )
+    return open_rows == 0 and counts["delivered"] == counts["pulled"] and quiet
 
 
 def _check_trust(result: DemoResult, export: dict[str, Any], workdir: Path, seed: int) -> None:

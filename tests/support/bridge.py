@@ -70,15 +70,23 @@ class Bridge:
 
 @contextmanager
 def running_bridge(
-    workdir: Path, *, seed: int = 3, referrals: int = 8, hostile: int = 0, extra_config: str = ""
+    workdir: Path,
+    *,
+    seed: int = 3,
+    referrals: int = 8,
+    hostile: int = 0,
+    extra_config: str = "",
+    database_url: str | None = None,
 ) -> Iterator[Bridge]:
     simulator = TrustSimulator(seed=seed, referrals=referrals, hostile=hostile, token=TOKEN)
     base_url = simulator.start()
     store: Store | None = None
     try:
         config_path = prepare_workdir(workdir, base_url, TOKEN)
-        if extra_config:
-            config_path.write_text(config_path.read_text("utf-8") + extra_config, "utf-8")
+        text = config_path.read_text("utf-8") + extra_config
+        if database_url:
+            text = text.replace('url = "sqlite:///state/ehr-bridge.db"', f'url = "{database_url}"')
+        config_path.write_text(text, "utf-8")
         config = load_config(config_path)
         (conn,) = build_connections(config)
         store = Store(config.database_url())

@@ -45,6 +45,7 @@ app.command()(demo)
 app.add_typer(listings.referrals_app, name="referrals")
 app.add_typer(listings.outbox_app, name="outbox")
 app.add_typer(listings.quarantine_app, name="quarantine")
+app.add_typer(listings.adapters_app, name="adapters")
 app.add_typer(sim_app, name="sim", help="The built-in trust simulator.")
 
 

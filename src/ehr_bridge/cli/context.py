@@ -64,7 +64,7 @@ def obj(ctx: typer.Context) -> CliContext:
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     """Print an error to stderr and return the Exit to raise."""
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ehr_bridge.adapters.registry import available
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, config_error, fail, obj, print_json, print_table
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store
@@ -293,3 +294,17 @@ def quarantine_show(
             console.print(f"{key:>15}: {value}", highlight=False)
     if payload:
         console.print_json(json.dumps(data["payload"]))
+
+
+adapters_app = typer.Typer(help="Adapters that connections can use.", no_args_is_help=True)
+
+
+@adapters_app.command("list")
+def adapters_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The registered adapters and the side (trust or provider) each can serve."""
+    data = [{"name": a.name, "roles": sorted(a.roles), "target": a.target} for a in available()]
+    if as_json:
+        print_json(data)
+        return
+    rows = [[d["name"], ", ".join(d["roles"]), d["target"]] for d in data]
+    print_table(obj(ctx).console, "adapters", ["name", "serves", "implementation"], rows)
