@@ -1,28 +1,46 @@
-"""Adapters by name: built-ins as lazy ``module:function`` aliases.
+"""Adapters by name: built-ins, third-party entry points, and explicit ``register``.
 
-A factory takes the adapter's options from the config and returns an object that
-satisfies the role's protocols. Options are validated when the factory runs, which is
-at start-up, before any job. An unknown name is answered with "did you mean" and the fix.
+Each adapter is described once by an ``AdapterSpec``: its name, the sides it can serve, a
+lazy ``module:callable`` factory and the capabilities it has (read once by the engine and
+by the contract test suite, never scattered as skips). A third-party package registers a
+spec in the entry-point group ``ehr_bridge.adapters``::
+
+    [project.entry-points."ehr_bridge.adapters"]
+    mysystem = "my_package.adapter:SPEC"
+
+A factory takes the adapter's options from the config and returns an object satisfying the
+role's protocols; it validates the options, so a wrong option fails at start-up. An unknown
+name is answered with "did you mean" and the fix.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ehr_bridge.config import AdapterConfig
 from ehr_bridge.errors import ConfigError
 
-Role = Literal["trust", "provider"]
+log = logging.getLogger(__name__)
 
-#: name -> (roles it can fill, "module:factory")
-BUILTIN: dict[str, tuple[frozenset[str], str]] = {
-    "iaptus": (frozenset({"trust"}), "ehr_bridge.adapters.iaptus:create"),
-    "folder": (frozenset({"provider"}), "ehr_bridge.adapters.registry:create_folder"),
-}
+Role = Literal["trust", "provider"]
+ENTRY_POINT_GROUP = "ehr_bridge.adapters"
+
+#: capability names adapters may declare (the contract suite knows each one)
+WRITE_KINDS = ("care_contact", "clinical_note", "assessment", "referral_status")
+CAPABILITIES = frozenset(
+    {
+        "find_by_reference",  # TrustWriter.find answers by client reference (read before write)
+        "updated_since",  # TrustSource honours updated_since (else it re-reads and hashes)
+        *(f"write:{kind}" for kind in WRITE_KINDS),  # the item kinds a TrustWriter takes
+    }
+)
+ALL_WRITES = frozenset(f"write:{kind}" for kind in WRITE_KINDS)
 
 
 class AdapterFactory(Protocol):
@@ -36,41 +54,112 @@ class AdapterFactory(Protocol):
 
 
 @dataclass(frozen=True)
-class AdapterInfo:
-    """A registered adapter for `adapters list` and error messages."""
+class AdapterSpec:
+    """One adapter, described once."""
 
     name: str
     roles: frozenset[str]
-    target: str
+    factory: str  # "module:callable"
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    description: str = ""
+    origin: str = "built-in"
+
+    def __post_init__(self) -> None:
+        unknown = self.capabilities - CAPABILITIES
+        if unknown:
+            raise ConfigError(
+                f"adapter {self.name!r} declares unknown capability {sorted(unknown)[0]!r}"
+            )
 
 
-def available() -> list[AdapterInfo]:
+BUILTIN: tuple[AdapterSpec, ...] = (
+    AdapterSpec(
+        name="iaptus",
+        roles=frozenset({"trust"}),
+        factory="ehr_bridge.adapters.iaptus:create",
+        capabilities=frozenset({"find_by_reference", "updated_since"}) | ALL_WRITES,
+        description="IAPTUS-style REST API (docs/trust-api.md)",
+    ),
+    AdapterSpec(
+        name="folder",
+        roles=frozenset({"provider"}),
+        factory="ehr_bridge.adapters.registry:create_folder",
+        description="FHIR bundles in a folder shared with the provider's platform",
+    ),
+)
+
+_registered: dict[str, AdapterSpec] = {}
+
+
+def register(spec: AdapterSpec) -> None:
+    """Add an adapter at run time (tests, embedding applications)."""
+    _registered[spec.name] = spec
+
+
+def unregister(name: str) -> None:
+    """Remove an adapter added with ``register``."""
+    _registered.pop(name, None)
+
+
+def _from_entry_points() -> dict[str, AdapterSpec]:
+    found: dict[str, AdapterSpec] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            spec = entry.load()
+        except Exception as exc:  # a broken plug-in must not stop the built-ins
+            log.warning(
+                "adapter plug-in failed to load",
+                extra={"entry_point": entry.name, "error": type(exc).__name__},
+            )
+            continue
+        if isinstance(spec, AdapterSpec):
+            found[spec.name] = AdapterSpec(
+                **{**spec.__dict__, "origin": f"entry point {entry.value}"}
+            )
+    return found
+
+
+def specs() -> dict[str, AdapterSpec]:
+    """Every adapter by name: built-ins, then entry points, then explicit registrations."""
+    merged = {spec.name: spec for spec in BUILTIN}
+    merged.update(_from_entry_points())
+    merged.update(_registered)
+    return merged
+
+
+def available() -> list[AdapterSpec]:
     """Every registered adapter, sorted by name."""
-    return [AdapterInfo(n, roles, target) for n, (roles, target) in sorted(BUILTIN.items())]
+    return sorted(specs().values(), key=lambda s: s.name)
+
+
+def spec_for(name: str, role: Role, key: str) -> AdapterSpec:
+    """The spec an adapter name refers to, or a ConfigError with the fix."""
+    known = specs()
+    spec = known.get(name)
+    if spec is None:
+        raise ConfigError(_unknown(name, role, known), key=f"{key}.adapter")
+    if role not in spec.roles:
+        serves = ", ".join(sorted(spec.roles))
+        raise ConfigError(
+            f"adapter {name!r} cannot be used as {role} (it serves {serves})", key=f"{key}.adapter"
+        )
+    return spec
 
 
 def create_adapter(
     role: Role, config: AdapterConfig, *, base_dir: Path, key: str, provider_code: str
 ) -> Any:
     """Build the adapter a connection's config names for ``role``."""
-    entry = BUILTIN.get(config.adapter)
-    if entry is None:
-        raise ConfigError(_unknown(config.adapter, role), key=f"{key}.adapter")
-    roles, target = entry
-    if role not in roles:
-        raise ConfigError(
-            f"adapter {config.adapter!r} cannot be used as {role} (it serves {', '.join(roles)})",
-            key=f"{key}.adapter",
-        )
-    factory = _load(target)
+    spec = spec_for(config.adapter, role, key)
+    factory = _load(spec.factory)
     return factory(config.options(), base_dir=base_dir, key=key, provider_code=provider_code)
 
 
-def _unknown(name: str, role: str) -> str:
-    names = [n for n, (roles, _) in BUILTIN.items() if role in roles]
+def _unknown(name: str, role: str, known: dict[str, AdapterSpec]) -> str:
+    names = sorted(n for n, spec in known.items() if role in spec.roles)
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown adapter {name!r}; {hint}set adapter to one of: {', '.join(sorted(names))}"
+    return f"unknown adapter {name!r}; {hint}set adapter to one of: {', '.join(names)}"
 
 
 def _load(target: str) -> AdapterFactory:

@@ -301,10 +301,29 @@ adapters_app = typer.Typer(help="Adapters that connections can use.", no_args_is
 
 @adapters_app.command("list")
 def adapters_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """The registered adapters and the side (trust or provider) each can serve."""
-    data = [{"name": a.name, "roles": sorted(a.roles), "target": a.target} for a in available()]
+    """The registered adapters, the side each can serve, and what each can do."""
+    data = [
+        {
+            "name": a.name,
+            "roles": sorted(a.roles),
+            "capabilities": sorted(a.capabilities),
+            "description": a.description,
+            "origin": a.origin,
+        }
+        for a in available()
+    ]
     if as_json:
         print_json(data)
         return
-    rows = [[d["name"], ", ".join(d["roles"]), d["target"]] for d in data]
-    print_table(obj(ctx).console, "adapters", ["name", "serves", "implementation"], rows)
+    rows = [
+        [
+            d["name"],
+            ", ".join(d["roles"]),
+            ", ".join(d["capabilities"]),
+            d["description"],
+            d["origin"],
+        ]
+        for d in data
+    ]
+    columns = ["name", "serves", "capabilities", "description", "from"]
+    print_table(obj(ctx).console, "adapters", columns, rows)

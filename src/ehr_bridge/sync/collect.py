@@ -92,7 +92,7 @@ def _store(
     artefacts: SessionArtefacts,
     counts: CollectCounts,
 ) -> None:
-    outbox = outbox_items(conn.name, artefacts)
+    outbox = [item for item in outbox_items(conn.name, artefacts) if conn.writes(item.kind)]
     resources = [
         *artefacts.encounters,
         *artefacts.questionnaire_responses,

@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 
 from ehr_bridge.adapters.base import ProviderPort, TrustSource, TrustWriter
-from ehr_bridge.adapters.registry import create_adapter
+from ehr_bridge.adapters.registry import ALL_WRITES, create_adapter, spec_for
 from ehr_bridge.config import AppConfig, ConnectionConfig
 from ehr_bridge.domain.referral import ProviderRef
 from ehr_bridge.errors import ConfigError
@@ -45,8 +45,14 @@ class Connection:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     lease_seconds: float = 120.0
     owner: str = field(default_factory=worker_id)
+    #: what the trust adapter can do (from its spec); write:<kind> decides what is queued
+    capabilities: frozenset[str] = ALL_WRITES | {"find_by_reference", "updated_since"}
     #: serialises this connection's flows when the daemon runs them from several threads
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def writes(self, kind: str) -> bool:
+        """True if the trust adapter takes items of this kind (others are never queued)."""
+        return f"write:{kind}" in self.capabilities
 
 
 def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Connection:
@@ -83,6 +89,7 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
             max_delay=config.retry.max_delay_seconds,
         ),
         lease_seconds=config.retry.lease_seconds,
+        capabilities=spec_for(config.trust.adapter, "trust", f"{key}.trust").capabilities,
     )
 
 

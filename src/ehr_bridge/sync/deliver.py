@@ -59,9 +59,8 @@ def _deliver_one(conn: Connection, store: Store, row: ReferralRow) -> None:
         raise EhrBridgeError(f"referral {row.id} has no stored FHIR resources")
     bundle = referral_bundle(ReferralResources(patient=patient, service_request=service_request))
     conn.provider.deliver_referral(row.id, bundle)
-    outbox = (
-        [] if row.delivered_hash is not None or row.status != "active" else [_accepted(conn, row)]
-    )
+    first = row.delivered_hash is None and row.status == "active"
+    outbox = [_accepted(conn, row)] if first and conn.writes("referral_status") else []
     store.mark_delivered(row.id, row.fhir_hash, outbox)
     log.info("referral delivered", extra={"connection": conn.name, "referral": row.id})
 

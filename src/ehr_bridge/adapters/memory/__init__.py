@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ehr_bridge.adapters.base import JsonDict, SourcePage, WriteItem, WriteReceipt
-from ehr_bridge.errors import ConflictError, TerminalError, TransientError
+from ehr_bridge.errors import TerminalError, TransientError
 
 
 @dataclass
@@ -70,9 +70,8 @@ class MemoryTrust:
         if self.faults.roll(self.faults.terminal):
             raise TerminalError("memory trust: injected rejection")
         key = (item.trust_referral_id, item.kind, item.client_reference)
-        if key in self.items:
-            existing = str(self.items[key]["id"])
-            raise ConflictError("memory trust: client reference exists", existing_id=existing)
+        if key in self.items:  # like the real API's 409: answer with the existing id
+            return WriteReceipt(str(self.items[key]["id"]), already_present=True)
         stored = dict(item.payload, id=f"M{len(self.items) + 1:06d}")
         self.items[key] = stored
         if self.faults.roll(self.faults.ambiguous):

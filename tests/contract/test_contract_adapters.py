@@ -1,0 +1,124 @@
+"""The contract every adapter passes, parametrised over all registered adapters.
+
+A gap is declared once, as a missing capability in the adapter's spec; the tests that need
+a capability say so with ``requires``, never with scattered skips.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from harnesses import PROVIDER_HARNESSES, TRUST_HARNESSES, ProviderCase, TrustCase
+
+from ehr_bridge.adapters.base import ProviderPort, TrustSource, TrustWriter
+from ehr_bridge.adapters.registry import specs
+
+WRITE_KINDS = ("care_contact", "clinical_note", "assessment")
+
+
+@pytest.fixture(params=sorted(TRUST_HARNESSES))
+def trust(request: pytest.FixtureRequest, tmp_path: Path) -> TrustCase:
+    with TRUST_HARNESSES[request.param](tmp_path) as case:
+        yield case
+
+
+@pytest.fixture(params=sorted(PROVIDER_HARNESSES))
+def provider(request: pytest.FixtureRequest, tmp_path: Path) -> ProviderCase:
+    with PROVIDER_HARNESSES[request.param](tmp_path) as case:
+        yield case
+
+
+def requires(case: TrustCase, capability: str) -> None:
+    if capability not in case.capabilities:
+        pytest.skip(f"adapter does not declare {capability}")
+
+
+def test_every_registered_adapter_has_a_harness() -> None:
+    for name, spec in specs().items():
+        if "trust" in spec.roles:
+            assert name in TRUST_HARNESSES, f"trust adapter {name} has no contract harness"
+        if "provider" in spec.roles:
+            assert name in PROVIDER_HARNESSES, f"provider adapter {name} has no contract harness"
+
+
+def _all_records(source: TrustSource, since: datetime | None = None) -> list[dict]:
+    records, page = [], None
+    for _ in range(1000):
+        result = source.fetch_referrals(updated_since=since, page=page)
+        records.extend(result.records)
+        if not result.next_page:
+            return records
+        page = result.next_page
+    raise AssertionError("paging never ended")
+
+
+def test_source_pages_through_every_referral_once(trust: TrustCase) -> None:
+    assert isinstance(trust.source, TrustSource)
+    records = _all_records(trust.source)
+    ids = [trust.record_id(r) for r in records]
+    assert sorted(ids) == sorted(trust.expected_ids)
+
+
+def test_source_updated_since_is_a_closed_start(trust: TrustCase) -> None:
+    requires(trust, "updated_since")
+    records = _all_records(trust.source)
+    stamps = sorted(datetime.fromisoformat(r["updated_at"].replace("Z", "+00:00")) for r in records)
+    middle = stamps[len(stamps) // 2]
+    later = _all_records(trust.source, since=middle)
+    assert all(
+        datetime.fromisoformat(r["updated_at"].replace("Z", "+00:00")) >= middle for r in later
+    )
+    assert len(later) == sum(1 for s in stamps if s >= middle)
+    assert _all_records(trust.source, since=datetime(2100, 1, 1, tzinfo=UTC)) == []
+
+
+@pytest.mark.parametrize("kind", WRITE_KINDS)
+def test_writer_write_then_find(trust: TrustCase, kind: str) -> None:
+    requires(trust, "find_by_reference")
+    requires(trust, f"write:{kind}")
+    assert isinstance(trust.writer, TrustWriter)
+    item = trust.sample_item(kind, f"contract-{kind}")
+    assert trust.writer.find(item) is None
+    receipt = trust.writer.write(item)
+    assert receipt.trust_id
+    found = trust.writer.find(item)
+    assert found is not None and found.trust_id == receipt.trust_id
+
+
+@pytest.mark.parametrize("kind", WRITE_KINDS)
+def test_writer_second_write_of_a_reference_is_not_a_duplicate(trust: TrustCase, kind: str) -> None:
+    requires(trust, f"write:{kind}")
+    assert trust.writer is not None
+    item = trust.sample_item(kind, f"contract-twice-{kind}")
+    first = trust.writer.write(item)
+    second = trust.writer.write(item)
+    assert second.trust_id == first.trust_id and second.already_present
+
+
+def test_writer_status_update(trust: TrustCase) -> None:
+    requires(trust, "write:referral_status")
+    assert trust.writer is not None
+    receipt = trust.writer.write(trust.sample_item("referral_status", "contract-status"))
+    assert receipt.trust_id
+
+
+def test_provider_delivery_replaces_on_redelivery(provider: ProviderCase) -> None:
+    assert isinstance(provider.provider, ProviderPort)
+    bundle = {"resourceType": "Bundle", "id": "sr-1", "type": "collection", "entry": []}
+    provider.provider.deliver_referral("sr-1", bundle)
+    provider.provider.deliver_referral("sr-1", {**bundle, "timestamp": "2026-11-26T10:00:00Z"})
+    delivered = provider.delivered()
+    assert list(delivered) == ["sr-1"]
+    assert delivered["sr-1"]["timestamp"] == "2026-11-26T10:00:00Z"
+
+
+def test_provider_submissions_are_offered_until_acknowledged(provider: ProviderCase) -> None:
+    for n in range(3):
+        provider.submit(f"b{n}", {"resourceType": "Bundle", "id": f"b{n}", "type": "collection"})
+    offered = list(provider.provider.pending_submissions())
+    assert [s.bundle["id"] for s in offered] == ["b0", "b1", "b2"]
+    provider.provider.acknowledge(offered[0].handle)
+    provider.provider.acknowledge(offered[0].handle)  # twice is harmless
+    assert [s.bundle["id"] for s in provider.provider.pending_submissions()] == ["b1", "b2"]
