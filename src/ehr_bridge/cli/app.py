@@ -9,6 +9,7 @@ import typer
 
 from ehr_bridge.cli import listings, run
 from ehr_bridge.cli.context import CliContext
+from ehr_bridge.cli.db import app as db_app
 from ehr_bridge.cli.demo import demo
 from ehr_bridge.cli.sim import app as sim_app
 
@@ -47,6 +48,7 @@ app.add_typer(listings.outbox_app, name="outbox")
 app.add_typer(listings.quarantine_app, name="quarantine")
 app.add_typer(listings.adapters_app, name="adapters")
 app.add_typer(sim_app, name="sim", help="The built-in trust simulator.")
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

@@ -327,3 +327,49 @@ def adapters_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     ]
     columns = ["name", "serves", "capabilities", "description", "from"]
     print_table(obj(ctx).console, "adapters", columns, rows)
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    ctx: typer.Context,
+    keys: Annotated[list[str] | None, typer.Argument(help="Outbox keys of dead rows.")] = None,
+    all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead row.")] = False,
+    connection: ConnectionOpt = None,
+) -> None:
+    """Put dead-lettered write-backs back in the queue, with fresh attempts."""
+    if bool(keys) == all_dead:
+        raise typer.BadParameter("give outbox keys or --all-dead (not both)")
+    store = _store(ctx)
+    retried = store.retry_dead(None if all_dead else _full_keys(store, keys or []), connection)
+    if not retried:
+        raise fail("no dead rows matched (see `outbox list --state dead`)", EXIT_NOT_FOUND)
+    typer.echo(f"re-queued {len(retried)} write-back(s); the next push writes them")
+
+
+@outbox_app.command("cancel")
+def outbox_cancel(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The outbox key (or its first characters).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the row).")],
+) -> None:
+    """Cancel a write-back that is not written yet, e.g. one the trust must not receive."""
+    store = _store(ctx)
+    (full,) = _full_keys(store, [key])
+    row = store.cancel(full, reason)
+    if row is None:
+        raise fail(f"no outbox row {key!r}", EXIT_NOT_FOUND)
+    if row.state == "done":
+        raise fail(f"outbox row {key!r} is already written to the trust (trust id {row.trust_id})")
+    typer.echo(f"cancelled {row.id} ({row.kind})")
+
+
+def _full_keys(store: Store, keys: list[str]) -> list[str]:
+    """Accept the shortened keys the tables print, when they are unambiguous."""
+    known = [r.id for r in store.outbox_rows()]
+    result = []
+    for key in keys:
+        matches = [k for k in known if k.startswith(key)]
+        if len(matches) > 1:
+            raise fail(f"outbox key {key!r} is ambiguous; give more characters")
+        result.append(matches[0] if matches else key)
+    return result

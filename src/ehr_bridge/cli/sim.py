@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from ehr_bridge.errors import ConfigError
+from ehr_bridge.sim.faults import FaultRates
 from ehr_bridge.sim.trust import DEFAULT_TOKEN, TrustSimulator
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,34 @@ def serve(
     token_env: Annotated[
         str, typer.Option(help="Environment variable holding the bearer token.")
     ] = TOKEN_ENV,
+    fail_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of 503s.")] = 0.0,
+    rate_limit_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of 429s (with Retry-After).")
+    ] = 0.0,
+    reset_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of resets.")] = 0.0,
+    ambiguous_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of writes committed, then dropped.")
+    ] = 0.0,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Added to every answer.")] = 0.0,
+    retry_after: Annotated[float, typer.Option(min=0, help="Retry-After of 429s (s).")] = 1.0,
 ) -> None:
-    """Serve the simulated trust API until Ctrl-C, so the bridge has a trust to talk to."""
+    """Serve the simulated trust API until Ctrl-C, so the bridge has a trust to talk to.
+
+    The fault options can also be changed while it runs: PUT /_sim/faults.
+    """
     token = os.environ.get(token_env) or DEFAULT_TOKEN
     simulator = TrustSimulator(
         seed=seed, referrals=referrals, hostile=hostile, provider_code=provider_code, token=token
+    )
+    simulator.faults.set_rates(
+        FaultRates(
+            error_5xx=fail_rate,
+            rate_limit_429=rate_limit_rate,
+            reset=reset_rate,
+            ambiguous=ambiguous_rate,
+            latency_ms=latency_ms,
+            retry_after_seconds=retry_after,
+        )
     )
     try:
         simulator.serve_forever(host, port, on_ready=_announce)

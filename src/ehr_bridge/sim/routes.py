@@ -15,6 +15,7 @@ from functools import partial
 from urllib.parse import unquote
 
 from ehr_bridge.errors import RecordValidationError
+from ehr_bridge.sim.faults import FaultRates
 from ehr_bridge.sim.records import (
     ASSESSMENT,
     CARE_CONTACT,
@@ -118,6 +119,21 @@ def export(state: TrustState, request: Request) -> Response:
     return Response(200, state.export())
 
 
+def get_faults(state: TrustState, request: Request) -> Response:
+    """GET /_sim/faults: the random fault rates, what has fired, and write conflicts."""
+    return Response(200, {**state.faults.snapshot(), "conflicts": state.conflicts})
+
+
+def put_faults(state: TrustState, request: Request) -> Response:
+    """PUT /_sim/faults: replace the random fault rates while the simulator runs."""
+    try:
+        rates = FaultRates.from_json(request.body)
+    except (TypeError, ValueError) as exc:
+        raise RecordValidationError(str(exc), field="faults") from None
+    state.faults.set_rates(rates)
+    return get_faults(state, request)
+
+
 def health(state: TrustState, request: Request) -> Response:
     """GET /_sim/health: liveness, no token needed."""
     return Response(200, {"ok": True})
@@ -138,6 +154,7 @@ ROUTES: tuple[Route, ...] = (
     _artefact_route("clinical-notes", CLINICAL_NOTE),
     _artefact_route("assessments", ASSESSMENT),
     Route("/_sim/export", {"GET": export}),
+    Route("/_sim/faults", {"GET": get_faults, "PUT": put_faults}),
     Route("/_sim/health", {"GET": health}, auth=False),
 )
 _COMPILED = [(route, route.pattern) for route in ROUTES]

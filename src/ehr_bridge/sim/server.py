@@ -157,13 +157,18 @@ class SimRequestHandler(BaseHTTPRequestHandler):
             return Response(405, answer.body, {"Allow": ", ".join(sorted(route.methods))})
         if too_large:
             return error(413, "payload_too_large", f"body larger than {MAX_BODY} bytes")
-        body = _parse_json(raw) if method == "POST" else None
+        body = _parse_json(raw) if method in ("POST", "PUT") else None
         if isinstance(body, Response):
             return body
         request = Request(method, params, _first_values(query), body)
         return self._run(route, request, self.sim.faults.take(method, route.template))
 
     def _run(self, route: Route, request: Request, fault: Fault | None) -> Response:
+        latency = self.sim.faults.rates.latency_ms
+        if latency and route.template.startswith("/api/"):
+            time.sleep(latency / 1000.0)
+        if fault is not None and fault.kind == "reset":
+            raise _Dropped
         if fault is not None and fault.kind == "status":
             return _fault_status(fault)
         answer = _call(route, request, self.sim.state)

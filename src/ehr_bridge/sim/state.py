@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from ehr_bridge.errors import ConflictError, RecordValidationError, TerminalError
 from ehr_bridge.sim import paging
+from ehr_bridge.sim.faults import FaultPlan
 from ehr_bridge.sim.generator import Dataset, ReferralFactory
 from ehr_bridge.sim.hostile import HostileInfo
 from ehr_bridge.sim.records import (
@@ -90,6 +91,10 @@ class TrustState:
         meta: JsonDict | None = None,
     ) -> None:
         self._lock = threading.RLock()
+        #: the simulated system's fault switches (the control endpoint changes them)
+        self.faults = FaultPlan()
+        #: writes refused because the client reference was already used (a retry that wrote twice)
+        self.conflicts = 0
         self._referrals: dict[str, _Referral] = {}
         for key, record in zip(dataset.keys, dataset.referrals, strict=True):
             updated = parse_timestamp(record["updated_at"])
@@ -171,7 +176,11 @@ class TrustState:
             ref = self._require(referral_id)
             contacts = [item["id"] for item in ref.items[CARE_CONTACT]]
             clean = VALIDATORS[kind](body, contacts)
-            _refuse_duplicate(ref, kind, clean["client_reference"])
+            try:
+                _refuse_duplicate(ref, kind, clean["client_reference"])
+            except ConflictError:
+                self.conflicts += 1
+                raise
             if kind == STATUS_EVENT:
                 _check_transition(ref)
             moment = self._clock.tick()

@@ -13,7 +13,6 @@ from types import TracebackType
 from typing import Any
 
 from ehr_bridge.errors import ConfigError
-from ehr_bridge.sim.faults import FaultPlan
 from ehr_bridge.sim.generator import generate
 from ehr_bridge.sim.records import REFERENCE_NOW, format_timestamp
 from ehr_bridge.sim.server import SimServer
@@ -54,7 +53,7 @@ class TrustSimulator:
         )
         meta = {"seed": seed, "provider_code": provider_code, "now": format_timestamp(reference)}
         self.state = TrustState(dataset, clock=clock or utc_now, factory=dataset.factory, meta=meta)
-        self.faults = FaultPlan()
+        self.faults = self.state.faults
         self.token = token
         self._server: SimServer | None = None
         self._thread: threading.Thread | None = None

@@ -134,3 +134,17 @@ class RunRow(SQLModel, table=True):
     ok: bool
     counts: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     error: str | None = None
+
+
+class FlowLeaseRow(SQLModel, table=True):
+    """Which worker runs a connection's pull, deliver or collect right now.
+
+    Those flows walk one cursor or one folder, so one worker at a time runs each; push is
+    shared row by row through the outbox leases instead.
+    """
+
+    __tablename__ = "flow_lease"
+    connection: str = Field(primary_key=True)
+    flow: str = Field(primary_key=True)
+    owner: str
+    expires_at: datetime

@@ -10,17 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, event, func, or_
+from sqlalchemy import event, func, or_
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, col, create_engine, select
 
+from ehr_bridge.errors import ConfigError
+from ehr_bridge.store.flow_leases import FlowLeases
+from ehr_bridge.store.migrate import current_revision, head_revision, upgrade
 from ehr_bridge.store.models import (
     CursorRow,
     OutboxRow,
@@ -32,6 +35,7 @@ from ehr_bridge.store.models import (
     SubmissionRow,
     utcnow,
 )
+from ehr_bridge.store.outbox import OutboxLeases
 
 JsonDict = dict[str, Any]
 
@@ -109,12 +113,27 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class Store:
+class Store(OutboxLeases, FlowLeases):
     """All reads and writes of ehr-bridge's state."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool | None = None) -> None:
+        """Open the store; ``migrate`` None means: upgrade SQLite, only check PostgreSQL."""
         self.engine = make_engine(url)
-        SQLModel.metadata.create_all(self.engine)
+        if migrate is None:
+            migrate = self.engine.dialect.name == "sqlite"
+        if migrate:
+            upgrade(self.engine)
+        else:
+            self._require_current_schema()
+
+    def _require_current_schema(self) -> None:
+        current, head = current_revision(self.engine), head_revision()
+        if current != head:
+            raise ConfigError(
+                f"the database schema is at {current or 'nothing'}, this version needs {head}:"
+                " run `ehr-bridge db upgrade`",
+                key="database.url",
+            )
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -360,98 +379,6 @@ class Store:
                     referral_id=referral_id,
                 )
             )
-
-    # --- push ------------------------------------------------------------------------
-    def claim_due(
-        self, connection: str, *, owner: str, lease_seconds: float, limit: int = 20
-    ) -> list[OutboxRow]:
-        """Lease due outbox rows whose dependency is written; a lapsed lease is re-claimable."""
-        now = utcnow()
-        with self.session() as s:
-            candidates = s.exec(
-                select(OutboxRow)
-                .where(
-                    OutboxRow.connection == connection,
-                    or_(
-                        and_(
-                            col(OutboxRow.state) == "pending", col(OutboxRow.next_attempt_at) <= now
-                        ),
-                        and_(
-                            col(OutboxRow.state) == "in_flight",
-                            col(OutboxRow.lease_expires_at) < now,
-                        ),
-                    ),
-                )
-                .order_by(col(OutboxRow.created_at), col(OutboxRow.id))
-                .limit(limit * 4)
-            ).all()
-            claimed: list[OutboxRow] = []
-            for row in candidates:
-                if len(claimed) >= limit or not self._dependency_done(s, row):
-                    continue
-                if row.state == "in_flight":
-                    row.attempts += 1  # the lapsed attempt's outcome is unknown
-                row.state, row.lease_owner = "in_flight", owner
-                row.lease_expires_at = now + timedelta(seconds=lease_seconds)
-                row.updated_at = now
-                s.add(row)
-                claimed.append(row)
-            return claimed
-
-    def expire_orphaned_leases(self, host: str, is_alive: Callable[[int], bool]) -> int:
-        """Free rows leased by dead processes on this host, so a restart need not wait.
-
-        Their attempt's outcome is unknown, so the next claim counts it and reads before
-        writing, exactly as for a lease that ran out.
-        """
-        now = utcnow()
-        freed = 0
-        with self.session() as s:
-            rows = s.exec(select(OutboxRow).where(OutboxRow.state == "in_flight")).all()
-            for row in rows:
-                owner_host, _, pid = (row.lease_owner or "").rpartition(":")
-                if owner_host == host and pid.isdigit() and not is_alive(int(pid)):
-                    row.lease_expires_at = now - timedelta(seconds=1)
-                    s.add(row)
-                    freed += 1
-        return freed
-
-    def _dependency_done(self, s: Session, row: OutboxRow) -> bool:
-        if row.depends_on is None:
-            return True
-        dependency = s.get(OutboxRow, row.depends_on)
-        return dependency is None or dependency.state in ("done", "dead", "cancelled")
-
-    def outbox_row(self, key: str) -> OutboxRow | None:
-        """One outbox row by key."""
-        with self.session() as s:
-            return s.get(OutboxRow, key)
-
-    def finish_attempt(
-        self,
-        key: str,
-        *,
-        state: str,
-        trust_id: str | None = None,
-        error: str | None = None,
-        error_code: str | None = None,
-        next_attempt_at: datetime | None = None,
-        count_attempt: bool = True,
-    ) -> None:
-        """Close an attempt: done with a receipt, back to pending with a time, or dead."""
-        with self.session() as s:
-            row = s.get(OutboxRow, key)
-            if row is None:
-                return
-            now = utcnow()
-            row.state, row.lease_owner, row.lease_expires_at = state, None, None
-            row.attempts += 1 if count_attempt else 0
-            row.last_error, row.last_error_code = error, error_code
-            row.trust_id = trust_id or row.trust_id
-            row.next_attempt_at = next_attempt_at or now
-            row.updated_at = now
-            row.done_at = now if state == "done" else None
-            s.add(row)
 
     # --- runs and listings -----------------------------------------------------------
     def record_run(

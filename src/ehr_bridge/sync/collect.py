@@ -198,6 +198,8 @@ def _discharges(connection: str, referral_id: str, episodes: list[JsonDict]) -> 
                 "referral_status",
                 "EpisodeOfCare",
                 episode["id"],
+                # a discharged referral is closed at the trust: "accepted" must land first
+                depends_on=artefact_key(connection, "referral_status", "accepted", referral_id),
                 context={
                     "status": "discharged",
                     "date": episode["period"]["end"],

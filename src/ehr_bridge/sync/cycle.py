@@ -28,10 +28,28 @@ Flow = Callable[[Connection, Store, threading.Event | None], Any]
 FLOWS: dict[str, Flow] = {"pull": pull, "deliver": deliver, "collect": collect, "push": push}
 
 
+#: flows that walk one cursor or folder: one worker at a time per connection
+LEASED_FLOWS = frozenset({"pull", "deliver", "collect"})
+
+
 def run_flow(
     name: str, conn: Connection, store: Store, stop: threading.Event | None = None
 ) -> dict[str, Any]:
-    """Run one flow under the connection's lock and record the run."""
+    """Run one flow under the connection's lock (and flow lease) and record the run."""
+    if name in LEASED_FLOWS and not store.take_flow_lease(
+        conn.name, name, conn.owner, conn.lease_seconds
+    ):
+        return {"skipped": 1}  # another worker is running it; push is shared row by row
+    try:
+        return _run_recorded(name, conn, store, stop)
+    finally:
+        if name in LEASED_FLOWS:
+            store.release_flow_lease(conn.name, name, conn.owner)
+
+
+def _run_recorded(
+    name: str, conn: Connection, store: Store, stop: threading.Event | None
+) -> dict[str, Any]:
     started = utcnow()
     with conn.lock:
         try:

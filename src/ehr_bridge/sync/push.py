@@ -48,19 +48,21 @@ def push(conn: Connection, store: Store, stop: threading.Event | None = None) ->
             break
         for index, row in enumerate(rows):
             if stop and stop.is_set():
-                _release(store, rows[index:])
+                _release(store, rows[index:], conn.owner)
                 return counts
             try:
                 _push_one(conn, store, row, counts)
             except ConnectionStopError:
-                _release(store, rows[index:])
+                _release(store, rows[index:], conn.owner)
                 raise
     return counts
 
 
-def _release(store: Store, rows: list[OutboxRow]) -> None:
+def _release(store: Store, rows: list[OutboxRow], owner: str) -> None:
     for row in rows:
-        store.finish_attempt(row.id, state="pending", count_attempt=False, error=row.last_error)
+        store.finish_attempt(
+            row.id, state="pending", owner=owner, count_attempt=False, error=row.last_error
+        )
 
 
 def _push_one(conn: Connection, store: Store, row: OutboxRow, counts: PushCounts) -> None:
@@ -71,11 +73,11 @@ def _push_one(conn: Connection, store: Store, row: OutboxRow, counts: PushCounts
         _retry_or_bury(conn, store, row, exc, counts)
         return
     except (TerminalError, MappingError) as exc:
-        _bury(store, row, exc, counts)
+        _bury(store, row, exc, counts, conn.owner)
         return
     counts.written += 0 if receipt.already_present else 1
     counts.already_present += 1 if receipt.already_present else 0
-    store.finish_attempt(row.id, state="done", trust_id=receipt.trust_id)
+    store.finish_attempt(row.id, state="done", owner=conn.owner, trust_id=receipt.trust_id)
     log.info(
         "written to trust",
         extra={
@@ -88,7 +90,7 @@ def _push_one(conn: Connection, store: Store, row: OutboxRow, counts: PushCounts
 
 
 def _find_or_write(conn: Connection, row: OutboxRow, item: WriteItem) -> WriteReceipt:
-    if row.attempts > 0:
+    if row.attempts > 0 and "find_by_reference" in conn.capabilities:
         found = conn.writer.find(item)
         if found is not None:
             return found
@@ -125,12 +127,15 @@ def _retry_or_bury(
 ) -> None:
     attempts = row.attempts + 1
     if conn.retry.exhausted(attempts):
-        _bury(store, row, exc, counts)
+        if exc.ambiguous and _landed_after_all(conn, store, row, counts):
+            return
+        _bury(store, row, exc, counts, conn.owner)
         return
     delay = conn.retry.delay(attempts, exc.retry_after)
     store.finish_attempt(
         row.id,
         state="pending",
+        owner=conn.owner,
         error=exc.safe_message,
         error_code=exc.code,
         next_attempt_at=utcnow() + timedelta(seconds=delay),
@@ -147,7 +152,26 @@ def _retry_or_bury(
     )
 
 
-def _bury(store: Store, row: OutboxRow, exc: EhrBridgeError, counts: PushCounts) -> None:
-    store.finish_attempt(row.id, state="dead", error=exc.safe_message, error_code=exc.code)
+def _landed_after_all(conn: Connection, store: Store, row: OutboxRow, counts: PushCounts) -> bool:
+    """Before burying an ambiguous last attempt, ask once more: it may have landed."""
+    if "find_by_reference" not in conn.capabilities:
+        return False
+    try:
+        found = conn.writer.find(build_write_item(conn, store, row))
+    except EhrBridgeError:
+        return False
+    if found is None:
+        return False
+    store.finish_attempt(row.id, state="done", owner=conn.owner, trust_id=found.trust_id)
+    counts.already_present += 1
+    return True
+
+
+def _bury(
+    store: Store, row: OutboxRow, exc: EhrBridgeError, counts: PushCounts, owner: str
+) -> None:
+    store.finish_attempt(
+        row.id, state="dead", owner=owner, error=exc.safe_message, error_code=exc.code
+    )
     counts.dead += 1
     log.error("write dead-lettered", extra={"outbox": row.id, "kind": row.kind, "code": exc.code})

@@ -76,7 +76,9 @@ def run_daemon(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    freed = store.expire_orphaned_leases(socket.gethostname(), process_alive)
+    host = socket.gethostname()
+    freed = store.expire_orphaned_leases(host, process_alive)
+    freed += store.expire_orphaned_flow_leases(host, process_alive)
     if freed:
         log.info("freed leases of stopped processes on this host", extra={"rows": freed})
     scheduler = build_scheduler(connections, store, stop)
