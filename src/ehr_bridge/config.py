@@ -13,7 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ehr_bridge.errors import ConfigError
 
@@ -105,6 +112,57 @@ class ConnectionConfig(_Section):
     retry: RetryConfig = RetryConfig()
 
 
+class ReportsConfig(_Section):
+    """Reporting choices: the ADSM switch and the governance phrase lists per protocol.
+
+    ``phrases`` maps a treatment protocol name to the phrases counted in its session notes;
+    ``protocol_problems`` limits a protocol to referrals whose ICD-10 presenting problem
+    starts with one of its prefixes (a protocol not listed there applies to every referral).
+    The defaults are examples for the demo; a service sets the lists its clinical audit uses.
+    """
+
+    #: use the anxiety-disorder-specific measures (unconfirmed values) in outcome reports
+    adsm_enabled: bool = False
+    phrases: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "depression": ["behavioural activation", "activity diary", "thought record"],
+            "anxiety": ["exposure", "worry time", "avoidance"],
+            "risk": ["risk reviewed"],
+        }
+    )
+    protocol_problems: dict[str, list[str]] = Field(
+        default_factory=lambda: {"depression": ["F32", "F33"], "anxiety": ["F40", "F41"]}
+    )
+
+    @field_validator("phrases")
+    @classmethod
+    def _phrases_are_words(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, phrases in value.items():
+            if not name.strip() or not phrases:
+                raise ValueError("every protocol needs a name and at least one phrase")
+            if any(not any(ch.isalnum() for ch in phrase) for phrase in phrases):
+                raise ValueError(f"protocol {name}: every phrase needs a letter or digit")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_phrases_drop_default_problems(cls, data: Any) -> Any:
+        """Own phrase lists without ``protocol_problems`` apply to every referral."""
+        if isinstance(data, dict) and "phrases" in data and "protocol_problems" not in data:
+            return {**data, "protocol_problems": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _problems_name_protocols(self) -> ReportsConfig:
+        for name, prefixes in self.protocol_problems.items():
+            if name not in self.phrases:
+                raise ValueError(f"protocol_problems names {name}, which has no phrases")
+            bad = [p for p in prefixes if not p[:1].isalpha() or not p.replace(".", "").isalnum()]
+            if bad or not prefixes:
+                raise ValueError(f"protocol_problems.{name}: give ICD-10 prefixes like F41")
+        return self
+
+
 class AppConfig(_Section):
     """The whole file, with relative paths resolved against the file's folder."""
 
@@ -112,6 +170,7 @@ class AppConfig(_Section):
     database: DatabaseConfig = DatabaseConfig()
     logging: LoggingConfig = LoggingConfig()
     connection: list[ConnectionConfig] = Field(default_factory=list)
+    reports: ReportsConfig = ReportsConfig()
 
     @field_validator("connection")
     @classmethod

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ehr_bridge.cli.context import EXIT_FAILED
-from ehr_bridge.demo import DemoResult, run_demo
+from ehr_bridge.config import load_config
+from ehr_bridge.demo import CONNECTION, DemoResult, run_demo
+from ehr_bridge.reports import options_from_config, render_page, reports_from_store, summary_lines
+from ehr_bridge.store import Store
 
 
 def demo(
@@ -46,6 +51,7 @@ def _report(console: Console, result: DemoResult) -> None:
     console.print(f"  quarantined: {len(result.quarantined)}")
     for entry in result.quarantined:
         console.print(f"    {entry['record']}: {entry['reason']}")
+    _outcomes(console, result.workdir)
     config = result.workdir / "ehr-bridge.toml"
     console.print()
     console.print("[bold]Try next[/bold]")
@@ -54,6 +60,25 @@ def _report(console: Console, result: DemoResult) -> None:
         "referrals list",
         "quarantine list",
         "outbox list --state done",
+        "report all",
+        "report outcomes --csv",
     ):
         console.print(f"  .venv/bin/ehr-bridge --config {config} {command}")
     console.print(f"  the simulator's final records: {result.workdir / 'trust-export.json'}")
+
+
+def _outcomes(console: Console, workdir: Path) -> None:
+    """The national outcome figures on what the demo wrote, and the HTML report beside it."""
+    config = load_config(workdir / "ehr-bridge.toml")
+    store = Store(config.database_url())
+    try:
+        reports = reports_from_store(store, CONNECTION, options_from_config(config.reports))
+    finally:
+        store.close()
+    page = workdir / "report.html"
+    page.write_text(render_page([reports], datetime.now(UTC)), encoding="utf-8")
+    console.print()
+    console.print("[bold]Outcomes[/bold] (national NHS Talking Therapies definitions)")
+    for line in summary_lines(reports):
+        console.print(f"  {escape(line)}")
+    console.print(f"  charts and tables: {page}")

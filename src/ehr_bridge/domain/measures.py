@@ -5,20 +5,29 @@ reliable change), so every total is recomputed from its items and checked agains
 measure's ranges before it is trusted. The table is data, not code paths: a measure whose
 codes or cut-offs are not yet confirmed from a cited source ships ``enabled=False`` (or
 ``confirmed=False``), and ``docs/fhir-profile.md`` says which is which.
+
+The same rows drive the outcome reports (``ehr_bridge.reports``): ``role`` says which side
+of the recovery definition a measure sits on (depression or anxiety; functioning measures
+such as WSAS take no part), ``caseness`` and ``reliable_change`` are the national
+thresholds, and ``problems`` lists the ICD-10 presenting problems for which an
+anxiety-disorder-specific measure (ADSM) replaces GAD-7. ``measure_table`` gives the table
+with the ADSM rows switched on, for a service that has verified their values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from ehr_bridge.domain.codes import LOINC, OUTCOME_MEASURE_SYSTEM, QUESTIONNAIRE_BASE, SNOMED
 from ehr_bridge.errors import RecordValidationError
 
 JsonDict = dict[str, Any]
+#: which side of the national recovery definition a measure sits on
+MeasureRole = Literal["depression", "anxiety", "functioning"]
 
 #: bump when any row below changes, so stored scores can say which table judged them
 MEASURES_VERSION = "2026-11"
@@ -48,14 +57,31 @@ class Measure:
     loinc_display: str | None = None
     #: items that may be missing and are then replaced by the mean of the others
     max_missing_items: int = 0
+    role: MeasureRole = "functioning"
+    #: ICD-10 code prefixes (no dots) of the presenting problems this ADSM is used for
+    problems: tuple[str, ...] = ()
 
     @property
     def questionnaire_url(self) -> str:
         """Canonical URL of our Questionnaire for this measure (QR.questionnaire)."""
         return f"{QUESTIONNAIRE_BASE}/{self.key}"
 
+    def at_caseness(self, total: float) -> bool:
+        """True when ``total`` is at or above the clinical cut-off (``>=``, as nationally)."""
+        return self.caseness is not None and total >= self.caseness
 
-def _adsm(key: str, name: str, items: int, item_max: int, cut: int, rci: int) -> Measure:
+    def reliable_decrease(self, change: float) -> bool:
+        """True when a last-minus-first ``change`` is a reliable improvement (``<= -RCI``)."""
+        return self.reliable_change is not None and change <= -self.reliable_change
+
+    def reliable_increase(self, change: float) -> bool:
+        """True when a last-minus-first ``change`` is a reliable worsening (``>= +RCI``)."""
+        return self.reliable_change is not None and change >= self.reliable_change
+
+
+def _adsm(
+    key: str, name: str, items: int, item_max: int, cut: int, rci: int, problems: tuple[str, ...]
+) -> Measure:
     """An anxiety-disorder-specific measure row: disabled until verified against the Manual."""
     return Measure(
         key=key,
@@ -71,6 +97,8 @@ def _adsm(key: str, name: str, items: int, item_max: int, cut: int, rci: int) ->
         reliable_change=rci,
         enabled=False,
         confirmed=False,
+        role="anxiety",
+        problems=problems,
     )
 
 
@@ -91,6 +119,7 @@ _ROWS: tuple[Measure, ...] = (
         confirmed=True,
         snomed_display="Patient Health Questionnaire Nine Item score",
         loinc_display="Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]",
+        role="depression",
     ),
     Measure(
         key="gad7",
@@ -108,6 +137,7 @@ _ROWS: tuple[Measure, ...] = (
         confirmed=True,
         snomed_display="Generalized anxiety disorder 7 item score",
         loinc_display="Generalized anxiety disorder 7 item (GAD-7) total score [Reported.PHQ]",
+        role="anxiety",
     ),
     # Range and missing-item rule confirmed (Mundt 2002; NHS Data Dictionary June 2012);
     # the SNOMED concept is not, so WSAS totals carry only our own coding for now.
@@ -127,14 +157,33 @@ _ROWS: tuple[Measure, ...] = (
         confirmed=False,
         max_missing_items=1,
     ),
-    _adsm("pdss", "Panic Disorder Severity Scale", 7, 4, 8, 5),
-    _adsm("spin", "Social Phobia Inventory", 17, 4, 19, 10),
-    _adsm("iesr", "Impact of Event Scale - Revised", 22, 4, 33, 9),
-    _adsm("pcl5", "PTSD Checklist for DSM-5", 20, 4, 32, 10),
-    _adsm("hai", "Short Health Anxiety Inventory", 18, 3, 18, 4),
+    # ADSM rows: cut-offs, RCIs and the presenting problems (panic F41.0, social phobia
+    # F40.1, PTSD F43.1, health anxiety F45.2) they replace GAD-7 for are all unconfirmed.
+    _adsm("pdss", "Panic Disorder Severity Scale", 7, 4, 8, 5, ("F410",)),
+    _adsm("spin", "Social Phobia Inventory", 17, 4, 19, 10, ("F401",)),
+    _adsm("iesr", "Impact of Event Scale - Revised", 22, 4, 33, 9, ("F431",)),
+    _adsm("pcl5", "PTSD Checklist for DSM-5", 20, 4, 32, 10, ("F431",)),
+    _adsm("hai", "Short Health Anxiety Inventory", 18, 3, 18, 4, ("F452",)),
 )
 
 MEASURES: Mapping[str, Measure] = MappingProxyType({m.key: m for m in _ROWS})
+
+
+def measure_table(*, adsm_enabled: bool = False) -> Mapping[str, Measure]:
+    """The measure table as a service has chosen to use it.
+
+    With ``adsm_enabled`` the anxiety-disorder-specific rows are switched on, for a service
+    that has checked their values against the NHS Talking Therapies Manual. Only the
+    reports read this switch: collect still validates against ``MEASURES``, where ADSM
+    scores stay refused until the rows are confirmed here for everyone.
+    """
+    if not adsm_enabled:
+        return MEASURES
+    rows = {
+        key: replace(m, enabled=True) if m.problems and not m.enabled else m
+        for key, m in MEASURES.items()
+    }
+    return MappingProxyType(rows)
 
 
 def measure_for_code(system: str, code: str) -> Measure | None:

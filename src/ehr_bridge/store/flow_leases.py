@@ -38,6 +38,7 @@ class FlowLeases:
                     )
                 )
                 .values(owner=owner, expires_at=expires)
+                .execution_options(synchronize_session=False)
             )
             if result.rowcount == 1:
                 return True
@@ -77,4 +78,5 @@ class FlowLeases:
                     )
                 )
                 .values(expires_at=utcnow() - timedelta(seconds=1))
+                .execution_options(synchronize_session=False)
             )

@@ -88,6 +88,7 @@ class OutboxLeases:
                 update(OutboxRow)
                 .where(col(OutboxRow.id).in_(ids))
                 .values(**_claim_values(owner, now, lease_seconds))
+                .execution_options(synchronize_session=False)
             )
             return self._reload(s, ids)
 
@@ -105,6 +106,7 @@ class OutboxLeases:
                     update(OutboxRow)
                     .where(col(OutboxRow.id) == key, _due(now))
                     .values(**_claim_values(owner, now, lease_seconds))
+                    .execution_options(synchronize_session=False)
                 )
                 if result.rowcount == 1:
                     claimed.append(key)
@@ -154,7 +156,12 @@ class OutboxLeases:
         if owner is not None:
             condition = and_(condition, col(OutboxRow.lease_owner) == owner)
         with self.session() as s:
-            result = s.exec(update(OutboxRow).where(condition).values(**values))
+            result = s.exec(
+                update(OutboxRow)
+                .where(condition)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
             return bool(result.rowcount == 1)
 
     def expire_orphaned_leases(self, host: str, is_alive: Callable[[int], bool]) -> int:

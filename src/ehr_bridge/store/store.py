@@ -121,9 +121,9 @@ class Store(OutboxLeases, FlowLeases):
         self.engine = make_engine(url)
         if migrate is None:
             migrate = self.engine.dialect.name == "sqlite"
-        if migrate:
+        if migrate and current_revision(self.engine) != head_revision():
             upgrade(self.engine)
-        else:
+        elif not migrate:
             self._require_current_schema()
 
     def _require_current_schema(self) -> None:

@@ -18,20 +18,36 @@ from ehr_bridge.errors import TerminalError, TransientError
 
 @dataclass
 class Faults:
-    """Probabilities (0..1) of each failure on a write, plus a fixed RNG seed."""
+    """Write failures: probabilities (0..1) with a fixed seed, or an exact schedule.
+
+    ``schedule`` lists the outcome of each write call in turn ("ok", "transient",
+    "ambiguous", "terminal"); once it runs out, the probabilities apply.
+    """
 
     transient: float = 0.0
     ambiguous: float = 0.0  # committed, then the answer is lost
     terminal: float = 0.0
     seed: int = 0
+    schedule: list[str] = field(default_factory=list)
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.schedule = list(self.schedule)
 
     def roll(self, probability: float) -> bool:
         """True with the given probability."""
         return probability > 0 and self.rng.random() < probability
+
+    def next_outcome(self) -> str:
+        """The outcome of the next write call."""
+        if self.schedule:
+            return self.schedule.pop(0)
+        if self.roll(self.transient):
+            return "transient"
+        if self.roll(self.terminal):
+            return "terminal"
+        return "ambiguous" if self.roll(self.ambiguous) else "ok"
 
 
 class MemoryTrust:
@@ -65,16 +81,17 @@ class MemoryTrust:
     def write(self, item: WriteItem) -> WriteReceipt:
         """Store the item unless a fault fires; a repeated client reference conflicts."""
         self.write_calls += 1
-        if self.faults.roll(self.faults.transient):
+        outcome = self.faults.next_outcome()
+        if outcome == "transient":
             raise TransientError("memory trust: injected transient failure")
-        if self.faults.roll(self.faults.terminal):
+        if outcome == "terminal":
             raise TerminalError("memory trust: injected rejection")
         key = (item.trust_referral_id, item.kind, item.client_reference)
         if key in self.items:  # like the real API's 409: answer with the existing id
             return WriteReceipt(str(self.items[key]["id"]), already_present=True)
         stored = dict(item.payload, id=f"M{len(self.items) + 1:06d}")
         self.items[key] = stored
-        if self.faults.roll(self.faults.ambiguous):
+        if outcome == "ambiguous":
             raise TransientError("memory trust: answer lost after commit", ambiguous=True)
         return WriteReceipt(trust_id=str(stored["id"]))
 

@@ -1,0 +1,78 @@
+"""Outcome, waiting-time, activity and governance reports on the data ehr-bridge carries.
+
+A service commissions an online provider for shorter waits, out-of-hours capacity and good
+outcomes; every session, score and note that shows it passes through here. The reports use
+the national NHS Talking Therapies definitions (``docs/reports.md``) so a service manager
+can trust the figures without a spreadsheet.
+
+Layers: ``model`` (the FHIR-free read model), ``load`` (store -> model, one referral at a
+time, notes reduced to phrase counts), pure functions per report (``outcomes``, ``waits``,
+``activity``, ``governance``), ``build`` (all four for a connection) and outputs
+(``text`` tables, ``export`` JSON/CSV, ``html`` page with ``svg`` charts).
+"""
+
+from ehr_bridge.reports.activity import ActivityReport, activity_report
+from ehr_bridge.reports.build import (
+    ConnectionReports,
+    ReportOptions,
+    build_reports,
+    options_from_config,
+    protocols_from_config,
+    reports_from_store,
+)
+from ehr_bridge.reports.export import CSV_COLUMNS, REPORTS, csv_rows, report_json
+from ehr_bridge.reports.governance import (
+    GovernanceReport,
+    Protocol,
+    count_phrases,
+    governance_report,
+)
+from ehr_bridge.reports.html import render_page
+from ehr_bridge.reports.load import episode_from_resources, load_episodes
+from ehr_bridge.reports.model import Episode, Period, Rate, Score, Session
+from ehr_bridge.reports.outcomes import (
+    EpisodeOutcome,
+    OutcomeCounts,
+    OutcomesReport,
+    episode_outcome,
+    outcomes_report,
+)
+from ehr_bridge.reports.text import print_report, summary_lines
+from ehr_bridge.reports.waits import WaitsReport, wait_days, waits_report
+
+__all__ = [
+    "CSV_COLUMNS",
+    "REPORTS",
+    "ActivityReport",
+    "ConnectionReports",
+    "Episode",
+    "EpisodeOutcome",
+    "GovernanceReport",
+    "OutcomeCounts",
+    "OutcomesReport",
+    "Period",
+    "Protocol",
+    "Rate",
+    "ReportOptions",
+    "Score",
+    "Session",
+    "WaitsReport",
+    "activity_report",
+    "build_reports",
+    "count_phrases",
+    "csv_rows",
+    "episode_from_resources",
+    "episode_outcome",
+    "governance_report",
+    "load_episodes",
+    "options_from_config",
+    "outcomes_report",
+    "print_report",
+    "protocols_from_config",
+    "render_page",
+    "report_json",
+    "reports_from_store",
+    "summary_lines",
+    "wait_days",
+    "waits_report",
+]

@@ -1,0 +1,99 @@
+"""All four reports for one connection, from the store or from any episodes.
+
+The CLI, the demo summary and the HTML page all come through ``build_reports`` so they
+can never disagree. Episodes are loaded once per connection and kept in memory for the four
+passes; they hold dates, codes, totals and phrase counts only (no notes), a few hundred
+bytes per referral.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ehr_bridge.config import ReportsConfig
+from ehr_bridge.domain.measures import MEASURES_VERSION, measure_table
+from ehr_bridge.reports.activity import ActivityReport, activity_report
+from ehr_bridge.reports.governance import (
+    GovernanceReport,
+    Protocol,
+    all_phrases,
+    governance_report,
+)
+from ehr_bridge.reports.load import load_episodes
+from ehr_bridge.reports.model import Episode, Period
+from ehr_bridge.reports.outcomes import OutcomesReport, outcomes_report
+from ehr_bridge.reports.waits import Cohort, WaitsReport, waits_report
+from ehr_bridge.store import Store
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What to report on: the period, the ADSM switch, phrase lists, the waits cohort."""
+
+    period: Period = field(default_factory=Period)
+    adsm_enabled: bool = False
+    protocols: tuple[Protocol, ...] = ()
+    cohort: Cohort = "finished"
+
+
+@dataclass(frozen=True)
+class ConnectionReports:
+    """The four reports of one connection."""
+
+    connection: str
+    outcomes: OutcomesReport
+    waits: WaitsReport
+    activity: ActivityReport
+    governance: GovernanceReport
+
+
+def protocols_from_config(config: ReportsConfig) -> tuple[Protocol, ...]:
+    """The configured phrase lists as Protocols, in the file's order."""
+    return tuple(
+        Protocol(
+            name=name,
+            phrases=tuple(phrases),
+            problems=tuple(config.protocol_problems.get(name, ())),
+        )
+        for name, phrases in config.phrases.items()
+    )
+
+
+def options_from_config(
+    config: ReportsConfig, period: Period | None = None, cohort: Cohort = "finished"
+) -> ReportOptions:
+    """Report options from the ``[reports]`` section plus the command line's choices."""
+    return ReportOptions(
+        period=period or Period(),
+        adsm_enabled=config.adsm_enabled,
+        protocols=protocols_from_config(config),
+        cohort=cohort,
+    )
+
+
+def build_reports(
+    connection: str, episodes: Iterable[Episode], options: ReportOptions
+) -> ConnectionReports:
+    """Outcomes, waits, activity and governance over the same episodes."""
+    held = list(episodes)
+    table = measure_table(adsm_enabled=options.adsm_enabled)
+    return ConnectionReports(
+        connection=connection,
+        outcomes=outcomes_report(
+            held,
+            options.period,
+            table,
+            measures_version=MEASURES_VERSION,
+            adsm_enabled=options.adsm_enabled,
+        ),
+        waits=waits_report(held, options.period, options.cohort),
+        activity=activity_report(held, options.period),
+        governance=governance_report(held, options.period, options.protocols),
+    )
+
+
+def reports_from_store(store: Store, connection: str, options: ReportOptions) -> ConnectionReports:
+    """Load a connection's episodes (counting the options' phrases) and build the reports."""
+    phrases = all_phrases(options.protocols)
+    return build_reports(connection, load_episodes(store, connection, phrases), options)
