@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ class TrustCase:
     record_id: Callable[[JsonDict], str]
     capabilities: frozenset[str]
     sample_item: Callable[[str, str], WriteItem]  # (kind, client_reference) -> item
+    #: when the peer last changed a raw record (aware), for the updated_since contract
+    updated_at: Callable[[JsonDict], datetime] = field(
+        default=lambda r: datetime.fromisoformat(r["updated_at"].replace("Z", "+00:00"))
+    )
 
 
 @dataclass
@@ -139,6 +144,223 @@ def folder(tmp_path: Path) -> Iterator[ProviderCase]:
     yield ProviderCase(provider=provider, delivered=delivered, submit=submit)
 
 
+def _pcmis_item(trust_referral_id: str) -> Callable[[str, str], WriteItem]:
+    payloads: dict[str, JsonDict] = {
+        "care_contact": {
+            "AppointmentDate": "10/11/2026",
+            "StartTime": "19:30",
+            "DurationMins": 50,
+            "AppointmentType": "TREAT",
+            "Outcome": "ATT",
+            "Medium": "IM",
+        },
+        "clinical_note": {"NoteDate": "10/11/2026", "NoteTime": "20:25", "Body": "Contract note."},
+        "assessment": {"Measure": "PHQ9", "TotalScore": 12, "DateCompleted": "10/11/2026"},
+        "referral_status": {"Status": "ACC", "EffectiveDate": "03/11/2026"},
+    }
+
+    def make(kind: str, reference: str) -> WriteItem:
+        payload = dict(payloads[kind], ExternalRef=reference)
+        return WriteItem(kind, trust_referral_id, reference, payload)
+
+    return make
+
+
+@contextmanager
+def rest(tmp_path: Path) -> Iterator[TrustCase]:
+    """The generic REST adapter against the PC-MIS-style simulator, through pcmis.yaml."""
+    from ehr_bridge.adapters.registry import create_adapter
+    from ehr_bridge.sim.pcmis import PcmisSimulator
+
+    simulator = PcmisSimulator(seed=23, referrals=7, api_key=TOKEN)
+    simulator.start()
+    try:
+        (tmp_path / "token").write_text(TOKEN)
+        mapping = Path(__file__).resolve().parents[2] / "mappings" / "pcmis.yaml"
+        config = AdapterConfig(
+            adapter="rest",
+            base_url=simulator.api_url,
+            mapping=str(mapping),
+            token_file="token",
+            page_size=3,
+        )
+        adapter = create_adapter(
+            "trust", config, base_dir=tmp_path, key="trust", provider_code="IESO01"
+        )
+        referrals = [e["referral"] for e in simulator.export()["referrals"]]
+        ours = {r["ReferralRef"] for r in referrals if r["Onward"]["ServiceCode"] == "IESO01"}
+        yield TrustCase(
+            source=adapter,
+            writer=adapter,
+            expected_ids=ours,
+            record_id=lambda r: str(r["ReferralRef"]),
+            capabilities=specs()["rest"].capabilities,
+            sample_item=_pcmis_item(sorted(ours)[0]),
+            updated_at=lambda r: datetime.fromisoformat(r["LastModified"]),
+        )
+    finally:
+        simulator.stop()
+
+
+_FHIR_GOLDEN = {
+    "care_contact": "care-contact-01-bst",
+    "clinical_note": "clinical-note-01",
+    "assessment": "assessment-01-phq9",
+    "referral_status": "referral-status-02-accepted",
+}
+
+
+def _fhir_item(trust_referral_id: str) -> Callable[[str, str], WriteItem]:
+    """Items as push builds them: golden FHIR artefacts through mappings/fhir-r4.yaml."""
+    import json
+
+    from ehr_bridge.mapping import load_mapping
+
+    mappings = Path(__file__).resolve().parents[2] / "mappings"
+    mapping = load_mapping(mappings / "fhir-r4.yaml")
+
+    def make(kind: str, reference: str) -> WriteItem:
+        path = mappings / "fhir-r4.golden" / f"{_FHIR_GOLDEN[kind]}.input.json"
+        source = json.loads(path.read_text("utf-8"))
+        context = dict(
+            source["context"],
+            client_reference=reference,
+            trust_referral_id=trust_referral_id,
+            care_contact_id=None,
+        )
+        payload = mapping.outbound(kind, source["resource"], context)
+        return WriteItem(kind, trust_referral_id, reference, payload)
+
+    return make
+
+
+@contextmanager
+def fhir(tmp_path: Path) -> Iterator[TrustCase]:
+    """The FHIR trust adapter against the FHIR server simulator seeded as a trust."""
+    from ehr_bridge.adapters.registry import create_adapter
+    from ehr_bridge.sim.fhir_server import FhirServerSimulator
+
+    with FhirServerSimulator.trust(seed=23, referrals=7, token=TOKEN) as simulator:
+        (tmp_path / "token").write_text(TOKEN)
+        config = AdapterConfig(
+            adapter="fhir", base_url=simulator.base_url, token_file="token", page_size=3
+        )
+        adapter = create_adapter(
+            "trust", config, base_dir=tmp_path, key="trust", provider_code="IESO01"
+        )
+        ours = {
+            r["id"]
+            for r in simulator.store.all_of("ServiceRequest")
+            if r["performer"][0]["identifier"]["value"] == "IESO01"
+        }
+        yield TrustCase(
+            source=adapter,
+            writer=adapter,
+            expected_ids=ours,
+            record_id=lambda r: str(r["id"]),
+            capabilities=specs()["fhir"].capabilities,
+            sample_item=_fhir_item(sorted(ours)[0]),
+            updated_at=lambda r: datetime.fromisoformat(
+                r["service_request"]["meta"]["lastUpdated"].replace("Z", "+00:00")
+            ),
+        )
+
+
+@contextmanager
+def fhir_provider(tmp_path: Path) -> Iterator[ProviderCase]:
+    """The FHIR provider adapter against an empty FHIR server simulator (the platform's)."""
+    from ehr_bridge.adapters.registry import create_adapter
+    from ehr_bridge.sim.fhir_server import FhirServerSimulator
+
+    with FhirServerSimulator(token=TOKEN) as simulator:
+        (tmp_path / "token").write_text(TOKEN)
+        config = AdapterConfig(
+            adapter="fhir-provider",
+            base_url=simulator.base_url,
+            token_file="token",
+            state_file="state/collect-marker.json",
+            page_size=2,
+        )
+        provider = create_adapter(
+            "provider", config, base_dir=tmp_path, key="provider", provider_code="X"
+        )
+        store = simulator.store
+
+        def delivered() -> dict[str, JsonDict]:
+            found: dict[str, JsonDict] = {}
+            for request in store.all_of("ServiceRequest"):
+                patient = store.read("Patient", request["subject"]["reference"].split("/")[-1])
+                entry = [{"resource": r} for r in (patient, request) if r is not None]
+                found[request["id"]] = {
+                    "resourceType": "Bundle",
+                    "type": "collection",
+                    "entry": entry,
+                }
+            return found
+
+        def submit(name: str, bundle: JsonDict) -> None:
+            store.put({**bundle, "id": bundle.get("id", name)})
+
+        yield ProviderCase(provider=provider, delivered=delivered, submit=submit)
+
+
+@contextmanager
+def hl7v2(tmp_path: Path) -> Iterator[TrustCase]:
+    """REF^I12 files in a drop folder; ORU/MDM to hl7apy's MLLP server (closes after each ACK)."""
+    from ehr_bridge.adapters.hl7v2.peer import RecordingPeer, uk_referral
+    from ehr_bridge.adapters.registry import create_adapter
+
+    referrals = [
+        e["referral"]
+        for e in TrustSimulator(seed=24, referrals=7).export()["referrals"]
+        if e["referral"]["referred_on_to"] == "IESO01"
+    ]
+    (tmp_path / "in").mkdir()
+    for referral in referrals:
+        (tmp_path / "in" / f"{referral['id']}.hl7").write_text(uk_referral(referral))
+    peer = RecordingPeer().start()
+    try:
+        send = {"host": "127.0.0.1", "port": peer.port, "timeout_seconds": 5}
+        config = AdapterConfig(
+            adapter="hl7v2", drop_folder="in", settle_seconds=0, page_size=3, send=send
+        )
+        adapter = create_adapter(
+            "trust", config, base_dir=tmp_path, key="trust", provider_code="IESO01"
+        )
+        yield TrustCase(
+            source=adapter,
+            writer=adapter,
+            expected_ids={r["id"] for r in referrals},
+            record_id=lambda r: str(r["RF1"][0]["6"][0]["1"]),
+            capabilities=specs()["hl7v2"].capabilities,
+            sample_item=_hl7v2_item(referrals[0]["id"]),
+        )
+    finally:
+        peer.stop()
+
+
+def _hl7v2_item(trust_referral_id: str) -> Callable[[str, str], WriteItem]:
+    payloads: dict[str, JsonDict] = {
+        "assessment": {"tool_code": "720433000", "score": 12, "completed_at": "2026-11-10T19:35Z"},
+        "clinical_note": {"authored_at": "2026-11-10T20:25:00Z", "text": "Contract test note."},
+    }
+
+    def make(kind: str, reference: str) -> WriteItem:
+        payload = dict(payloads[kind], client_reference=reference, referral_id=trust_referral_id)
+        return WriteItem(kind, trust_referral_id, reference, payload)
+
+    return make
+
+
 #: adapter name -> harness; "memory" is the test fake, held to the same contract
-TRUST_HARNESSES: dict[str, Callable[[Path], Any]] = {"iaptus": iaptus, "memory": memory}
-PROVIDER_HARNESSES: dict[str, Callable[[Path], Any]] = {"folder": folder}
+TRUST_HARNESSES: dict[str, Callable[[Path], Any]] = {
+    "fhir": fhir,
+    "hl7v2": hl7v2,
+    "iaptus": iaptus,
+    "memory": memory,
+    "rest": rest,
+}
+PROVIDER_HARNESSES: dict[str, Callable[[Path], Any]] = {
+    "fhir-provider": fhir_provider,
+    "folder": folder,
+}

@@ -64,13 +64,11 @@ def test_source_pages_through_every_referral_once(trust: TrustCase) -> None:
 def test_source_updated_since_is_a_closed_start(trust: TrustCase) -> None:
     requires(trust, "updated_since")
     records = _all_records(trust.source)
-    stamps = sorted(datetime.fromisoformat(r["updated_at"].replace("Z", "+00:00")) for r in records)
+    stamps = sorted(trust.updated_at(r) for r in records)
     middle = stamps[len(stamps) // 2]
     later = _all_records(trust.source, since=middle)
-    assert all(
-        datetime.fromisoformat(r["updated_at"].replace("Z", "+00:00")) >= middle for r in later
-    )
-    assert len(later) == sum(1 for s in stamps if s >= middle)
+    assert all(trust.updated_at(r) >= middle for r in later)
+    assert len({trust.record_id(r) for r in later}) == sum(1 for s in stamps if s >= middle)
     assert _all_records(trust.source, since=datetime(2100, 1, 1, tzinfo=UTC)) == []
 
 
@@ -104,14 +102,33 @@ def test_writer_status_update(trust: TrustCase) -> None:
     assert receipt.trust_id
 
 
+def _referral_bundle(status: str) -> tuple[str, dict]:
+    """A real delivery: the Patient + ServiceRequest bundle deliver builds (sr-1, pt-1)."""
+    patient = {"resourceType": "Patient", "id": "pt-1", "gender": "unknown"}
+    request = {
+        "resourceType": "ServiceRequest",
+        "id": "sr-1",
+        "status": status,
+        "intent": "order",
+        "subject": {"reference": "Patient/pt-1"},
+    }
+    entries = [{"fullUrl": f"urn:ehr-bridge:{r['id']}", "resource": r} for r in (patient, request)]
+    return "sr-1", {"resourceType": "Bundle", "id": "sr-1", "type": "collection", "entry": entries}
+
+
 def test_provider_delivery_replaces_on_redelivery(provider: ProviderCase) -> None:
     assert isinstance(provider.provider, ProviderPort)
-    bundle = {"resourceType": "Bundle", "id": "sr-1", "type": "collection", "entry": []}
-    provider.provider.deliver_referral("sr-1", bundle)
-    provider.provider.deliver_referral("sr-1", {**bundle, "timestamp": "2026-11-26T10:00:00Z"})
+    sr_id, bundle = _referral_bundle("active")
+    provider.provider.deliver_referral(sr_id, bundle)
+    provider.provider.deliver_referral(sr_id, _referral_bundle("revoked")[1])
     delivered = provider.delivered()
-    assert list(delivered) == ["sr-1"]
-    assert delivered["sr-1"]["timestamp"] == "2026-11-26T10:00:00Z"
+    assert list(delivered) == [sr_id]
+    requests = [
+        e["resource"]
+        for e in delivered[sr_id]["entry"]
+        if e["resource"]["resourceType"] == "ServiceRequest"
+    ]
+    assert [r["status"] for r in requests] == ["revoked"]
 
 
 def test_provider_submissions_are_offered_until_acknowledged(provider: ProviderCase) -> None:

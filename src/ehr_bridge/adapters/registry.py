@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import logging
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -79,6 +80,33 @@ BUILTIN: tuple[AdapterSpec, ...] = (
         factory="ehr_bridge.adapters.iaptus:create",
         capabilities=frozenset({"find_by_reference", "updated_since"}) | ALL_WRITES,
         description="IAPTUS-style REST API (docs/trust-api.md)",
+    ),
+    AdapterSpec(
+        name="hl7v2",
+        roles=frozenset({"trust"}),
+        factory="ehr_bridge.adapters.hl7v2:create",
+        capabilities=frozenset({"updated_since", "write:assessment", "write:clinical_note"}),
+        description="HL7 v2: REF^I12 in from a drop folder or MLLP; ORU^R01, MDM^T02 out",
+    ),
+    AdapterSpec(
+        name="rest",
+        roles=frozenset({"trust"}),
+        factory="ehr_bridge.adapters.rest:create",
+        capabilities=frozenset({"find_by_reference", "updated_since"}) | ALL_WRITES,
+        description="any JSON REST API described by the mapping's api: section",
+    ),
+    AdapterSpec(
+        name="fhir",
+        roles=frozenset({"trust"}),
+        factory="ehr_bridge.adapters.fhir:create_trust",
+        capabilities=frozenset({"find_by_reference", "updated_since"}) | ALL_WRITES,
+        description="FHIR R4 server: ServiceRequest search in, transaction Bundles out",
+    ),
+    AdapterSpec(
+        name="fhir-provider",
+        roles=frozenset({"provider"}),
+        factory="ehr_bridge.adapters.fhir:create_provider",
+        description="therapy platform on a FHIR R4 server: referrals PUT, session Bundles searched",
     ),
     AdapterSpec(
         name="folder",
@@ -147,12 +175,27 @@ def spec_for(name: str, role: Role, key: str) -> AdapterSpec:
 
 
 def create_adapter(
-    role: Role, config: AdapterConfig, *, base_dir: Path, key: str, provider_code: str
+    role: Role,
+    config: AdapterConfig,
+    *,
+    base_dir: Path,
+    key: str,
+    provider_code: str,
+    mapping: Any = None,
 ) -> Any:
-    """Build the adapter a connection's config names for ``role``."""
+    """Build the adapter a connection's config names for ``role``.
+
+    Factories that take a ``mapping`` keyword (adapters driven by the mapping's ``api:``
+    section) get the connection's loaded mapping, so the file is named once in the config.
+    """
     spec = spec_for(config.adapter, role, key)
     factory = _load(spec.factory)
-    return factory(config.options(), base_dir=base_dir, key=key, provider_code=provider_code)
+    extra: dict[str, Any] = {}
+    if mapping is not None and "mapping" in inspect.signature(factory).parameters:
+        extra["mapping"] = mapping
+    return factory(
+        config.options(), base_dir=base_dir, key=key, provider_code=provider_code, **extra
+    )
 
 
 def _unknown(name: str, role: str, known: dict[str, AdapterSpec]) -> str:

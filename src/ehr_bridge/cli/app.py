@@ -11,6 +11,7 @@ from ehr_bridge.cli import listings, run
 from ehr_bridge.cli.context import CliContext
 from ehr_bridge.cli.db import app as db_app
 from ehr_bridge.cli.demo import demo
+from ehr_bridge.cli.mapping import app as mapping_app
 from ehr_bridge.cli.report import app as report_app
 from ehr_bridge.cli.sim import app as sim_app
 
@@ -49,6 +50,7 @@ app.add_typer(listings.outbox_app, name="outbox")
 app.add_typer(listings.quarantine_app, name="quarantine")
 app.add_typer(listings.adapters_app, name="adapters")
 app.add_typer(sim_app, name="sim", help="The built-in trust simulator.")
+app.add_typer(mapping_app, name="mapping")
 app.add_typer(report_app, name="report", help="Outcomes, waits, activity, governance.")
 app.add_typer(db_app, name="db")
 

@@ -16,6 +16,7 @@ import typer
 
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.sim.faults import FaultRates
+from ehr_bridge.sim.pcmis.cli import serve_pcmis
 from ehr_bridge.sim.trust import DEFAULT_TOKEN, TrustSimulator
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,9 @@ def export(
         return
     out.write_text(text, encoding="utf-8")
     typer.echo(f"Wrote {len(document['referrals'])} referrals to {out}")
+
+
+app.command("serve-pcmis")(serve_pcmis)
 
 
 if __name__ == "__main__":  # pragma: no cover - ``python -m ehr_bridge.cli.sim``

@@ -5,6 +5,11 @@ A mapping file (YAML, ``spec_version: 1``) says how a trust referral becomes
 Keeping this as data, with JMESPath expressions and a closed set of named transforms,
 lets an integrator add a record system without writing or running Python. The language is
 described in ``docs/mapping-language.md``.
+
+Beyond the names exported here: ``mapping.api`` (the optional ``api:`` section the generic
+``rest`` adapter reads) and the toolkit behind ``ehr-bridge mapping``: ``check`` (code maps
+against what each side uses), ``golden`` (fixtures and coverage), ``preview`` (dry runs and
+diffs) and ``fields`` (which source fields a rule reads).
 """
 
 from ehr_bridge.mapping.apply import Mapping

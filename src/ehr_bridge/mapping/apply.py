@@ -21,9 +21,12 @@ from pydantic import ValidationError
 
 from ehr_bridge.domain.facts import ReferralFacts
 from ehr_bridge.errors import ConfigError, MappingError
+from ehr_bridge.mapping.api import Api
 from ehr_bridge.mapping.transforms import BoundTransform, TransformError
 
 JsonDict = dict[str, Any]
+#: the context key every outbound kind must copy into its payload (our idempotency key)
+REFERENCE_PATH = "context.client_reference"
 
 
 @dataclass(frozen=True)
@@ -128,10 +131,16 @@ class Mapping:
         record: ReadOnlyMap[str, Any],
         inbound: tuple[CompiledRule, ...],
         outbound: ReadOnlyMap[str, tuple[CompiledRule, ...]],
+        api: Api | None = None,
+        code_maps: ReadOnlyMap[str, ReadOnlyMap[str, str]] | None = None,
     ) -> None:
         self.name = name
         self.path = path
         self.spec_version = spec_version
+        #: how the generic rest adapter calls the system (the file's ``api:`` section), if any
+        self.api = api
+        #: the file's code maps by name, for the toolkit's checks
+        self.code_maps: ReadOnlyMap[str, ReadOnlyMap[str, str]] = code_maps or {}
         self._record = record
         self._inbound = inbound
         self._outbound = outbound
@@ -170,6 +179,18 @@ class Mapping:
     def outbound_kinds(self) -> frozenset[str]:
         """The write-back kinds this mapping can produce payloads for."""
         return frozenset(self._outbound)
+
+    def rules(self, section: str) -> tuple[CompiledRule, ...]:
+        """The compiled rules of ``inbound`` or an outbound kind, in file order (toolkit)."""
+        return self._inbound if section == "inbound" else self._outbound.get(section, ())
+
+    def record_expressions(self) -> ReadOnlyMap[str, Any]:
+        """The ``record:`` section's compiled JMESPath expressions by name (toolkit)."""
+        return self._record
+
+    def reference_target(self, kind: str) -> str | None:
+        """The payload field an outbound kind writes our client reference to."""
+        return next((r.target for r in self.rules(kind) if r.source == REFERENCE_PATH), None)
 
     def outbound(self, kind: str, resource: JsonDict, context: ReadOnlyMap[str, Any]) -> JsonDict:
         """The trust payload for one artefact; the source document is {resource, context}.

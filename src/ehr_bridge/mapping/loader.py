@@ -22,8 +22,9 @@ from pydantic import ValidationError
 
 from ehr_bridge.domain.facts import PatientFacts, ReferralFacts
 from ehr_bridge.errors import ConfigError
-from ehr_bridge.mapping.apply import CompiledRule, Mapping
-from ehr_bridge.mapping.schema import CURRENT_SPEC_VERSION, MappingSpec, RuleSpec
+from ehr_bridge.mapping.api import Api, compile_api
+from ehr_bridge.mapping.apply import REFERENCE_PATH, CompiledRule, Mapping
+from ehr_bridge.mapping.schema import CURRENT_SPEC_VERSION, OUTBOUND_KINDS, MappingSpec, RuleSpec
 from ehr_bridge.mapping.transforms import TRANSFORMS, BoundTransform, TransformArgsError, bind
 
 _TARGET = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -96,7 +97,21 @@ class _Compiler:
             record=self._record(),
             inbound=self._inbound(),
             outbound=outbound,
+            api=self._api(frozenset(outbound)),
+            code_maps=self.spec.code_maps,
         )
+
+    def _api(self, kinds: frozenset[str]) -> Api | None:
+        if self.spec.api is None:
+            return None
+        api = compile_api(self.spec.api, self._key("api"))
+        for kind in OUTBOUND_KINDS - kinds:
+            if api.write(kind) is not None:
+                raise ConfigError(
+                    f"a write endpoint for {kind} but no outbound.{kind} rules to fill it",
+                    key=self._key(f"api.writes.{kind}"),
+                )
+        return api
 
     def _key(self, rule: str) -> str:
         return f"{self.path}:{rule}"
@@ -131,9 +146,11 @@ class _Compiler:
 
     def _outbound(self, kind: str, rules: dict[str, RuleSpec]) -> tuple[CompiledRule, ...]:
         section = f"outbound.{kind}"
-        if "client_reference" not in rules:
+        if not any(rule.path == REFERENCE_PATH for rule in rules.values()):
             raise ConfigError(
-                "every outbound kind must map client_reference (from context.client_reference)",
+                f"every outbound kind must put our idempotency key into the payload: a rule "
+                f"with path {REFERENCE_PATH} (e.g. client_reference: "
+                f"{{path: {REFERENCE_PATH}, required: true}})",
                 key=self._key(section),
             )
         for target in rules:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
+from ehr_bridge.mapping.api import ApiSpec
 from ehr_bridge.mapping.transforms import TRANSFORMS
 
 CURRENT_SPEC_VERSION = 1
@@ -169,6 +170,9 @@ class MappingSpec(_Spec):
     )
     inbound: InboundSpec
     outbound: OutboundSpec = Field(default_factory=OutboundSpec)
+    api: ApiSpec | None = Field(
+        default=None, description="How the generic rest adapter calls this system (optional)"
+    )
 
     @field_validator("code_maps", mode="before")
     @classmethod

@@ -7,9 +7,11 @@ quarantined ``MappingError`` that names the rule, never the patient data. ``None
 reaches a transform (the engine passes it straight through), so every transform can assume
 it has a value.
 
-Parameterised transforms (``zero_pad``, ``coding_code``, ``extension_value``) check their
-arguments when the mapping loads, so a typo fails at start-up rather than mid-run. Code
-system and extension URLs can be written as short aliases resolved from ``domain.codes``.
+Parameterised transforms (``zero_pad``, ``remove_chars``, ``parse_date``, ``format_date``,
+``coding_code``, ``extension_value``) check their arguments when the mapping loads, so a
+typo fails at start-up rather than mid-run. Code system and extension URLs can be written as
+short aliases resolved from ``domain.codes``. Date formats are strftime patterns, which
+read and write text only: a mapping still cannot run code.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import binascii
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -80,6 +82,8 @@ class BoundTransform:
 
     name: str
     fn: TransformFn
+    #: the arguments as the mapping file wrote them (aliases unresolved), for the toolkit
+    args: Mapping[str, Any] = field(default_factory=dict)
 
     def __call__(self, value: Any) -> Any:
         """Run the transform; ``TransformError`` says why the value was refused."""
@@ -147,6 +151,10 @@ def _zero_pad(value: Any, *, width: int) -> str:
     return code.rjust(width, "0") if _DIGITS.fullmatch(code) else code
 
 
+def _remove_chars(value: Any, *, chars: str) -> str | None:
+    return _text(value).translate(str.maketrans("", "", chars)) or None
+
+
 # --- dates and times ---------------------------------------------------------------------
 @functools.cache
 def _london() -> ZoneInfo:
@@ -163,6 +171,17 @@ def _date(value: Any) -> str:
         return date.fromisoformat(text).isoformat()
     except ValueError:
         raise TransformError("expected a date YYYY-MM-DD") from None
+
+
+def _parse_date(value: Any, *, pattern: str) -> str:
+    try:
+        return datetime.strptime(_text(value).strip(), pattern).date().isoformat()
+    except ValueError:
+        raise TransformError("expected a date in the mapping's format") from None
+
+
+def _format_date(value: Any, *, pattern: str) -> str:
+    return date.fromisoformat(_date(value)).strftime(pattern)
 
 
 def _aware(value: Any) -> datetime:
@@ -268,6 +287,37 @@ def _build_zero_pad(args: JsonDict) -> TransformFn:
     return functools.partial(_zero_pad, width=width)
 
 
+def _build_remove_chars(args: JsonDict) -> TransformFn:
+    _check_args(args, ("chars",))
+    chars = args["chars"]
+    if not isinstance(chars, str) or not chars:
+        raise TransformArgsError("chars must be non-empty text: every character in it is removed")
+    return functools.partial(_remove_chars, chars=chars)
+
+
+def _date_pattern(args: JsonDict) -> str:
+    """A strftime pattern naming day, month and year (``%d/%m/%Y``), checked once."""
+    _check_args(args, ("format",))
+    pattern = args["format"]
+    if not isinstance(pattern, str) or not all(d in pattern for d in ("%d", "%m", "%Y")):
+        raise TransformArgsError("format must be a strftime pattern with %d, %m and %Y")
+    probe = date(2026, 12, 31)
+    try:
+        if datetime.strptime(probe.strftime(pattern), pattern).date() != probe:
+            raise ValueError
+    except (ValueError, re.error):  # strptime compiles the pattern to a regex
+        raise TransformArgsError("format does not read back what it writes") from None
+    return pattern
+
+
+def _build_parse_date(args: JsonDict) -> TransformFn:
+    return functools.partial(_parse_date, pattern=_date_pattern(args))
+
+
+def _build_format_date(args: JsonDict) -> TransformFn:
+    return functools.partial(_format_date, pattern=_date_pattern(args))
+
+
 def _build_coding_code(args: JsonDict) -> TransformFn:
     _check_args(args, ("system",))
     system = _resolve_url(args["system"], SYSTEM_ALIASES, "system")
@@ -290,7 +340,25 @@ _ENTRIES: tuple[Transform, ...] = (
     _plain("number", "a number or numeric text; whole values become integers", _number),
     _plain("strip_leading_zeros", "all-digit code without leading zeros", _strip_leading_zeros),
     Transform("zero_pad", "all-digit code left-padded with zeros", ("width",), _build_zero_pad),
+    Transform(
+        "remove_chars",
+        "delete every listed character (e.g. 'F41.1' -> 'F411')",
+        ("chars",),
+        _build_remove_chars,
+    ),
     _plain("date", "a YYYY-MM-DD date, checked", _date),
+    Transform(
+        "parse_date",
+        "a date in a stated format (e.g. %d/%m/%Y) -> YYYY-MM-DD",
+        ("format",),
+        _build_parse_date,
+    ),
+    Transform(
+        "format_date",
+        "a YYYY-MM-DD date -> the stated format (e.g. %d/%m/%Y)",
+        ("format",),
+        _build_format_date,
+    ),
     _plain("utc_timestamp", "timestamp with offset -> UTC 'YYYY-MM-DDTHH:MM:SSZ'", _utc_timestamp),
     _plain("london_date", "timestamp with offset -> Europe/London date", _london_date),
     _plain("london_time", "timestamp with offset -> Europe/London HH:MM", _london_time),
@@ -315,4 +383,4 @@ def bind(name: str, args: JsonDict) -> BoundTransform:
         KeyError: the name is not in the registry (the loader suggests a close one).
         TransformArgsError: the arguments do not fit the transform.
     """
-    return BoundTransform(name, TRANSFORMS[name].build(args))
+    return BoundTransform(name, TRANSFORMS[name].build(args), dict(args))

@@ -201,6 +201,8 @@ class Store(OutboxLeases, FlowLeases):
         referrals: Sequence[PulledReferral],
         quarantines: Sequence[NewQuarantine],
         cursor: str | None,
+        *,
+        cursor_name: str | None = None,
     ) -> None:
         """Upsert a page's referrals and quarantine entries and move the cursor, together."""
         with self.session() as s:
@@ -209,7 +211,8 @@ class Store(OutboxLeases, FlowLeases):
             for entry in quarantines:
                 self._add_quarantine(s, connection, entry)
             if cursor is not None:
-                row = s.get(CursorRow, connection) or CursorRow(connection=connection)
+                key = cursor_name or connection
+                row = s.get(CursorRow, key) or CursorRow(connection=key)
                 row.value, row.updated_at = cursor, utcnow()
                 s.add(row)
 

@@ -64,7 +64,12 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
     mapping = load_mapping(mapping_path)
     code = config.provider_org.code
     trust = create_adapter(
-        "trust", config.trust, base_dir=app.base_dir, key=f"{key}.trust", provider_code=code
+        "trust",
+        config.trust,
+        base_dir=app.base_dir,
+        key=f"{key}.trust",
+        provider_code=code,
+        mapping=mapping,
     )
     provider = create_adapter(
         "provider",

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from ehr_bridge.errors import ConnectionStopError, EhrBridgeError
@@ -19,6 +21,7 @@ from ehr_bridge.store import Store, utcnow
 from ehr_bridge.sync.collect import collect
 from ehr_bridge.sync.connection import Connection
 from ehr_bridge.sync.deliver import deliver
+from ehr_bridge.sync.events import FlowFinished, publish
 from ehr_bridge.sync.pull import pull
 from ehr_bridge.sync.push import push
 
@@ -50,22 +53,39 @@ def run_flow(
 def _run_recorded(
     name: str, conn: Connection, store: Store, stop: threading.Event | None
 ) -> dict[str, Any]:
-    started = utcnow()
+    started, clock = utcnow(), time.monotonic()
     with conn.lock:
         try:
             counts = dataclasses.asdict(FLOWS[name](conn, store, stop))
         except EhrBridgeError as exc:
-            store.record_run(conn.name, name, started, {}, exc.safe_message)
+            _finished(conn, store, name, started, clock, {}, exc.safe_message, exc.code)
             log.error("%s failed", name, extra={"connection": conn.name, "code": exc.code})
             raise
         except Exception as exc:
-            store.record_run(conn.name, name, started, {}, f"internal error ({type(exc).__name__})")
+            message = f"internal error ({type(exc).__name__})"
+            _finished(conn, store, name, started, clock, {}, message, "internal_error")
             log.error(
                 "%s failed with %s", name, type(exc).__name__, extra={"connection": conn.name}
             )
             raise
-    store.record_run(conn.name, name, started, counts)
+    _finished(conn, store, name, started, clock, counts, None, None)
     return counts
+
+
+def _finished(
+    conn: Connection,
+    store: Store,
+    name: str,
+    started: datetime,
+    clock: float,
+    counts: dict[str, Any],
+    error: str | None,
+    code: str | None,
+) -> None:
+    """Record the run for `status` and tell observers (metrics, alerts)."""
+    store.record_run(conn.name, name, started, counts, error)
+    seconds = time.monotonic() - clock
+    publish(FlowFinished(conn.name, name, seconds, counts, error, code))
 
 
 def run_cycle(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,28 +37,48 @@ class PullCounts:
     pages: int = 0
 
 
-def pull(conn: Connection, store: Store, stop: threading.Event | None = None) -> PullCounts:
-    """Pull every referral changed since the cursor, one committed page at a time."""
+PageHook = Callable[[PullCounts], None]
+
+
+def pull(
+    conn: Connection,
+    store: Store,
+    stop: threading.Event | None = None,
+    *,
+    cursor_name: str | None = None,
+    since: datetime | None = None,
+    on_page: PageHook | None = None,
+) -> PullCounts:
+    """Pull every referral changed since the cursor, one committed page at a time.
+
+    ``cursor_name`` (default: the connection's name) lets a backfill keep its own cursor
+    and so resume where it stopped; ``since`` is where a cursor that does not exist yet
+    starts; ``on_page`` is told the running counts after each committed page.
+    """
     counts = PullCounts()
-    cursor = store.get_cursor(conn.name)
-    since = _parse_instant(cursor)
+    key = cursor_name or conn.name
+    cursor = store.get_cursor(key)
+    if cursor is None and since is not None:
+        cursor = _later(None, since)
+    since_start = _parse_instant(cursor)  # one query for the whole run; its pages follow
     page_token: str | None = None
     while not (stop and stop.is_set()):
-        page = conn.source.fetch_referrals(updated_since=since, page=page_token)
+        page = conn.source.fetch_referrals(updated_since=since_start, page=page_token)
         counts.pages += 1
         referrals: list[PulledReferral] = []
         quarantines: list[NewQuarantine] = []
         for record in page.records:
             counts.seen += 1
             _take(conn, store, record, referrals, quarantines, counts)
-            cursor = _later(
-                cursor, conn.mapping.record_updated_at(record) if isinstance(record, dict) else None
-            )
-        store.save_pull_page(conn.name, referrals, quarantines, cursor)
+            stamp = conn.mapping.record_updated_at(record) if isinstance(record, dict) else None
+            cursor = _later(cursor, stamp)
+        store.save_pull_page(conn.name, referrals, quarantines, cursor, cursor_name=key)
         log.info(
             "pull page committed",
             extra={"connection": conn.name, "records": len(page.records), "page": counts.pages},
         )
+        if on_page is not None:
+            on_page(counts)
         if not page.next_page:
             break
         page_token = page.next_page

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from ehr_bridge.errors import (
 )
 from ehr_bridge.store import OutboxRow, Store, utcnow
 from ehr_bridge.sync.connection import Connection
+from ehr_bridge.sync.events import WriteFinished, publish
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +68,20 @@ def _release(store: Store, rows: list[OutboxRow], owner: str) -> None:
 
 
 def _push_one(conn: Connection, store: Store, row: OutboxRow, counts: PushCounts) -> None:
+    clock = time.monotonic()
     try:
         item = build_write_item(conn, store, row)
         receipt = _find_or_write(conn, row, item)
     except TransientError as exc:
-        _retry_or_bury(conn, store, row, exc, counts)
+        outcome = _retry_or_bury(conn, store, row, exc, counts)
+        publish(WriteFinished(conn.name, row.kind, outcome, time.monotonic() - clock))
         return
     except (TerminalError, MappingError) as exc:
         _bury(store, row, exc, counts, conn.owner)
+        publish(WriteFinished(conn.name, row.kind, "dead", time.monotonic() - clock))
         return
+    outcome = "already_present" if receipt.already_present else "written"
+    publish(WriteFinished(conn.name, row.kind, outcome, time.monotonic() - clock))
     counts.written += 0 if receipt.already_present else 1
     counts.already_present += 1 if receipt.already_present else 0
     store.finish_attempt(row.id, state="done", owner=conn.owner, trust_id=receipt.trust_id)
@@ -124,13 +131,13 @@ def _dependency_trust_id(store: Store, row: OutboxRow) -> str | None:
 
 def _retry_or_bury(
     conn: Connection, store: Store, row: OutboxRow, exc: TransientError, counts: PushCounts
-) -> None:
+) -> str:
     attempts = row.attempts + 1
     if conn.retry.exhausted(attempts):
         if exc.ambiguous and _landed_after_all(conn, store, row, counts):
-            return
+            return "already_present"
         _bury(store, row, exc, counts, conn.owner)
-        return
+        return "dead"
     delay = conn.retry.delay(attempts, exc.retry_after)
     store.finish_attempt(
         row.id,
@@ -150,6 +157,7 @@ def _retry_or_bury(
             "delay_s": round(delay, 1),
         },
     )
+    return "retry"
 
 
 def _landed_after_all(conn: Connection, store: Store, row: OutboxRow, counts: PushCounts) -> bool:

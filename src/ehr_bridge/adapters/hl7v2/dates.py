@@ -1,0 +1,107 @@
+"""HL7 dates and times as ISO 8601, using hl7apy's data dictionary to know where they are.
+
+A mapping reads dates with the ``date`` and ``utc_timestamp`` transforms, which take ISO
+8601. HL7 writes ``20261103`` and ``202611030915+0000``, and only the message version's
+data dictionary says which components hold one. hl7apy ships those dictionaries for 2.1
+to 2.8.2, so ``date_positions`` asks it once per (version, segment) and caches the answer:
+the hot decode path then only converts the few components listed.
+
+A time without an offset is in the sender's local time zone (HL7 v2 ch. 2A, DTM), so it gets
+that zone's offset for the instant (BST-aware for Europe/London). Anything that is not a
+whole, real date is left as the sender wrote it: the mapping's transform then refuses it
+and the record is quarantined naming the field, rather than guessed at here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hl7apy import load_reference
+from hl7apy.exceptions import ChildNotFound
+
+#: versions hl7apy has dictionaries for; any other version is read with 2.5's
+KNOWN_VERSIONS = frozenset(
+    {"2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8", "2.8.1", "2.8.2"}
+)
+FALLBACK_VERSION = "2.5"
+_DATE_TYPES = frozenset({"DT", "DTM"})
+_DTM = re.compile(
+    r"(?P<date>\d{8})(?P<hour>\d{2})?(?P<minute>\d{2})?(?P<second>\d{2})?"
+    r"(?:\.(?P<fraction>\d{1,4}))?(?P<offset>[+-]\d{4})?"
+)
+
+#: field number -> the component numbers (1-based) that hold a DT or DTM
+Positions = Mapping[int, frozenset[int]]
+
+
+@functools.lru_cache(maxsize=4096)
+def date_positions(version: str, segment_id: str) -> Positions:
+    """Where ``segment_id`` holds dates in ``version`` (empty for Z- and unknown segments)."""
+    version = version if version in KNOWN_VERSIONS else FALLBACK_VERSION
+    try:
+        structure = load_reference(segment_id, "Segment", version)
+    except (ChildNotFound, KeyError, ValueError):
+        return {}
+    found: dict[int, frozenset[int]] = {}
+    for number, child in enumerate(structure[1], 1):
+        components = _date_components(child[1])
+        if components:
+            found[number] = components
+    return found
+
+
+def _date_components(field: Any) -> frozenset[int]:
+    """Component numbers of a field reference (hl7apy's nested tuples) that hold dates."""
+    kind, children, datatype = field[0], field[1], field[2]
+    if kind == "leaf":
+        return frozenset({1}) if datatype in _DATE_TYPES else frozenset()
+    found: set[int] = set()
+    for number, component in enumerate(children or (), 1):
+        leaf_type = component[1][2] if component[1][0] == "leaf" else None
+        if leaf_type in _DATE_TYPES or (datatype == "TS" and number == 1):
+            found.add(number)
+    return frozenset(found)
+
+
+def iso(value: str, zone: ZoneInfo) -> str:
+    """``value`` (HL7 DT or DTM) as ISO 8601, or unchanged when it is not a whole date."""
+    match = _DTM.fullmatch(value)
+    if match is None:
+        return value
+    try:
+        day = date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+        if match["hour"] is None:
+            return day.isoformat()
+        return _moment(day, match, zone).isoformat()
+    except ValueError:
+        return value
+
+
+def _moment(day: date, match: re.Match[str], zone: ZoneInfo) -> datetime:
+    moment = datetime(
+        day.year,
+        day.month,
+        day.day,
+        int(match["hour"]),
+        int(match["minute"] or 0),
+        int(match["second"] or 0),
+        int((match["fraction"] or "").ljust(6, "0")),
+    )
+    offset = match["offset"]
+    if offset is None:
+        return moment.replace(tzinfo=zone)
+    hours, minutes = int(offset[1:3]), int(offset[3:5])
+    if hours > 14 or minutes > 59:
+        raise ValueError("offset out of range")
+    delta = timedelta(hours=hours, minutes=minutes)
+    return moment.replace(tzinfo=timezone(-delta if offset[0] == "-" else delta))
+
+
+def hl7_timestamp(moment: datetime) -> str:
+    """An aware datetime as an HL7 DTM to the second with its offset (``20261110193500+0000``)."""
+    return moment.strftime("%Y%m%d%H%M%S%z")

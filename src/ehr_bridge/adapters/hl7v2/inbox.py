@@ -1,0 +1,167 @@
+"""The drop folder: where REF^I12 files arrive, and the arrival order the cursor follows.
+
+A trust's interface engine (or our MLLP listener) puts files into ``drop``. Each pull first
+*receives* them: under a lock, every settled file gets an arrival stamp and is renamed into
+``received/<day>/<stamp>-<name>``. Stamps only ever increase (clock steps back or not), and
+a file is visible in ``received`` only once its stamp is taken, so a reader that lists the
+folder sees every file older than the newest one it sees. That makes the stamp a safe
+closed-start cursor (capability ``updated_since``): nothing that arrives later can sort
+before a cursor already committed.
+
+``accept`` is the listener's durable write: temporary file, fsync, atomic rename into
+``drop``, fsync of the folder. Only after it returns may the listener answer ``AA``, so a
+message that was acknowledged is on disk even if the process dies the next instant.
+"""
+
+from __future__ import annotations
+
+import bisect
+import fcntl
+import itertools
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
+STAMP_LENGTH = 22  # 20261126T104412123456Z
+_PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".filepart")
+_counter = itertools.count()
+
+
+def stamp_text(moment: datetime) -> str:
+    """A UTC instant as the sortable stamp used in received file names."""
+    return moment.astimezone(UTC).strftime(STAMP_FORMAT)
+
+
+def stamp_instant(name: str) -> datetime:
+    """The arrival instant a received file name starts with."""
+    return datetime.strptime(name[:STAMP_LENGTH], STAMP_FORMAT).replace(tzinfo=UTC)
+
+
+class Inbox:
+    """A drop folder and the received folder beside it."""
+
+    def __init__(self, drop: Path, received: Path, *, settle_seconds: float = 2.0) -> None:
+        self.drop = drop
+        self.received = received
+        self.settle_seconds = settle_seconds
+        self._lock = threading.Lock()
+
+    def ensure(self) -> None:
+        """Create both folders (at start-up, so a wrong path fails early)."""
+        self.drop.mkdir(parents=True, exist_ok=True)
+        self.received.mkdir(parents=True, exist_ok=True)
+
+    # --- writing (the MLLP listener) -------------------------------------------------------
+    def accept(self, data: bytes, prefix: str = "mllp") -> Path:
+        """Store one message durably in the drop folder and return its path."""
+        now = datetime.now(UTC).strftime(STAMP_FORMAT)
+        name = f"{prefix}-{now}-{os.getpid()}-{next(_counter)}.hl7"
+        temporary = self.drop / f".{name}.tmp"
+        with open(temporary, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        final = self.drop / name
+        os.replace(temporary, final)
+        _fsync_folder(self.drop)
+        return final
+
+    # --- receiving ---------------------------------------------------------------------------
+    def receive(self) -> int:
+        """Stamp and move every settled file from the drop folder; return how many."""
+        if not self._settled():
+            return 0
+        with self._exclusive():
+            waiting = self._settled()  # again: another receiver may have taken some
+            stamps = self._reserve(len(waiting)) if waiting else []
+            days = {s[:8] for s in stamps}
+            for day in days:
+                (self.received / day).mkdir(exist_ok=True)
+            moved = sum(
+                _move(p, self.received / s[:8] / f"{s}-{p.name}")
+                for p, s in zip(waiting, stamps, strict=True)
+            )
+            for day in days:
+                _fsync_folder(self.received / day)
+        return moved
+
+    def _settled(self) -> list[Path]:
+        cutoff = datetime.now(UTC).timestamp() - self.settle_seconds
+        found = []
+        with os.scandir(self.drop) as entries:
+            for entry in entries:
+                if _partial(entry.name) or not entry.is_file(follow_symlinks=False):
+                    continue
+                modified = entry.stat(follow_symlinks=False).st_mtime
+                if modified <= cutoff:
+                    found.append((modified, entry.name))
+        return [self.drop / name for _, name in sorted(found)]
+
+    def _reserve(self, count: int) -> list[str]:
+        """``count`` increasing stamps after the last one ever issued, recorded first."""
+        marker = self.received / ".last-stamp"
+        last = marker.read_text("ascii").strip() if marker.exists() else ""
+        start = datetime.now(UTC)
+        if last and stamp_instant(last) >= start:
+            start = stamp_instant(last) + timedelta(microseconds=1)
+        stamps = [stamp_text(start + timedelta(microseconds=i)) for i in range(count)]
+        temporary = marker.with_suffix(".tmp")
+        temporary.write_text(stamps[-1], "ascii")
+        os.replace(temporary, marker)
+        return stamps
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One receiver at a time, across threads and processes (daemon plus `sync --once`)."""
+        with self._lock, open(self.received / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # --- reading -----------------------------------------------------------------------------
+    def listing(self, since: datetime | None) -> list[str]:
+        """Received files (``day/name``) stamped at or after ``since``, oldest first."""
+        floor = stamp_text(since) if since is not None else ""
+        names: list[str] = []
+        for day in sorted(p.name for p in self.received.iterdir() if p.is_dir()):
+            if floor and day < floor[:8]:
+                continue
+            inside = sorted(n for n in os.listdir(self.received / day) if not _partial(n))
+            names.extend(f"{day}/{n}" for n in inside if n[:STAMP_LENGTH] >= floor)
+        return names
+
+    def read(self, relative: str) -> bytes:
+        """The bytes of one received file."""
+        return (self.received / relative).read_bytes()
+
+
+def after(names: list[str], token: str | None) -> int:
+    """Index of the first name after ``token`` in a sorted listing (0 without a token)."""
+    return 0 if token is None else bisect.bisect_right(names, token)
+
+
+def _move(source: Path, target: Path) -> bool:
+    """Rename ``source`` to ``target``; False if it vanished (taken by someone else)."""
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _partial(name: str) -> bool:
+    return name.startswith(".") or name.endswith(_PARTIAL_SUFFIXES)
+
+
+def _fsync_folder(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,228 @@
+"""The generic REST adapter: any JSON record system the mapping's ``api:`` section describes.
+
+Nothing in here knows a particular system. The listing endpoint, its query, the cursor
+parameter and its format, the pagination style, the auth header, and each write kind's
+create and find endpoints all come from the mapping file; the payloads come from the
+mapping's outbound rules. Connecting another JSON API is a mapping file and a config entry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ehr_bridge.adapters.base import SourcePage, WriteItem, WriteReceipt
+from ehr_bridge.adapters.rest.http import Http
+from ehr_bridge.adapters.rest.paging import Listing
+from ehr_bridge.config import Secret, read_secret
+from ehr_bridge.errors import ConfigError, ConflictError, TerminalError
+from ehr_bridge.mapping import OUTBOUND_KINDS, Mapping, load_mapping
+from ehr_bridge.mapping.api import Api, WriteSpec, render
+from ehr_bridge.sync.retry import RetryPolicy, call_with_retries
+
+
+class RestOptions(BaseModel):
+    """Options of the ``rest`` adapter in a connection's ``[connection.trust]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base_url: str = Field(pattern=r"^https?://")
+    mapping: str | None = Field(
+        default=None, description="The mapping file whose api: section describes the system"
+    )
+    token_env: str | None = None
+    token_file: str | None = None
+    page_size: int | None = Field(default=None, ge=1, le=1000)
+    timeout_seconds: float = Field(default=15, gt=0)
+    read_attempts: int = Field(default=4, ge=1, le=10)
+
+
+class RestClient:
+    """TrustSource and TrustWriter for a JSON API described by a mapping's ``api:`` section."""
+
+    def __init__(
+        self,
+        options: RestOptions,
+        mapping: Mapping,
+        token: Secret,
+        provider_code: str,
+        session: requests.Session | None = None,
+    ) -> None:
+        if mapping.api is None:  # create() checks this with the config key; keep mypy honest
+            raise ConfigError("the mapping has no api: section", key="mapping")
+        self.options = options
+        self.mapping = mapping
+        self._api: Api = mapping.api
+        self._provider_code = provider_code
+        self._http = Http(
+            options.base_url, mapping.api, token, timeout=options.timeout_seconds, session=session
+        )
+        self._listing = Listing(
+            mapping.api,
+            mapping,
+            self._http,
+            provider_code=provider_code,
+            page_size=options.page_size,
+        )
+        self._read_policy = RetryPolicy(options.read_attempts, base_delay=0.5, max_delay=5)
+
+    def __repr__(self) -> str:
+        return f"RestClient(mapping={self.mapping.name!r}, http={self._http!r})"
+
+    # --- TrustSource -----------------------------------------------------------------
+    def fetch_referrals(self, *, updated_since: datetime | None, page: str | None) -> SourcePage:
+        """One page of the listing the mapping describes, and the token of the next."""
+        call = self._listing.call(updated_since, page)
+        label = f"GET {self._api.spec.referrals.path}"
+        answer = call_with_retries(
+            self._read_policy,
+            lambda: self._http.call("GET", call.url, label=label, params=call.params),
+        )
+        records = self._listing.records(answer)
+        next_page = self._listing.next_token(answer, records, page)
+        return SourcePage(records=self._listing.unseen(records, page), next_page=next_page)
+
+    # --- TrustWriter -----------------------------------------------------------------
+    def write(self, item: WriteItem) -> WriteReceipt:
+        """Create the item; a 409 for our client reference means it is already there."""
+        spec = self._write_spec(item)
+        location = f"writes.{item.kind}.create"
+        label = f"{spec.create.method} {spec.create.path}"
+        try:
+            answer = self._http.call(
+                spec.create.method,
+                self._url(spec.create.path, item),
+                label=label,
+                body=item.payload,
+                conflict_id=f"{location}.existing_id",
+            )
+        except ConflictError as exc:
+            if exc.existing_id:
+                return WriteReceipt(trust_id=exc.existing_id, already_present=True)
+            found = self.find(item)
+            if found is None:
+                raise
+            return found
+        trust_id = _text(self._api.search(f"{location}.id", answer.body))
+        if trust_id is None:
+            raise TerminalError(f"{label}: answer has no id where the mapping says", code="no_id")
+        return WriteReceipt(trust_id=trust_id)
+
+    def find(self, item: WriteItem) -> WriteReceipt | None:
+        """Look the item up by our client reference (read before re-write)."""
+        spec = self._write_spec(item)
+        values = self._values(item)
+        params = {name: render(value, values) for name, value in spec.find.query.items()}
+        label = f"GET {spec.find.path}"
+        answer = call_with_retries(
+            self._read_policy,
+            lambda: self._http.call(
+                "GET", self._url(spec.find.path, item), label=label, params=params
+            ),
+        )
+        location = f"writes.{item.kind}.find"
+        found = self._api.search(f"{location}.records", answer.body)
+        for candidate in found if isinstance(found, list) else []:
+            if self._reference(item.kind, candidate) == item.client_reference:
+                trust_id = _text(self._api.search(f"{location}.id", candidate))
+                if trust_id is not None:
+                    return WriteReceipt(trust_id=trust_id, already_present=True)
+        return None
+
+    def _reference(self, kind: str, candidate: Any) -> str | None:
+        location = f"writes.{kind}.find.reference"
+        if location in self._api.expressions:
+            return _text(self._api.search(location, candidate))
+        field = self.mapping.reference_target(kind)
+        node = candidate
+        for part in (field or "").split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return _text(node)
+
+    def _write_spec(self, item: WriteItem) -> WriteSpec:
+        spec = self._api.write(item.kind)
+        if spec is None:
+            raise TerminalError(f"the mapping's api has no write endpoint for {item.kind}")
+        return spec
+
+    def _values(self, item: WriteItem) -> dict[str, str]:
+        return {
+            "provider_code": self._provider_code,
+            "trust_referral_id": item.trust_referral_id,
+            "client_reference": item.client_reference,
+        }
+
+    def _url(self, template: str, item: WriteItem) -> str:
+        quoted = {name: quote(value, safe="") for name, value in self._values(item).items()}
+        return self._http.url(render(template, quoted))
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        return None
+    return str(value)
+
+
+def create(
+    options: dict[str, Any],
+    *,
+    base_dir: Path,
+    key: str,
+    provider_code: str,
+    mapping: Mapping | None = None,
+    session: requests.Session | None = None,
+) -> RestClient:
+    """Build the adapter, validating options and the mapping's ``api:`` section at start-up.
+
+    ``mapping`` is the connection's loaded mapping when the engine passes it; otherwise the
+    ``mapping`` option names the file (relative to the config file's folder). ``session``
+    lets tests and embedding applications supply the HTTP session.
+    """
+    try:
+        parsed = RestOptions.model_validate(options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(first["msg"], key=f"{key}.{loc}") from None
+    mapping = mapping or _load(parsed, base_dir, key)
+    _check_api(mapping, key)
+    token = read_secret(options, "token", base_dir=base_dir, key=key)
+    return RestClient(parsed, mapping, token, provider_code, session)
+
+
+def _load(options: RestOptions, base_dir: Path, key: str) -> Mapping:
+    if not options.mapping:
+        raise ConfigError(
+            "set mapping to the mapping file whose api: section describes the system",
+            key=f"{key}.mapping",
+        )
+    path = Path(options.mapping)
+    path = path if path.is_absolute() else base_dir / path
+    if not path.is_file():
+        raise ConfigError(f"mapping file not found: {path}", key=f"{key}.mapping")
+    return load_mapping(path)
+
+
+def _check_api(mapping: Mapping, key: str) -> None:
+    """The rest adapter declares every write kind, so the mapping must serve them all."""
+    if mapping.api is None:
+        raise ConfigError(
+            f"mapping {mapping.name} has no api: section; the rest adapter needs one "
+            "(see docs/adding-an-ehr.md)",
+            key=f"{key}.mapping",
+        )
+    missing = sorted(
+        kind
+        for kind in OUTBOUND_KINDS
+        if mapping.api.write(kind) is None or kind not in mapping.outbound_kinds()
+    )
+    if missing:
+        raise ConfigError(
+            f"mapping {mapping.name} must define outbound rules and api.writes for "
+            f"{', '.join(missing)}",
+            key=f"{key}.mapping",
+        )

@@ -1,0 +1,147 @@
+"""HTTP for the generic REST adapter: auth header, JSON answers, errors translated here.
+
+The engine never sees a ``requests`` exception or a response body. An error message
+carries the method, the endpoint *template* from the mapping (never a path with ids in it),
+the status, and the error code and field the API named, each only if it looks like a code
+or a field path: a record system that echoes values into its error codes cannot leak them
+through us.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from ehr_bridge.config import Secret
+from ehr_bridge.errors import ConflictError, ConnectionStopError, TerminalError, TransientError
+from ehr_bridge.mapping.api import Api
+
+JsonDict = dict[str, Any]
+
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_FIELD = re.compile(r"[A-Za-z0-9_.\[\]\-]{1,128}")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful JSON answer and its RFC 8288 links (``rel`` -> URL)."""
+
+    body: Any
+    links: dict[str, str] = field(default_factory=dict)
+
+
+class Http:
+    """Sends requests to one record system with the mapping's auth header and headers."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api: Api,
+        token: Secret,
+        *,
+        timeout: float,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._origin = _origin(self.base_url)
+        self._api = api
+        self._token = token
+        self._timeout = timeout
+        self._session = session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"Http(base_url={self.base_url!r}, token={self._token!r})"
+
+    def url(self, path: str) -> str:
+        """An endpoint path from the mapping, after the base URL."""
+        return self.base_url + (path if path.startswith("/") else "/" + path)
+
+    def same_origin(self, url: str) -> bool:
+        """True if ``url`` is on the configured host: only there may the token go."""
+        return _origin(url) == self._origin
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        label: str,
+        params: dict[str, str] | None = None,
+        body: JsonDict | None = None,
+        conflict_id: str | None = None,
+    ) -> Answer:
+        """One request; ``label`` (method and endpoint template) is what errors name.
+
+        ``conflict_id`` is the api location (e.g. ``writes.assessment.create.existing_id``)
+        of the existing item's id in a 409 answer, carried on the ``ConflictError``.
+        """
+        try:
+            response = self._session.request(
+                method, url, params=params, json=body, headers=self._headers(),
+                timeout=self._timeout,
+            )  # fmt: skip
+        except requests.RequestException as exc:
+            raise TransientError(
+                f"{label}: {type(exc).__name__}", ambiguous=method != "GET"
+            ) from None
+        return self._answer(method, label, response, conflict_id)
+
+    def _headers(self) -> dict[str, str]:
+        auth = self._api.spec.auth
+        value = f"{auth.scheme} {self._token.reveal()}".strip()
+        return {"Accept": "application/json", **self._api.spec.headers, auth.header: value}
+
+    def _answer(
+        self, method: str, label: str, response: requests.Response, conflict_id: str | None
+    ) -> Answer:
+        body = _json(response)
+        status = response.status_code
+        if status < 300:
+            links = {rel: str(link.get("url", "")) for rel, link in response.links.items()}
+            return Answer(body, links)
+        detail = f"{label}: HTTP {status}{self._named(body)}"
+        if status in (401, 403):
+            raise ConnectionStopError(detail)
+        if status == 409:
+            existing = self._api.search(conflict_id, body) if conflict_id else None
+            ok = isinstance(existing, str | int) and not isinstance(existing, bool)
+            raise ConflictError(detail, existing_id=str(existing) if ok and existing else None)
+        if status == 429 or status >= 500:
+            raise TransientError(
+                detail,
+                retry_after=_retry_after(response),
+                ambiguous=method != "GET" and status >= 500,
+            )
+        raise TerminalError(detail, code=f"http_{status}")
+
+    def _named(self, body: Any) -> str:
+        code = self._api.search("errors.code", body)
+        where = self._api.search("errors.field", body)
+        text = f" {code}" if isinstance(code, str) and _CODE.fullmatch(code) else ""
+        if isinstance(where, str) and _FIELD.fullmatch(where):
+            text += f" (field {where})"
+        return text
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return None if value is None else max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()

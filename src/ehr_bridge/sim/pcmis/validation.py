@@ -1,0 +1,167 @@
+"""Server-side checks of PC-MIS-style write bodies: strict, so mapping bugs show as 422s.
+
+Each error names the field (this API's own PascalCase name) and the rule, never the value.
+The body reader is the IAPTUS-style simulator's; only the shapes and code lists differ.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from typing import Any
+
+from ehr_bridge.errors import RecordValidationError
+from ehr_bridge.sim.pcmis.records import (
+    APPOINTMENT,
+    APPOINTMENT_TYPES,
+    DISCHARGE_REASONS,
+    MEDIA,
+    NOTE,
+    OUTCOMES,
+    QUESTIONNAIRE,
+    STATUS_CHANGE,
+    WRITABLE_STATUSES,
+    JsonDict,
+    parse_date,
+)
+from ehr_bridge.sim.validation import BodyReader
+
+_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+#: measure -> (max total, item count, item max, items that may be unanswered)
+MEASURES = {"PHQ9": (27, 9, 3, 0), "GAD7": (21, 7, 3, 0), "WSAS": (40, 5, 8, 1)}
+
+
+def _invalid(field: str, rule: str) -> RecordValidationError:
+    return RecordValidationError(rule, field=field, code="validation")
+
+
+def _date(reader: BodyReader, name: str) -> str:
+    value = reader.body.get(name)
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        parse_date(value)
+    except ValueError:
+        raise _invalid(name, "must be a real date DD/MM/YYYY") from None
+    return value
+
+
+def _appointment_link(reader: BodyReader, appointments: Collection[int]) -> int | None:
+    value = reader.body.get("AppointmentId")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value not in appointments:
+        raise _invalid("AppointmentId", "must be an appointment of this referral (a number)")
+    return value
+
+
+def _reference(reader: BodyReader) -> str:
+    value = reader.text("ExternalRef", max_len=64)
+    assert value is not None
+    return value
+
+
+def appointment(body: object, appointments: Collection[int]) -> JsonDict:
+    """A session: local date and time, minutes, and three local code lists."""
+    reader = BodyReader(body, _APPOINTMENT_FIELDS)
+    return {
+        "ExternalRef": _reference(reader),
+        "AppointmentDate": _date(reader, "AppointmentDate"),
+        "StartTime": reader.pattern("StartTime", _TIME, "must be a time HH:MM"),
+        "DurationMins": reader.integer("DurationMins", 1, 600),
+        "AppointmentType": reader.code("AppointmentType", APPOINTMENT_TYPES),
+        "Outcome": reader.code("Outcome", OUTCOMES),
+        "Medium": reader.code("Medium", MEDIA),
+        "Clinician": reader.text("Clinician", max_len=128, optional=True),
+    }
+
+
+def note(body: object, appointments: Collection[int]) -> JsonDict:
+    """A case note, optionally tied to an appointment of the same referral."""
+    reader = BodyReader(body, _NOTE_FIELDS)
+    return {
+        "ExternalRef": _reference(reader),
+        "AppointmentId": _appointment_link(reader, appointments),
+        "NoteDate": _date(reader, "NoteDate"),
+        "NoteTime": reader.pattern("NoteTime", _TIME, "must be a time HH:MM"),
+        "Subject": reader.text("Subject", max_len=200, optional=True),
+        "Body": reader.text("Body", max_len=20000),
+    }
+
+
+def questionnaire(body: object, appointments: Collection[int]) -> JsonDict:
+    """A scored measure by local name, with range and item-sum checks."""
+    reader = BodyReader(body, _QUESTIONNAIRE_FIELDS)
+    reference = _reference(reader)
+    link = _appointment_link(reader, appointments)
+    measure = reader.code("Measure", MEASURES)
+    total = reader.integer("TotalScore", 0, MEASURES[measure][0])
+    return {
+        "ExternalRef": reference,
+        "AppointmentId": link,
+        "Measure": measure,
+        "TotalScore": total,
+        "DateCompleted": _date(reader, "DateCompleted"),
+        "Answers": _answers(reader.body.get("Answers"), measure, total),
+    }
+
+
+def _answers(value: Any, measure: str, total: int) -> list[int | None] | None:
+    if value is None:
+        return None
+    _, count, item_max, may_miss = MEASURES[measure]
+    if not isinstance(value, list) or len(value) != count:
+        raise _invalid("Answers", f"{measure} needs a list of {count} answers")
+    missing = sum(1 for item in value if item is None)
+    if missing > may_miss:
+        raise _invalid("Answers", "too many unanswered items")
+    for index, item in enumerate(value):
+        if item is not None and (
+            isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= item_max
+        ):
+            raise _invalid(f"Answers[{index}]", f"must be a whole number 0..{item_max}")
+    if not missing and sum(value) != total:
+        raise _invalid("Answers", "answers must add up to TotalScore")
+    return list(value)
+
+
+def status_change(body: object, appointments: Collection[int]) -> JsonDict:
+    """A status change; a discharge reason is required for, and only allowed with, DIS."""
+    reader = BodyReader(body, _STATUS_FIELDS)
+    reference = _reference(reader)
+    status = reader.code("Status", WRITABLE_STATUSES)
+    day = _date(reader, "EffectiveDate")
+    reason: str | None = None
+    if status == "DIS":
+        reason = reader.code("DischargeReason", DISCHARGE_REASONS)
+    elif reader.present("DischargeReason"):
+        raise _invalid("DischargeReason", "only allowed when Status is DIS")
+    return {
+        "ExternalRef": reference,
+        "Status": status,
+        "EffectiveDate": day,
+        "DischargeReason": reason,
+    }
+
+
+_APPOINTMENT_FIELDS = frozenset(
+    {"ExternalRef", "AppointmentDate", "StartTime", "DurationMins", "AppointmentType"}
+    | {"Outcome", "Medium", "Clinician"}
+)
+_NOTE_FIELDS = frozenset(
+    {"ExternalRef", "AppointmentId", "NoteDate", "NoteTime", "Subject", "Body"}
+)
+_QUESTIONNAIRE_FIELDS = frozenset(
+    {"ExternalRef", "AppointmentId", "Measure", "TotalScore", "DateCompleted", "Answers"}
+)
+_STATUS_FIELDS = frozenset({"ExternalRef", "Status", "EffectiveDate", "DischargeReason"})
+
+Validator = Callable[[object, Collection[int]], JsonDict]
+
+#: the body check for each write kind
+VALIDATORS: dict[str, Validator] = {
+    APPOINTMENT: appointment,
+    NOTE: note,
+    QUESTIONNAIRE: questionnaire,
+    STATUS_CHANGE: status_change,
+}

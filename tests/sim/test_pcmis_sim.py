@@ -1,0 +1,191 @@
+"""The PC-MIS-style simulator over HTTP: its dialect, numbered pages, strict writes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from ehr_bridge.cli.sim import app as sim_app
+from ehr_bridge.sim.pcmis import KEY_HEADER, PcmisSimulator
+from ehr_bridge.sim.pcmis.records import parse_date
+
+KEY = "sim-test-key"
+APPOINTMENT = {
+    "ExternalRef": "ext-1",
+    "AppointmentDate": "10/11/2026",
+    "StartTime": "19:30",
+    "DurationMins": 50,
+    "AppointmentType": "TREAT",
+    "Outcome": "ATT",
+    "Medium": "IM",
+}
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[PcmisSimulator]:
+    with PcmisSimulator(seed=8, referrals=9, hostile=6, api_key=KEY) as simulator:
+        yield simulator
+
+
+def get(sim: PcmisSimulator, path: str, **params: Any) -> requests.Response:
+    return requests.get(sim.api_url + path, params=params, headers={KEY_HEADER: KEY}, timeout=5)
+
+
+def post(sim: PcmisSimulator, path: str, body: Any) -> requests.Response:
+    return requests.post(sim.api_url + path, json=body, headers={KEY_HEADER: KEY}, timeout=5)
+
+
+def ours(sim: PcmisSimulator) -> list[str]:
+    refs = [e["referral"] for e in sim.export()["referrals"]]
+    return [r["ReferralRef"] for r in refs if r["Onward"]["ServiceCode"] == "IESO01"]
+
+
+def test_records_are_in_the_pcmis_dialect(sim: PcmisSimulator) -> None:
+    record = get(sim, f"/referrals/{ours(sim)[0]}").json()
+    assert parse_date(record["DateReceived"]) <= datetime(2026, 11, 1).date()
+    sources = {"GP", "SELF", "PCOTH", "CARER", "LA", "EMP", "VOL", "SEC", "TRANS", "OTHER"}
+    assert record["Status"] == "ONW" and record["Source"]["Code"] in sources
+    client = record["Client"]
+    assert isinstance(client["ClientId"], int)
+    assert client["NHSNumber"].count(" ") == 2 and client["Sex"] in {"M", "F", "I", "U"}
+    modified = datetime.fromisoformat(record["LastModified"])
+    assert modified.utcoffset() is not None
+
+
+def test_numbered_pages_with_totals_and_link_headers(sim: PcmisSimulator) -> None:
+    first = get(sim, "/referrals", onwardService="IESO01", pageSize=4)
+    body = first.json()
+    total = body["paging"]["totalRecords"]
+    assert total == len(ours(sim)) == 15
+    assert body["paging"]["totalPages"] == 4 and len(body["data"]) == 4
+    assert first.links["next"]["url"].endswith("pageNumber=2")
+    seen = [r["ReferralRef"] for r in body["data"]]
+    for number in range(2, 5):
+        page = get(sim, "/referrals", onwardService="IESO01", pageSize=4, pageNumber=number)
+        seen += [r["ReferralRef"] for r in page.json()["data"]]
+    assert "next" not in page.links and page.links["prev"]["url"].endswith("pageNumber=3")
+    assert sorted(seen) == sorted(ours(sim))
+    stamps = [datetime.fromisoformat(r["LastModified"]) for r in body["data"]]
+    assert stamps == sorted(stamps)
+
+
+def test_modified_since_is_inclusive_and_needs_an_offset(sim: PcmisSimulator) -> None:
+    records = get(sim, "/referrals", onwardService="IESO01", pageSize=200).json()["data"]
+    middle = sorted(records, key=lambda r: datetime.fromisoformat(r["LastModified"]))[7]
+    later = get(sim, "/referrals", onwardService="IESO01", modifiedSince=middle["LastModified"])
+    assert later.json()["data"][0]["ReferralRef"] == middle["ReferralRef"]
+    naive = get(sim, "/referrals", modifiedSince="2026-10-01T00:00:00")
+    assert naive.status_code == 422
+    assert naive.json()["errors"][0]["field"] == "modifiedSince"
+    assert get(sim, "/referrals", pageSize=0).status_code == 422
+
+
+def test_the_key_header_is_required(sim: PcmisSimulator) -> None:
+    for headers in ({}, {KEY_HEADER: "wrong"}, {"Authorization": f"Bearer {KEY}"}):
+        answer = requests.get(sim.api_url + "/referrals", headers=headers, timeout=5)
+        assert answer.status_code == 401
+    assert requests.get(sim.base_url + "/_sim/health", timeout=5).json() == {"ok": True}
+
+
+def test_writes_are_validated_naming_the_field(sim: PcmisSimulator) -> None:
+    ref = ours(sim)[1]
+    for change, field in [
+        ({"AppointmentDate": "2026-11-10"}, "AppointmentDate"),
+        ({"AppointmentDate": "31/02/2026"}, "AppointmentDate"),
+        ({"Outcome": "5"}, "Outcome"),
+        ({"DurationMins": "50"}, "DurationMins"),
+        ({"Colour": "red"}, "Colour"),
+    ]:
+        answer = post(sim, f"/referrals/{ref}/appointments", {**APPOINTMENT, **change})
+        assert answer.status_code == 422, change
+        assert answer.json()["errors"][0]["field"] == field
+    bad_sum = {
+        "ExternalRef": "q1",
+        "Measure": "GAD7",
+        "TotalScore": 5,
+        "DateCompleted": "10/11/2026",
+    }
+    answer = post(sim, f"/referrals/{ref}/questionnaires", {**bad_sum, "Answers": [1] * 7})
+    assert answer.json()["errors"][0]["field"] == "Answers"
+    note = {"ExternalRef": "n1", "NoteDate": "10/11/2026", "NoteTime": "20:00", "Body": "x"}
+    answer = post(sim, f"/referrals/{ref}/notes", {**note, "AppointmentId": 99999})
+    assert answer.json()["errors"][0]["field"] == "AppointmentId"
+    assert post(sim, "/referrals/NOPE/notes", note).status_code == 404
+
+
+def test_a_reused_external_ref_is_refused_with_the_existing_id(sim: PcmisSimulator) -> None:
+    ref = ours(sim)[2]
+    created = post(sim, f"/referrals/{ref}/appointments", {**APPOINTMENT, "ExternalRef": "dup"})
+    assert created.status_code == 201
+    again = post(sim, f"/referrals/{ref}/appointments", {**APPOINTMENT, "ExternalRef": "dup"})
+    assert again.status_code == 409
+    assert again.json()["existingId"] == created.json()["AppointmentId"]
+    found = get(sim, f"/referrals/{ref}/appointments", externalRef="dup").json()["data"]
+    assert [a["AppointmentId"] for a in found] == [created.json()["AppointmentId"]]
+
+
+def test_status_changes_move_the_referral_and_close_it(sim: PcmisSimulator) -> None:
+    ref = ours(sim)[3]
+    before = get(sim, f"/referrals/{ref}").json()
+    change = {"ExternalRef": "s1", "Status": "ACC", "EffectiveDate": "03/11/2026"}
+    assert post(sim, f"/referrals/{ref}/status-changes", change).status_code == 201
+    refused = post(
+        sim, f"/referrals/{ref}/status-changes", {**change, "ExternalRef": "s2", "Status": "DIS"}
+    )
+    assert refused.json()["errors"][0]["field"] == "DischargeReason"
+    discharge = {**change, "ExternalRef": "s3", "Status": "DIS", "DischargeReason": "COMPLETED"}
+    assert post(sim, f"/referrals/{ref}/status-changes", discharge).status_code == 201
+    after = get(sim, f"/referrals/{ref}").json()
+    assert after["Status"] == "DIS" and after["Discharge"] == {
+        "Date": "03/11/2026",
+        "Reason": "COMPLETED",
+    }
+    assert after["Revision"] == before["Revision"] + 2
+    assert datetime.fromisoformat(after["LastModified"]) > datetime.fromisoformat(
+        before["LastModified"]
+    )
+    closed = post(sim, f"/referrals/{ref}/status-changes", {**change, "ExternalRef": "s4"})
+    assert closed.status_code == 422
+
+
+def test_same_seed_same_records_and_hostile_fields_named() -> None:
+    one, two = (
+        PcmisSimulator(seed=5, referrals=4, hostile=6),
+        PcmisSimulator(seed=5, referrals=4, hostile=6),
+    )
+    assert one.export() == two.export()
+    fields = ["received_date", "patient.gender", "patient.nhs_number", "patient.local_id"]
+    fields += ["source_of_referral", "received_date"]
+    assert sorted(one.state.hostile_fields.values()) == sorted(fields)
+
+
+def test_faults_answer_the_next_requests(sim: PcmisSimulator) -> None:
+    sim.fail_next(503, count=1, retry_after=2)
+    answer = get(sim, "/referrals")
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "2"
+    assert get(sim, "/referrals").status_code == 200
+
+
+def test_clock_moves_forward_for_every_change() -> None:
+    fixed = datetime(2030, 1, 1, tzinfo=UTC)
+    simulator = PcmisSimulator(seed=2, referrals=2, clock=lambda: fixed)
+    ref = simulator.export()["referrals"][0]["referral"]["ReferralRef"]
+    first = simulator.state.update_referral(ref, {"Diagnosis": "F41.0"})["LastModified"]
+    second = simulator.state.update_referral(ref, {"Diagnosis": "F41.1"})["LastModified"]
+    assert datetime.fromisoformat(second) > datetime.fromisoformat(first) >= fixed
+
+
+def test_serve_pcmis_reports_a_busy_port() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(sim_app, ["serve-pcmis", "--port", str(port)])
+    assert result.exit_code == 2
+    assert "port" in result.output
