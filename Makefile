@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-run
 
-.PHONY: demo test lint typecheck unit lock clean
+.PHONY: demo test lint typecheck unit bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# Issue 7's performance figures against the simulator on loopback, each next to its target.
+# Not part of `make test`: the full run takes most of an hour (BENCH_ARGS=--quick: minutes).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_all.py $(BENCH_ARGS)
 
 # Re-resolve the pinned versions after changing dependencies in pyproject.toml.
 lock:

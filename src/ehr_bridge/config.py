@@ -8,6 +8,7 @@ file: a connection names the environment variable (``token_env``) or a file
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -163,6 +164,81 @@ class ReportsConfig(_Section):
         return self
 
 
+class ObservabilityConfig(_Section):
+    """The daemon's ``/healthz`` and ``/metrics`` server and its alerts (docs/operations.md).
+
+    The server has no authentication, so it listens on a loopback address only: anything
+    else is refused here, and a scraper on another host goes through a proxy the trust
+    controls. Alert destinations are secrets (a webhook URL usually embeds a token), so
+    the file names the environment variables that hold them, never the values.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+    #: alert when a connection has been failing for this long (one alert per incident)
+    failure_alert_minutes: float = Field(default=15, gt=0)
+    alert_webhook_env: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_from: str | None = None
+    smtp_to: list[str] = Field(default_factory=list)
+    smtp_username_env: str | None = None
+    smtp_password_env: str | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if value == "localhost":
+            return value
+        try:
+            loopback = ipaddress.ip_address(value).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError("must be a loopback address (127.0.0.1, ::1 or localhost)")
+        return value
+
+    @model_validator(mode="after")
+    def _smtp_complete(self) -> ObservabilityConfig:
+        if self.smtp_host and (not self.smtp_from or not self.smtp_to):
+            raise ValueError("smtp_host needs smtp_from and at least one smtp_to address")
+        return self
+
+
+class SecurityConfig(_Section):
+    """Encryption at rest and retention (docs/security.md).
+
+    The keyring is read by reference only: ``encryption_key_env`` names an environment
+    variable, ``encryption_key_file`` a file (mode 0600), holding one or more base64 AES-256
+    keys; the first encrypts, every one decrypts, so keys rotate without a stop.
+    ``retention_days`` purges payloads of referrals closed and confirmed at the trust that
+    long ago (None: keep them); hashes and the lineage stay.
+    """
+
+    encryption_key_env: str | None = None
+    encryption_key_file: str | None = None
+    #: refuse to open the store without a key (set it in production)
+    require_encryption: bool = False
+    retention_days: int | None = Field(default=None, ge=1, le=36500)
+    #: what the purge empties; the other types keep the outcome reports working
+    purge_resource_types: list[str] = Field(
+        default_factory=lambda: ["Patient", "DocumentReference", "QuestionnaireResponse"]
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_text(cls, data: Any) -> Any:
+        """A key written into the file itself is refused with the fix, not a generic error."""
+        if isinstance(data, dict) and "encryption_key" in data:
+            raise ValueError(
+                "keys are never written in the config; use encryption_key_env or "
+                "encryption_key_file"
+            )
+        return data
+
+
 class AppConfig(_Section):
     """The whole file, with relative paths resolved against the file's folder."""
 
@@ -171,6 +247,8 @@ class AppConfig(_Section):
     logging: LoggingConfig = LoggingConfig()
     connection: list[ConnectionConfig] = Field(default_factory=list)
     reports: ReportsConfig = ReportsConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    security: SecurityConfig = SecurityConfig()
 
     @field_validator("connection")
     @classmethod

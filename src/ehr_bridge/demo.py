@@ -21,6 +21,8 @@ from typing import Any
 
 from ehr_bridge.config import load_config
 from ehr_bridge.logs import setup_logging
+from ehr_bridge.security import generate_key
+from ehr_bridge.security.keyring import open_store
 from ehr_bridge.sim import TrustSimulator
 from ehr_bridge.sim.platform import SyntheticPlatform
 from ehr_bridge.store import Store
@@ -29,6 +31,7 @@ from ehr_bridge.sync.cycle import run_cycle
 
 CONNECTION = "demo-trust"
 PROVIDER_CODE = "IESO01"
+KEYRING_FILE = "secrets/keyring"
 TOKEN_FILE = "secrets/trust-token"  # noqa: S105 (a path, not a secret)
 TRUST_KEYS = {"care_contacts": "care contacts", "clinical_notes": "notes", "assessments": "scores"}
 
@@ -50,6 +53,10 @@ url = "sqlite:///state/ehr-bridge.db"
 [logging]
 level = "DEBUG"
 file = "logs/ehr-bridge.log"
+
+[security]                    # note text and raw payloads are encrypted at rest (AES-GCM)
+encryption_key_file = "{keyring_file}"
+require_encryption = true
 
 [[connection]]
 name = "{connection}"
@@ -108,6 +115,7 @@ def prepare_workdir(workdir: Path, base_url: str, token: str) -> Path:
     token_path.parent.mkdir(parents=True, exist_ok=True)
     token_path.write_text(token, encoding="utf-8")
     os.chmod(token_path, 0o600)
+    _write_private(workdir / KEYRING_FILE, generate_key() + "\n")
     config_path = workdir / "ehr-bridge.toml"
     config_path.write_text(
         CONFIG_TEMPLATE.format(
@@ -115,10 +123,21 @@ def prepare_workdir(workdir: Path, base_url: str, token: str) -> Path:
             provider_code=PROVIDER_CODE,
             base_url=base_url,
             token_file=TOKEN_FILE,
+            keyring_file=KEYRING_FILE,
         ),
         encoding="utf-8",
     )
     return config_path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """A secret file created readable by its owner only (never group/world for a moment)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def run_demo(
@@ -158,7 +177,7 @@ def _cycles(
 ) -> DemoResult:
     config = load_config(config_path)
     (conn,) = build_connections(config)
-    store = Store(config.database_url())
+    store = open_store(config)
     platform = SyntheticPlatform(config.resolve("provider"), seed=seed)
     result = DemoResult(workdir=config.base_dir)
 

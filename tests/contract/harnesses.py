@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ehr_bridge.adapters.base import JsonDict, ProviderPort, TrustSource, TrustWriter, WriteItem
-from ehr_bridge.adapters.registry import ALL_WRITES, specs
+from ehr_bridge.adapters.registry import ALL_WRITES, SUPPORT_CAPABILITIES, specs
 from ehr_bridge.config import AdapterConfig
 from ehr_bridge.sim import TrustSimulator
 
@@ -118,7 +118,9 @@ def memory(tmp_path: Path) -> Iterator[TrustCase]:
         writer=trust,
         expected_ids={r["id"] for r in referrals},
         record_id=lambda r: str(r["id"]),
-        capabilities=frozenset({"find_by_reference", "updated_since"}) | ALL_WRITES,
+        capabilities=frozenset({"find_by_reference", "updated_since"})
+        | ALL_WRITES
+        | SUPPORT_CAPABILITIES,
         sample_item=_iaptus_item(referrals[0]["id"]),
     )
 

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 from harnesses import PROVIDER_HARNESSES, TRUST_HARNESSES, ProviderCase, TrustCase
 
-from ehr_bridge.adapters.base import ProviderPort, TrustSource, TrustWriter
+from ehr_bridge.adapters.base import (
+    ProviderPort,
+    TrustReader,
+    TrustSource,
+    TrustUpdater,
+    TrustWriter,
+)
 from ehr_bridge.adapters.registry import specs
 
 WRITE_KINDS = ("care_contact", "clinical_note", "assessment")
@@ -139,3 +145,37 @@ def test_provider_submissions_are_offered_until_acknowledged(provider: ProviderC
     provider.provider.acknowledge(offered[0].handle)
     provider.provider.acknowledge(offered[0].handle)  # twice is harmless
     assert [s.bundle["id"] for s in provider.provider.pending_submissions()] == ["b1", "b2"]
+
+
+def test_reader_lists_what_was_written(trust: TrustCase) -> None:
+    requires(trust, "read_items")
+    requires(trust, "write:clinical_note")
+    assert isinstance(trust.source, TrustReader) and trust.writer is not None
+    item = trust.sample_item("clinical_note", "contract-read")
+    receipt = trust.writer.write(item)
+    listed = trust.source.list_items(item.trust_referral_id, "clinical_note")
+    assert [i.trust_id for i in listed if i.client_reference == "contract-read"] == [
+        receipt.trust_id
+    ]
+
+
+def test_reader_fetches_one_referral_or_none(trust: TrustCase) -> None:
+    requires(trust, "fetch_referral")
+    assert isinstance(trust.source, TrustReader)
+    wanted = sorted(trust.expected_ids)[0]
+    record = trust.source.fetch_referral(wanted)
+    assert record is not None and trust.record_id(record) == wanted
+    assert trust.source.fetch_referral("NO-SUCH-REFERRAL") is None
+
+
+def test_updater_replaces_an_item_in_place(trust: TrustCase) -> None:
+    requires(trust, "update_items")
+    requires(trust, "read_items")
+    assert isinstance(trust.writer, TrustUpdater) and isinstance(trust.source, TrustReader)
+    item = trust.sample_item("clinical_note", "contract-update")
+    receipt = trust.writer.write(item)
+    trust.writer.update(item, receipt.trust_id)
+    listed = trust.source.list_items(item.trust_referral_id, "clinical_note")
+    assert [i.trust_id for i in listed if i.client_reference == "contract-update"] == [
+        receipt.trust_id
+    ]

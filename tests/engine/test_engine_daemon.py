@@ -20,6 +20,9 @@ pull_seconds = 0.3
 deliver_seconds = 0.3
 collect_seconds = 0.3
 push_seconds = 0.3
+
+[observability]
+port = 0  # several daemons on one host: each takes a free port
 """
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -108,9 +107,22 @@ def test_every_stored_fhir_resource_is_valid_r4(settled: Bridge) -> None:
         "EpisodeOfCare",
     } <= set(kinds)
     for row in rows:
-        resource = json.loads(row.body)
+        resource = settled.store.resource(row.resource_type, row.id)
+        assert resource is not None
         assert_valid_r4(resource)
         assert validate_resource(resource) == resource
+
+
+def test_note_text_is_encrypted_at_rest(settled: Bridge) -> None:
+    with settled.store.session() as session:
+        rows = list(session.exec(select(ResourceRow)).all())
+    notes = [r for r in rows if r.resource_type == "DocumentReference"]
+    assert notes and all(r.key_id for r in notes)
+    for row in notes:
+        document = settled.store.resource("DocumentReference", row.id)
+        assert document is not None
+        attachment = document["content"][0]["attachment"]["data"]
+        assert attachment not in row.body and '"resourceType"' not in row.body
 
 
 def test_hostile_referrals_are_quarantined_naming_the_field(tmp_path: Path) -> None:

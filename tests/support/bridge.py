@@ -13,6 +13,7 @@ import requests
 
 from ehr_bridge.config import load_config
 from ehr_bridge.demo import prepare_workdir
+from ehr_bridge.security.keyring import open_store
 from ehr_bridge.sim import TrustSimulator
 from ehr_bridge.sim.platform import SyntheticPlatform
 from ehr_bridge.store import Store
@@ -89,7 +90,7 @@ def running_bridge(
         config_path.write_text(text, "utf-8")
         config = load_config(config_path)
         (conn,) = build_connections(config)
-        store = Store(config.database_url())
+        store = open_store(config)
         platform = SyntheticPlatform(config.resolve("provider"), seed=seed)
         yield Bridge(simulator, base_url, config_path, conn, store, platform)
     finally:

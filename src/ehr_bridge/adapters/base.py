@@ -2,6 +2,8 @@
 
 The engine talks only to these protocols; adapters never import the engine. Each method
 is small so that a fake (``adapters.memory``) can stand in for a real system in tests.
+``TrustReader`` and ``TrustUpdater`` are optional: a trust adapter that has them declares
+the matching capabilities in its spec, and the support commands use them.
 """
 
 from __future__ import annotations
@@ -69,6 +71,50 @@ class TrustWriter(Protocol):
 
     def find(self, item: WriteItem) -> WriteReceipt | None:
         """The trust's copy of an item with this client reference, if it has one."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrustItem:
+    """One item the trust holds on a referral, read back for reconciliation.
+
+    ``fields`` is the item as the trust's API shows it, in the same shape as the payload
+    we write (the outbound mapping's output), so the two can be compared field by field.
+    """
+
+    trust_id: str
+    client_reference: str | None
+    fields: JsonDict
+    version: str | None = None
+
+
+@runtime_checkable
+class TrustReader(Protocol):
+    """Optional: reads the trust back (capabilities ``read_items`` and ``fetch_referral``).
+
+    ``reconcile`` compares what the trust holds with what we wrote; `quarantine retry`
+    re-pulls one record after it was fixed at the trust.
+    """
+
+    def list_items(self, trust_referral_id: str, kind: str) -> list[TrustItem]:
+        """Every item of one kind on a referral (ours and the trust's own), oldest first."""
+        ...
+
+    def fetch_referral(self, trust_referral_id: str) -> JsonDict | None:
+        """One referral in the trust's own shape, or None when the trust has no such id."""
+        ...
+
+
+@runtime_checkable
+class TrustUpdater(Protocol):
+    """Optional: overwrites an item at the trust (capability ``update_items``).
+
+    Used only by ``reconcile --repair --force``, to put back what we wrote over an edit
+    made at the trust.
+    """
+
+    def update(self, item: WriteItem, trust_id: str) -> WriteReceipt:
+        """Replace the trust's item ``trust_id`` with ``item``'s payload."""
         ...
 
 

@@ -39,8 +39,13 @@ CAPABILITIES = frozenset(
         "find_by_reference",  # TrustWriter.find answers by client reference (read before write)
         "updated_since",  # TrustSource honours updated_since (else it re-reads and hashes)
         *(f"write:{kind}" for kind in WRITE_KINDS),  # the item kinds a TrustWriter takes
+        "read_items",  # TrustReader.list_items reads written items back (reconcile)
+        "fetch_referral",  # TrustReader.fetch_referral gets one referral (quarantine retry)
+        "update_items",  # TrustUpdater.update overwrites an item (reconcile --force)
     }
 )
+#: what the support commands need from a trust adapter (optional, see adapters/base.py)
+SUPPORT_CAPABILITIES = frozenset({"read_items", "fetch_referral", "update_items"})
 ALL_WRITES = frozenset(f"write:{kind}" for kind in WRITE_KINDS)
 
 
@@ -78,7 +83,9 @@ BUILTIN: tuple[AdapterSpec, ...] = (
         name="iaptus",
         roles=frozenset({"trust"}),
         factory="ehr_bridge.adapters.iaptus:create",
-        capabilities=frozenset({"find_by_reference", "updated_since"}) | ALL_WRITES,
+        capabilities=frozenset({"find_by_reference", "updated_since"})
+        | ALL_WRITES
+        | SUPPORT_CAPABILITIES,
         description="IAPTUS-style REST API (docs/trust-api.md)",
     ),
     AdapterSpec(

@@ -8,10 +8,16 @@ from typing import Annotated
 import typer
 
 from ehr_bridge.cli import listings, run
+from ehr_bridge.cli.audit import app as audit_app
+from ehr_bridge.cli.backfill import backfill
 from ehr_bridge.cli.context import CliContext
 from ehr_bridge.cli.db import app as db_app
 from ehr_bridge.cli.demo import demo
+from ehr_bridge.cli.keys import app as keys_app
+from ehr_bridge.cli.keys import retention_app
 from ehr_bridge.cli.mapping import app as mapping_app
+from ehr_bridge.cli.patients import app as patients_app
+from ehr_bridge.cli.reconcile import reconcile_command
 from ehr_bridge.cli.report import app as report_app
 from ehr_bridge.cli.sim import app as sim_app
 
@@ -43,16 +49,22 @@ def main_options(
 
 app.command()(run.sync)
 app.command()(run.run)
+app.command()(backfill)
 app.command()(listings.status)
 app.command()(demo)
 app.add_typer(listings.referrals_app, name="referrals")
 app.add_typer(listings.outbox_app, name="outbox")
 app.add_typer(listings.quarantine_app, name="quarantine")
 app.add_typer(listings.adapters_app, name="adapters")
+app.command("reconcile")(reconcile_command)
+app.add_typer(patients_app, name="patients")
+app.add_typer(audit_app, name="audit")
 app.add_typer(sim_app, name="sim", help="The built-in trust simulator.")
 app.add_typer(mapping_app, name="mapping")
 app.add_typer(report_app, name="report", help="Outcomes, waits, activity, governance.")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(retention_app, name="retention", no_args_is_help=True)
 
 
 def main() -> None:

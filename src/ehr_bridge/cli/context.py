@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ehr_bridge.config import DEFAULT_CONFIG_NAME, AppConfig, load_config
 from ehr_bridge.errors import ConfigError
+from ehr_bridge.security.keyring import open_store
 from ehr_bridge.store import Store
 
 #: exit codes are part of the CLI's contract (see docs/cli.md)
@@ -44,7 +45,7 @@ class CliContext:
     def store(self) -> Store:
         """The state store named in the config."""
         if self._store is None:
-            self._store = Store(self.config().database_url())
+            self._store = open_store(self.config())
         return self._store
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from ehr_bridge.cli.context import EXIT_FAILED
 from ehr_bridge.config import load_config
 from ehr_bridge.demo import CONNECTION, DemoResult, run_demo
 from ehr_bridge.reports import options_from_config, render_page, reports_from_store, summary_lines
-from ehr_bridge.store import Store
+from ehr_bridge.security.keyring import open_store
 
 
 def demo(
@@ -70,7 +70,7 @@ def _report(console: Console, result: DemoResult) -> None:
 def _outcomes(console: Console, workdir: Path) -> None:
     """The national outcome figures on what the demo wrote, and the HTML report beside it."""
     config = load_config(workdir / "ehr-bridge.toml")
-    store = Store(config.database_url())
+    store = open_store(config)
     try:
         reports = reports_from_store(store, CONNECTION, options_from_config(config.reports))
     finally:

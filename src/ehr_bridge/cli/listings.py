@@ -1,7 +1,8 @@
-"""Read-only views for support staff: status, referrals, outbox, quarantine.
+"""Views and actions for support staff: status, referrals, outbox, quarantine, adapters.
 
 Every listing prints a table for people and takes ``--json`` for scripts. Nothing here
-prints patient data: records are named by our ids and the trust's record ids.
+prints patient data: records are named by our ids and the trust's record ids. Every
+action (retry, cancel, dismiss) is recorded in the audit log with the OS user.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import typer
 
 from ehr_bridge.adapters.registry import available
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, config_error, fail, obj, print_json, print_table
+from ehr_bridge.cli.lineage import lineage, print_lineage
+from ehr_bridge.cli.quarantine import dismiss_entry, retry_entry
+from ehr_bridge.cli.support import one_referral
 from ehr_bridge.errors import ConfigError
-from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store
+from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store, operator
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ConnectionOpt = Annotated[
@@ -149,43 +153,18 @@ def _referral_summary(store: Store, row: ReferralRow) -> dict[str, Any]:
 @referrals_app.command("show")
 def referrals_show(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="Our referral id or the trust's referral id.")],
+    ref: Annotated[
+        str, typer.Argument(help="Our referral id, the trust's referral id, or an NHS number.")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
-    """One referral's story: FHIR resources made, delivery, every write-back and its outcome."""
+    """One referral's whole story: versions pulled, FHIR, deliveries, write-backs, actions."""
     store = _store(ctx)
-    row = store.find_referral(ref)
-    if row is None:
-        raise fail(f"no referral with id {ref!r} (try `referrals list`)", EXIT_NOT_FOUND)
-    data = _referral_summary(store, row)
-    data["resources"] = [
-        f"{r['resourceType']}/{r['id']}" for r in store.resources_for_referral(row.id)
-    ]
-    data["write_backs"] = [_outbox_dict(o) for o in store.outbox_rows(referral_id=row.id)]
+    data = lineage(store, one_referral(store, ref))
     if as_json:
         print_json(data)
         return
-    console = obj(ctx).console
-    console.print(
-        f"[bold]referral {row.id}[/bold] (trust {row.trust_referral_id}, {row.connection})",
-        highlight=False,
-    )
-    console.print(
-        f"  status {row.status}; pulled {row.first_pulled_at:%Y-%m-%d %H:%M}"
-        f" (last {row.last_pulled_at:%Y-%m-%d %H:%M}); "
-        f"delivered {row.delivered_at or 'not yet'}",
-        highlight=False,
-    )
-    console.print(
-        f"  FHIR: {len(data['resources'])} resources"
-        f" (Patient/{row.patient_id}, ServiceRequest/{row.id}, ...)",
-        highlight=False,
-    )
-    _print_outbox(
-        console,
-        f"  write-backs ({len(data['write_backs'])})",
-        store.outbox_rows(referral_id=row.id),
-    )
+    print_lineage(obj(ctx).console, data)
 
 
 def _outbox_dict(row: OutboxRow) -> dict[str, Any]:
@@ -263,8 +242,29 @@ def _quarantine_dict(row: QuarantineRow) -> dict[str, Any]:
         "reason": row.reason,
         "state": row.state,
         "created_at": row.created_at,
+        "closed_at": row.closed_at,
         "payload_sha256": row.payload_hash,
     }
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(
+    ctx: typer.Context,
+    entry_id: Annotated[int, typer.Argument(help="The quarantine entry id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """After the record is fixed at the trust: pull that one record again now."""
+    retry_entry(ctx, entry_id, as_json)
+
+
+@quarantine_app.command("dismiss")
+def quarantine_dismiss(
+    ctx: typer.Context,
+    entry_id: Annotated[int, typer.Argument(help="The quarantine entry id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+) -> None:
+    """Close an entry that needs no fix (e.g. a test record), with the reason."""
+    dismiss_entry(ctx, entry_id, reason)
 
 
 @quarantine_app.command("show")
@@ -284,7 +284,7 @@ def quarantine_show(
         raise fail(f"no quarantine entry {entry_id} (try `quarantine list`)", EXIT_NOT_FOUND)
     data = _quarantine_dict(row)
     if payload:
-        data["payload"] = json.loads(row.payload)
+        data["payload"] = _store(ctx).quarantine_payload(entry_id)  # None once purged
     if as_json:
         print_json(data)
         return
@@ -340,7 +340,8 @@ def outbox_retry(
     if bool(keys) == all_dead:
         raise typer.BadParameter("give outbox keys or --all-dead (not both)")
     store = _store(ctx)
-    retried = store.retry_dead(None if all_dead else _full_keys(store, keys or []), connection)
+    chosen = None if all_dead else _full_keys(store, keys or [])
+    retried = store.retry_dead(chosen, connection, actor=operator())
     if not retried:
         raise fail("no dead rows matched (see `outbox list --state dead`)", EXIT_NOT_FOUND)
     typer.echo(f"re-queued {len(retried)} write-back(s); the next push writes them")
@@ -355,7 +356,7 @@ def outbox_cancel(
     """Cancel a write-back that is not written yet, e.g. one the trust must not receive."""
     store = _store(ctx)
     (full,) = _full_keys(store, [key])
-    row = store.cancel(full, reason)
+    row = store.cancel(full, reason, actor=operator())
     if row is None:
         raise fail(f"no outbox row {key!r}", EXIT_NOT_FOUND)
     if row.state == "done":

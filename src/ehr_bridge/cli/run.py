@@ -1,21 +1,57 @@
-"""`sync` (one cycle, or until idle) and `run` (the daemon)."""
+"""`sync` (one cycle, or until idle) and `run` (the daemon, with /healthz, /metrics, alerts)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
-from ehr_bridge.cli.context import EXIT_FAILED, config_error, obj, print_json
+from ehr_bridge.cli.context import EXIT_FAILED, CliContext, config_error, obj, print_json
+from ehr_bridge.config import AppConfig
 from ehr_bridge.errors import ConfigError
-from ehr_bridge.logs import setup_logging
-from ehr_bridge.sync.connection import build_connections
+from ehr_bridge.logs import correlation, new_cycle_id, setup_logging
+from ehr_bridge.observability import build_observability
+from ehr_bridge.sync.connection import Connection, build_connections
 from ehr_bridge.sync.cycle import FLOWS, run_cycle
-from ehr_bridge.sync.scheduler import run_daemon
+from ehr_bridge.sync.scheduler import Service, run_daemon
 
 ConnectionOpt = Annotated[
     str | None, typer.Option("--connection", "-c", help="Only this connection.")
 ]
+
+
+class LogFormat(StrEnum):
+    """How log lines are written: for people, or one JSON object per line for collectors."""
+
+    text = "text"
+    json = "json"
+
+
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        envvar="EHR_BRIDGE_LOG_FORMAT",
+        help="text (default) or json: one JSON object per line, same redaction.",
+    ),
+]
+
+
+def _start(
+    cli: CliContext, connection: str | None, log_format: LogFormat
+) -> tuple[AppConfig, list[Connection]]:
+    """Config, logging and connections, every problem a configuration error (exit 2)."""
+    try:
+        config = cli.config()
+        setup_logging(
+            config.logging.level,
+            config.resolve(config.logging.file) if config.logging.file else None,
+            log_format=log_format.value,
+        )
+        return config, build_connections(config, connection)
+    except ConfigError as exc:
+        raise config_error(exc) from None
 
 
 def sync(
@@ -27,6 +63,7 @@ def sync(
     ] = None,
     max_cycles: Annotated[int, typer.Option(help="Without --once: stop after this many.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    log_format: LogFormatOpt = LogFormat.text,
 ) -> None:
     """Run the flows now: one cycle with --once, else cycles until nothing is left to do."""
     cli = obj(ctx)
@@ -34,21 +71,14 @@ def sync(
     unknown = sorted(set(flows) - set(FLOWS))
     if unknown:
         raise typer.BadParameter(f"unknown flow {unknown[0]!r}; choose from {', '.join(FLOWS)}")
-    try:
-        config = cli.config()
-        setup_logging(
-            config.logging.level,
-            config.resolve(config.logging.file) if config.logging.file else None,
-        )
-        connections = build_connections(config, connection)
-    except ConfigError as exc:
-        raise config_error(exc) from None
+    _, connections = _start(cli, connection, log_format)
     store = cli.store()
     reports: dict[str, list[dict[str, Any]]] = {c.name: [] for c in connections}
     for _ in range(1 if once else max_cycles):
         busy = False
         for conn in connections:
-            report = run_cycle(conn, store, flows=flows)
+            with correlation(cycle=new_cycle_id()):
+                report = run_cycle(conn, store, flows=flows)
             reports[conn.name].append(report)
             busy = busy or _did_something(report)
         if not busy:
@@ -82,17 +112,21 @@ def _print_reports(console: Any, reports: dict[str, list[dict[str, Any]]]) -> No
                 console.print(f"  {flow_name:8} {text}", highlight=False)
 
 
-def run(ctx: typer.Context, connection: ConnectionOpt = None) -> None:
-    """Run as a daemon: each flow on its interval until SIGTERM/SIGINT."""
+def run(
+    ctx: typer.Context, connection: ConnectionOpt = None, log_format: LogFormatOpt = LogFormat.text
+) -> None:
+    """Run as a daemon: each flow on its interval until SIGTERM/SIGINT.
+
+    It also serves /healthz and /metrics on the loopback port of [observability] and sends
+    one alert per incident to the webhook or e-mail configured there.
+    """
     cli = obj(ctx)
+    config, connections = _start(cli, connection, log_format)
+    schedules = {c.name: c.schedule for c in config.connection}
+    store = cli.store()
+    ours = {c.name: schedules[c.name] for c in connections}
     try:
-        config = cli.config()
-        setup_logging(
-            config.logging.level,
-            config.resolve(config.logging.file) if config.logging.file else None,
-        )
-        connections = build_connections(config, connection)
+        services: list[Service] = [build_observability(config.observability, ours, store)]
+        run_daemon([(c, schedules[c.name]) for c in connections], store, services=services)
     except ConfigError as exc:
         raise config_error(exc) from None
-    schedules = {c.name: c.schedule for c in config.connection}
-    run_daemon([(c, schedules[c.name]) for c in connections], cli.store())

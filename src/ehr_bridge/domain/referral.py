@@ -10,6 +10,7 @@ Ids are deterministic from (connection, trust key), so a re-pull re-builds the s
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -18,7 +19,7 @@ from ehr_bridge.domain import codes
 from ehr_bridge.domain.facts import PatientFacts, ReferralFacts
 from ehr_bridge.domain.ids import resource_id
 from ehr_bridge.domain.nhs_number import check_nhs_number
-from ehr_bridge.domain.validate import validate_resource
+from ehr_bridge.domain.validate import check_own_resource, validate_resource
 from ehr_bridge.errors import RecordValidationError
 
 JsonDict = dict[str, Any]
@@ -74,9 +75,9 @@ def build_referral_resources(
 
 
 def _validated(resource: JsonDict, record: str, path: str) -> JsonDict:
-    """``validate_resource`` with the failure tied to the trust record."""
+    """``check_own_resource`` (we built it) with the failure tied to the trust record."""
     try:
-        return validate_resource(resource, path=path)
+        return check_own_resource(resource, path=path)
     except RecordValidationError as exc:
         raise RecordValidationError(
             exc.reason, field=exc.field, record=record, code=exc.code
@@ -256,15 +257,24 @@ def _source_of_referral(facts: ReferralFacts) -> JsonDict:
     }
 
 
-def referral_bundle(resources: ReferralResources) -> JsonDict:
-    """The delivery bundle: a ``collection`` of Patient then ServiceRequest.
+def referral_bundle(
+    resources: ReferralResources, prior_episodes: Sequence[JsonDict] = ()
+) -> JsonDict:
+    """The delivery bundle: a ``collection`` of Patient, earlier episodes, then ServiceRequest.
 
     Its id is the ServiceRequest id, so delivering the same referral twice produces the
-    same bundle id and the provider side can treat the repeat as a replacement.
+    same bundle id and the provider side can treat the repeat as a replacement. For a
+    re-referral, ``prior_episodes`` (from ``prior_episode``) travel with it and the
+    ServiceRequest points at them and at their ServiceRequests in ``supportingInfo``, so
+    the provider's clinician sees the work already done. The ServiceRequest stays last:
+    a reader that keeps one resource per type still finds the current referral.
     """
+    service_request = resources.service_request
+    if prior_episodes:
+        service_request = {**service_request, "supportingInfo": _episode_links(prior_episodes)}
     entries = [
         {"fullUrl": f"urn:uuid:{res['id']}", "resource": res}
-        for res in (resources.patient, resources.service_request)
+        for res in (resources.patient, *prior_episodes, service_request)
     ]
     bundle = {
         "resourceType": "Bundle",
@@ -273,3 +283,71 @@ def referral_bundle(resources: ReferralResources) -> JsonDict:
         "entry": entries,
     }
     return validate_resource(bundle)
+
+
+def _episode_links(episodes: Sequence[JsonDict]) -> list[JsonDict]:
+    """``supportingInfo`` of a re-referral: each earlier episode and its ServiceRequest."""
+    links: list[JsonDict] = []
+    for episode in episodes:
+        links.append(episode["referralRequest"][0] | {"display": "Earlier referral"})
+        links.append({"reference": f"EpisodeOfCare/{episode['id']}", "display": "Earlier episode"})
+    return links
+
+
+_FINISHED_REQUEST = frozenset({"completed", "revoked", "entered-in-error"})
+
+
+def prior_episode(
+    connection: str, patient_id: str, service_request: JsonDict, episode_end: JsonDict | None
+) -> JsonDict:
+    """An earlier referral of the same patient as a UK Core EpisodeOfCare.
+
+    ``service_request`` is the earlier referral as we stored it; ``episode_end`` is the
+    provider's own EpisodeOfCare ending it, if the provider sent one (its end date and
+    EndCode are carried over). The id is deterministic from the trust referral id.
+    """
+    trust_id = str(service_request["identifier"][0]["value"])
+    period: JsonDict = {"start": service_request["authoredOn"]}
+    episode: JsonDict = {
+        "resourceType": "EpisodeOfCare",
+        "id": resource_id(connection, "EpisodeOfCare", trust_id),
+        "meta": {"profile": [codes.UKCORE_PROFILE.format("EpisodeOfCare")]},
+        "status": "finished"
+        if episode_end or service_request["status"] in _FINISHED_REQUEST
+        else "active",
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "referralRequest": [{"reference": f"ServiceRequest/{service_request['id']}"}],
+        "period": period,
+    }
+    if episode_end is not None:
+        period["end"] = episode_end.get("period", {}).get("end")
+        episode["extension"] = [
+            e for e in episode_end.get("extension", []) if e.get("url") == codes.END_CODE_EXTENSION
+        ]
+    return validate_resource({k: v for k, v in episode.items() if v not in ([], None)})
+
+
+def with_patient_links(
+    patient: JsonDict, *, replaces: Sequence[str] = (), replaced_by: str | None = None
+) -> JsonDict:
+    """The Patient with ``link`` (and ``active`` false when replaced) for merged records.
+
+    A patient merged away (at the trust, or linked by an operator) is kept, marked
+    inactive and ``replaced-by`` the surviving one; the survivor ``replaces`` it. Links
+    already present are replaced, so applying this again is harmless.
+    """
+    if not replaces and replaced_by is None and not {"link", "active"} & patient.keys():
+        return patient  # the usual case: nothing to draw, nothing to check again
+    result = {k: v for k, v in patient.items() if k not in ("link", "active")}
+    links = [{"other": {"reference": f"Patient/{other}"}, "type": "replaces"} for other in replaces]
+    if replaced_by is not None:
+        links.insert(0, {"other": {"reference": f"Patient/{replaced_by}"}, "type": "replaced-by"})
+        result["active"] = False
+    if links:
+        result["link"] = links
+    return validate_resource(result)
+
+
+def with_subject(service_request: JsonDict, patient_id: str) -> JsonDict:
+    """The ServiceRequest pointed at another patient (after an operator's link or unlink)."""
+    return {**service_request, "subject": {"reference": f"Patient/{patient_id}"}}

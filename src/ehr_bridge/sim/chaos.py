@@ -46,6 +46,9 @@ pull_seconds = 0.3
 deliver_seconds = 0.3
 collect_seconds = 0.3
 push_seconds = 0.2
+
+[observability]
+port = 0  # several daemons on one host: each takes a free port
 """
 
 
@@ -57,6 +60,8 @@ class ChaosSettings:
     database_url: str | None = None  # None: SQLite in the work folder
     seed: int = 1
     referrals: int = 12
+    #: malformed records added to the trust (quarantined by design, left out of the counts)
+    hostile: int = 0
     daemons: int = 1
     kills: int = 20
     kill_every: tuple[float, float] = (0.4, 1.6)  # seconds between kills, uniformly
@@ -143,7 +148,9 @@ def _write_config(settings: ChaosSettings, base_url: str) -> Path:
 def run_chaos(settings: ChaosSettings) -> ChaosReport:
     """Run daemons under faults and kills until settled; compare the trust's records."""
     started = time.monotonic()
-    simulator = TrustSimulator(seed=settings.seed, referrals=settings.referrals, token=TOKEN)
+    simulator = TrustSimulator(
+        seed=settings.seed, referrals=settings.referrals, hostile=settings.hostile, token=TOKEN
+    )
     base_url = simulator.start()
     report = ChaosReport()
     try:
@@ -236,9 +243,10 @@ def _compare(
     report.referrals = settings.referrals
     report.delivered = len(list(platform.referrals_dir.glob("*.json")))
     expected_by_trust = _expected_by_trust(platform, export)
+    hostile = {h.get("referral_id") for h in export.get("hostile", [])}
     for entry in export["referrals"]:
         record = entry["referral"]
-        if record.get("referred_on_to") != "IESO01":
+        if record.get("referred_on_to") != "IESO01" or record.get("id") in hostile | {None}:
             continue
         expected = Counter(_expected_key(a) for a in expected_by_trust.get(record["id"], []))
         expected.update({("status", "accepted"): 1, ("status", "discharged"): 1})

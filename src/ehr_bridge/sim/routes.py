@@ -114,6 +114,12 @@ def list_items(kind: str, state: TrustState, request: Request) -> Response:
     return Response(200, {"items": state.list_items(request.params["id"], kind, reference)})
 
 
+def update_item(kind: str, state: TrustState, request: Request) -> Response:
+    """PUT a whole new body over one item (same client reference); 200 with the item."""
+    params = request.params
+    return Response(200, state.update_item(params["id"], kind, params["item_id"], request.body))
+
+
 def export(state: TrustState, request: Request) -> Response:
     """GET /_sim/export: the whole record system."""
     return Response(200, state.export())
@@ -146,6 +152,12 @@ def _artefact_route(segment: str, kind: str) -> Route:
     )
 
 
+def _item_route(segment: str, kind: str) -> Route:
+    return Route(
+        f"{API}/referrals/{{id}}/{segment}/{{item_id}}", {"PUT": partial(update_item, kind)}
+    )
+
+
 ROUTES: tuple[Route, ...] = (
     Route(f"{API}/referrals", {"GET": list_referrals}),
     Route(f"{API}/referrals/{{id}}", {"GET": get_referral}),
@@ -153,6 +165,9 @@ ROUTES: tuple[Route, ...] = (
     _artefact_route("care-contacts", CARE_CONTACT),
     _artefact_route("clinical-notes", CLINICAL_NOTE),
     _artefact_route("assessments", ASSESSMENT),
+    _item_route("care-contacts", CARE_CONTACT),
+    _item_route("clinical-notes", CLINICAL_NOTE),
+    _item_route("assessments", ASSESSMENT),
     Route("/_sim/export", {"GET": export}),
     Route("/_sim/faults", {"GET": get_faults, "PUT": put_faults}),
     Route("/_sim/health", {"GET": health}, auth=False),

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from ehr_bridge.errors import ConflictError, RecordValidationError
 from ehr_bridge.sim.faults import Fault, FaultPlan
 from ehr_bridge.sim.routes import Request, Response, Route, resolve
-from ehr_bridge.sim.state import TrustState, UnknownReferralError
+from ehr_bridge.sim.state import TrustState, UnknownItemError, UnknownReferralError
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class SimRequestHandler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def do_PUT(self) -> None:
-        """Answer 405 (no route takes PUT)."""
+        """Serve a PUT (item updates, fault settings); 405 where no route takes it."""
         self._dispatch("PUT")
 
     def do_PATCH(self) -> None:
@@ -235,6 +235,8 @@ def _call(route: Route, request: Request, state: TrustState) -> Response:
         return route.methods[request.method](state, request)
     except UnknownReferralError:
         return error(404, "not_found", "no referral with this id")
+    except UnknownItemError:
+        return error(404, "not_found", "no item with this id on this referral")
     except ConflictError as exc:
         answer = error(409, "conflict", exc.safe_message, "client_reference")
         return Response(409, {**answer.body, "existing_id": exc.existing_id})

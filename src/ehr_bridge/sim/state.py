@@ -40,6 +40,18 @@ class UnknownReferralError(TerminalError):
     code = "not_found"
 
 
+class UnknownItemError(TerminalError):
+    """The referral has no item of this kind with this id (the HTTP layer answers 404)."""
+
+    code = "not_found"
+
+
+class UnknownPatientError(TerminalError):
+    """No referral names a patient with this local id."""
+
+    code = "not_found"
+
+
 def utc_now() -> datetime:
     """The real clock, for a running server."""
     return datetime.now(UTC)
@@ -218,20 +230,136 @@ class TrustState:
             self._bump(ref)
             return copy.deepcopy(ref.record)
 
-    def add_referral(self, referred_on_to: str | None = None) -> JsonDict:
+    def add_referral(
+        self, referred_on_to: str | None = None, *, patient_of: str | None = None
+    ) -> JsonDict:
         """Simulate a new referral arriving now, from the same seeded generator.
+
+        ``patient_of`` names an existing referral whose patient is referred again (a
+        re-referral: same local id and NHS number).
 
         Raises:
             TerminalError: the state was built without a generator.
+            UnknownReferralError: ``patient_of`` is not a referral id.
         """
         if self._factory is None:
             raise TerminalError("this state has no referral generator")
         with self._lock:
             record = self._factory.referral(referred_on_to or str(self.meta["provider_code"]))
+            if patient_of is not None:
+                record["patient"] = copy.deepcopy(self._require(patient_of).record["patient"])
             ref = _Referral(str(record["id"]), record, self._clock.tick())
             record["updated_at"] = format_timestamp(ref.updated)
             self._referrals[ref.key] = ref
             return copy.deepcopy(record)
+
+    def update_item(self, referral_id: str, kind: str, item_id: str, body: object) -> JsonDict:
+        """The API's PUT: replace an item with a checked body carrying its client reference.
+
+        Raises:
+            UnknownReferralError: no referral has this id.
+            UnknownItemError: the referral has no such item.
+            RecordValidationError: the body breaks a rule, or names another client reference.
+        """
+        with self._lock:
+            ref = self._require(referral_id)
+            item = _find_item(ref, kind, item_id)
+            contacts = [i["id"] for i in ref.items[CARE_CONTACT] if i["id"] != item_id]
+            clean = VALIDATORS[kind](body, contacts)
+            if clean["client_reference"] != item["client_reference"]:
+                raise RecordValidationError(
+                    "must be the item's own client_reference", field="client_reference"
+                )
+            item.update(clean)
+            self._touch(item)
+            return copy.deepcopy(item)
+
+    # --- trust-side edits (a clinician at the trust, not the API) ----------------------
+    def edit_item(
+        self, referral_id: str, kind: str, item_id: str, changes: Mapping[str, object]
+    ) -> JsonDict:
+        """Simulate a clinician editing a written item in the trust's own screens.
+
+        Raises:
+            UnknownReferralError: no referral has this id.
+            UnknownItemError: the referral has no such item.
+        """
+        with self._lock:
+            item = _find_item(self._require(referral_id), kind, item_id)
+            item.update(copy.deepcopy(dict(changes)))
+            self._touch(item)
+            return copy.deepcopy(item)
+
+    def delete_item(self, referral_id: str, kind: str, item_id: str) -> JsonDict:
+        """Simulate a clinician deleting a written item; returns what was deleted.
+
+        Raises:
+            UnknownReferralError: no referral has this id.
+            UnknownItemError: the referral has no such item.
+        """
+        with self._lock:
+            ref = self._require(referral_id)
+            item = _find_item(ref, kind, item_id)
+            ref.items[kind].remove(item)
+            return copy.deepcopy(item)
+
+    def merge_patients(self, keep_local_id: str, merged_local_id: str) -> list[str]:
+        """Simulate the trust merging two patient records: the second becomes the first.
+
+        Every referral of the merged patient takes the kept patient's details (local id,
+        NHS number, demographics) and a new version. Returns those referral ids.
+
+        Raises:
+            UnknownPatientError: no referral names one of the two local ids.
+        """
+        with self._lock:
+            kept = self._patient(keep_local_id)
+            moved = [r for r in self._referrals.values() if _local_id(r) == merged_local_id]
+            if not moved:
+                raise UnknownPatientError("no referral names the patient to merge")
+            for ref in moved:
+                ref.record["patient"] = copy.deepcopy(kept)
+                self._bump(ref)
+            return [ref.key for ref in moved]
+
+    def fix_hostile(self, referral_id: str) -> JsonDict:
+        """Simulate someone at the trust correcting a malformed referral's broken field.
+
+        The field gets a well-formed value from the same seeded generator; the record
+        stops being hostile and gets a new version.
+
+        Raises:
+            UnknownReferralError: no referral has this id.
+            TerminalError: the referral is not malformed, or there is no generator.
+        """
+        info = self.hostile.get(referral_id)
+        if info is None or self._factory is None:
+            raise TerminalError("this referral is not a malformed one the simulator can fix")
+        with self._lock:
+            ref = self._require(referral_id)
+            good = self._factory.referral(str(self.meta["provider_code"]))
+            _copy_path(good, ref.record, info.field)
+            del self.hostile[referral_id]
+            self._bump(ref)
+            return copy.deepcopy(ref.record)
+
+    def fresh_nhs_number(self) -> str:
+        """A valid NHS number no patient has yet (to simulate one traced later)."""
+        if self._factory is None:
+            raise TerminalError("this state has no referral generator")
+        with self._lock:
+            return self._factory.nhs_number()
+
+    def _patient(self, local_id: str) -> JsonDict:
+        for ref in self._referrals.values():
+            if _local_id(ref) == local_id:
+                return dict(ref.record["patient"])
+        raise UnknownPatientError("no referral names this patient")
+
+    def _touch(self, item: JsonDict) -> None:
+        version = item.get("version")
+        item["version"] = version + 1 if isinstance(version, int) else 2
+        item["updated_at"] = format_timestamp(self._clock.tick())
 
     def export(self) -> JsonDict:
         """The whole record system in creation order, for tests and the demo."""
@@ -280,6 +408,27 @@ def _matches(
     if updated_since is not None and ref.updated < updated_since:
         return False
     return after is None or ref.order > (after.updated, after.key)
+
+
+def _find_item(ref: _Referral, kind: str, item_id: str) -> JsonDict:
+    for item in ref.items[kind]:
+        if item["id"] == item_id:
+            return item
+    raise UnknownItemError("no item with this id on this referral")
+
+
+def _local_id(ref: _Referral) -> object:
+    patient = ref.record.get("patient")
+    return patient.get("local_id") if isinstance(patient, dict) else None
+
+
+def _copy_path(source: JsonDict, target: JsonDict, path: str) -> None:
+    """Copy the value at a dotted path (``patient.nhs_number``) from source into target."""
+    head, _, rest = path.partition(".")
+    if not rest or not isinstance(target.get(head), dict):
+        target[head] = copy.deepcopy(source[head])
+        return
+    _copy_path(source[head], target[head], rest)
 
 
 def _check_transition(ref: _Referral) -> None:

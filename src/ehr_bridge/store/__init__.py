@@ -1,12 +1,19 @@
 """The state store: one ``Store`` with the transactions the flows need."""
 
+from ehr_bridge.store.audit import AuditEntry, engine_actor, operator
+from ehr_bridge.store.identity import PatientMatch
 from ehr_bridge.store.models import (
+    AuditEventRow,
+    DeliveryRow,
     OutboxRow,
+    PatientLinkRow,
     PatientRow,
     QuarantineRow,
     ReferralRow,
+    ReferralVersionRow,
     ResourceRow,
     RunRow,
+    WriteAttemptRow,
     utcnow,
 )
 from ehr_bridge.store.store import (
@@ -19,17 +26,26 @@ from ehr_bridge.store.store import (
 )
 
 __all__ = [
+    "AuditEntry",
+    "AuditEventRow",
+    "DeliveryRow",
     "NewOutboxItem",
     "NewQuarantine",
     "OutboxRow",
+    "PatientLinkRow",
+    "PatientMatch",
     "PatientRow",
     "PulledReferral",
     "QuarantineRow",
     "ReferralRow",
+    "ReferralVersionRow",
     "ResourceRow",
     "RunRow",
     "Store",
+    "WriteAttemptRow",
     "canonical_json",
     "content_hash",
+    "engine_actor",
+    "operator",
     "utcnow",
 ]

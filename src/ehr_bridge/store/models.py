@@ -1,5 +1,9 @@
 """State tables: cursors, the ledger (trust record -> FHIR -> receipts), outbox, quarantine.
 
+The history tables at the end (referral versions, deliveries, write attempts, patient
+links, the audit log) exist so support staff can answer "what happened to this record?"
+from the CLI. They hold internal ids, hashes, codes and times: never patient data.
+
 Datetimes are timezone-aware UTC everywhere; ``utcnow`` is the one clock.
 """
 
@@ -7,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Text, UniqueConstraint, true
 from sqlmodel import Field, SQLModel
 
 
@@ -35,6 +39,10 @@ class PatientRow(SQLModel, table=True):
     local_id: str
     nhs_number: str | None = Field(default=None, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
+    #: False once no referral is this patient's any more (merged at the trust or linked)
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
+    #: set by an operator's `patients link`: referrals of this patient go to that one
+    merged_into: str | None = None
 
 
 class ReferralRow(SQLModel, table=True):
@@ -54,6 +62,8 @@ class ReferralRow(SQLModel, table=True):
     delivered_at: datetime | None = None
     first_pulled_at: datetime = Field(default_factory=utcnow)
     last_pulled_at: datetime = Field(default_factory=utcnow)
+    #: the patient the trust record itself names (before operator links are followed)
+    natural_patient_id: str | None = None
 
 
 class ResourceRow(SQLModel, table=True):
@@ -66,6 +76,10 @@ class ResourceRow(SQLModel, table=True):
     referral_id: str | None = Field(default=None, index=True)
     body: str = Field(sa_column=Column(Text, nullable=False))
     content_hash: str
+    #: the key that encrypted the payload (None: plain text); see ehr_bridge.security.crypto
+    key_id: str | None = Field(default=None, index=True)
+    #: when the retention purge emptied the payload (its hash and the lineage stay)
+    purged_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -107,8 +121,13 @@ class QuarantineRow(SQLModel, table=True):
     reason: str
     payload_hash: str = Field(index=True)
     payload: str = Field(default="", sa_column=Column(Text, nullable=False))
-    state: str = Field(default="open", index=True)  # open | resolved | dismissed
+    #: the key that encrypted the payload (None: plain text); see ehr_bridge.security.crypto
+    key_id: str | None = Field(default=None, index=True)
+    #: when the retention purge emptied the payload (its hash and the lineage stay)
+    purged_at: datetime | None = None
+    state: str = Field(default="open", index=True)  # open|resolved|dismissed|superseded
     created_at: datetime = Field(default_factory=utcnow)
+    closed_at: datetime | None = None
 
 
 class SubmissionRow(SQLModel, table=True):
@@ -148,3 +167,90 @@ class FlowLeaseRow(SQLModel, table=True):
     flow: str = Field(primary_key=True)
     owner: str
     expires_at: datetime
+
+
+class ReferralVersionRow(SQLModel, table=True):
+    """One changed trust record as pulled: which version, its hash, the patient it named."""
+
+    __tablename__ = "referral_version"
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str
+    referral_id: str = Field(index=True)
+    source_version: str | None = None
+    source_hash: str
+    fhir_hash: str
+    patient_id: str
+    status: str
+    pulled_at: datetime = Field(default_factory=utcnow)
+
+
+class DeliveryRow(SQLModel, table=True):
+    """One hand-over of a referral to the provider, with the earlier episodes it carried."""
+
+    __tablename__ = "delivery"
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str
+    referral_id: str = Field(index=True)
+    patient_id: str
+    fhir_hash: str
+    episodes: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    delivered_at: datetime = Field(default_factory=utcnow)
+
+
+class WriteAttemptRow(SQLModel, table=True):
+    """One finished attempt at a write-back (or a forced update) and what came of it."""
+
+    __tablename__ = "write_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_key: str = Field(index=True)
+    connection: str
+    referral_id: str = Field(index=True)
+    kind: str
+    outcome: str  # written | already_present | retry | dead | updated | update_failed
+    trust_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    worker: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+class PatientLinkRow(SQLModel, table=True):
+    """Identity history: merges seen at the trust, operator links, NHS number changes.
+
+    ``other_patient_id`` is the patient merged away or linked (None for NHS number events);
+    an operator link ends (``ended_at``) when it is unlinked, it is never deleted.
+    """
+
+    __tablename__ = "patient_link"
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str
+    patient_id: str = Field(index=True)
+    other_patient_id: str | None = Field(default=None, index=True)
+    kind: str
+    reason: str
+    actor: str
+    referral_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+
+
+class AuditEventRow(SQLModel, table=True):
+    """Append-only: every operator action and every write to a trust record.
+
+    Database triggers refuse UPDATE and DELETE on both backends (migration 0002).
+    ``detail`` is JSON of codes, ids and field names only, never values.
+    """
+
+    __tablename__ = "audit_event"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str
+    action: str
+    reason: str | None = None
+    connection: str | None = None
+    referral_id: str | None = Field(default=None, index=True)
+    outbox_key: str | None = None
+    patient_id: str | None = None
+    outcome: str | None = None
+    trust_id: str | None = None
+    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False))

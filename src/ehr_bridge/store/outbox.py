@@ -19,9 +19,12 @@ from sqlalchemy import and_, case, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from ehr_bridge.store.audit import AuditEntry, add_audit, engine_actor
+from ehr_bridge.store.lineage import add_attempt
 from ehr_bridge.store.models import OutboxRow, utcnow
 
 FINISHED = ("done", "dead", "cancelled")
+_OUTCOMES = {"done": "written", "pending": "retry", "dead": "dead"}
 
 
 def _due(now: datetime) -> Any:
@@ -136,8 +139,14 @@ class OutboxLeases:
         error_code: str | None = None,
         next_attempt_at: datetime | None = None,
         count_attempt: bool = True,
+        outcome: str | None = None,
     ) -> bool:
-        """Close an attempt (done, pending with a time, or dead); False if no longer ours."""
+        """Close an attempt (done, pending with a time, or dead); False if no longer ours.
+
+        A counted attempt is kept in the write history (``outcome`` defaults from the state:
+        written, retry, dead); a write that ends (done or dead) also goes into the audit
+        log. Both commit with the outcome, so the history never disagrees with the row.
+        """
         now = utcnow()
         values: dict[str, Any] = {
             "state": state,
@@ -162,7 +171,12 @@ class OutboxLeases:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-            return bool(result.rowcount == 1)
+            if result.rowcount != 1:
+                return False
+            if count_attempt:
+                row = s.get(OutboxRow, key)
+                _remember(s, row, outcome or _OUTCOMES.get(state, state), owner, error_code, error)
+            return True
 
     def expire_orphaned_leases(self, host: str, is_alive: Callable[[int], bool]) -> int:
         """Free rows leased by dead processes on this host, so a restart need not wait."""
@@ -178,7 +192,9 @@ class OutboxLeases:
                     freed += 1
         return freed
 
-    def retry_dead(self, keys: list[str] | None, connection: str | None = None) -> list[str]:
+    def retry_dead(
+        self, keys: list[str] | None, connection: str | None = None, *, actor: str = "unknown"
+    ) -> list[str]:
         """Re-queue dead rows with fresh attempts (every dead row when ``keys`` is None)."""
         now = utcnow()
         with self.session() as s:
@@ -196,9 +212,10 @@ class OutboxLeases:
                     now,
                 )
                 s.add(row)
+                add_audit(s, _entry("outbox.retry", actor, None, row))
             return [row.id for row in rows]
 
-    def cancel(self, key: str, reason: str) -> OutboxRow | None:
+    def cancel(self, key: str, reason: str, *, actor: str = "unknown") -> OutboxRow | None:
         """Cancel a row that is not written yet; done rows cannot be cancelled."""
         now = utcnow()
         with self.session() as s:
@@ -208,4 +225,46 @@ class OutboxLeases:
             row.state, row.last_error, row.last_error_code = "cancelled", reason, "cancelled"
             row.lease_owner, row.lease_expires_at, row.updated_at = None, None, now
             s.add(row)
+            add_audit(s, _entry("outbox.cancel", actor, reason, row))
             return row
+
+
+def _entry(
+    action: str,
+    actor: str,
+    reason: str | None,
+    row: OutboxRow,
+    outcome: str | None = None,
+    **extra: Any,
+) -> AuditEntry:
+    """An audit entry about one outbox row (its kind, and any codes, go in the detail)."""
+    return AuditEntry(
+        action,
+        actor,
+        reason,
+        connection=row.connection,
+        referral_id=row.referral_id,
+        outbox_key=row.id,
+        outcome=outcome,
+        trust_id=row.trust_id,
+        detail={"kind": row.kind, **{k: v for k, v in extra.items() if v is not None}},
+    )
+
+
+def _remember(
+    s: Session,
+    row: OutboxRow | None,
+    outcome: str,
+    owner: str | None,
+    error_code: str | None,
+    error: str | None,
+) -> None:
+    """The write history row, and the audit entry when the write has ended."""
+    if row is None:
+        return
+    add_attempt(
+        s, row, outcome, worker=owner, trust_id=row.trust_id, error_code=error_code, error=error
+    )
+    if row.state in ("done", "dead"):
+        actor = engine_actor(owner or "unknown")
+        add_audit(s, _entry("trust.write", actor, None, row, outcome, error_code=error_code))

@@ -21,8 +21,13 @@ from sqlalchemy import event, func, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, create_engine, select
 
+import ehr_bridge.store.identity as identity
 from ehr_bridge.errors import ConfigError
+from ehr_bridge.security.crypto import PayloadCipher, quarantine_aad, resource_aad
+from ehr_bridge.store.audit import AuditEntry, AuditLog, add_audit
 from ehr_bridge.store.flow_leases import FlowLeases
+from ehr_bridge.store.identity import Identity
+from ehr_bridge.store.lineage import Lineage, add_delivery, add_version
 from ehr_bridge.store.migrate import current_revision, head_revision, upgrade
 from ehr_bridge.store.models import (
     CursorRow,
@@ -36,6 +41,7 @@ from ehr_bridge.store.models import (
     utcnow,
 )
 from ehr_bridge.store.outbox import OutboxLeases
+from ehr_bridge.store.repair import Repairs
 
 JsonDict = dict[str, Any]
 
@@ -62,6 +68,8 @@ class PulledReferral:
     nhs_number: str | None
     patient: JsonDict
     service_request: JsonDict
+    #: the patient the trust record names, when operator links make ``patient`` another
+    natural_patient_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,12 +121,20 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class Store(OutboxLeases, FlowLeases):
+class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs):
     """All reads and writes of ehr-bridge's state."""
 
-    def __init__(self, url: str, *, migrate: bool | None = None) -> None:
-        """Open the store; ``migrate`` None means: upgrade SQLite, only check PostgreSQL."""
+    def __init__(
+        self, url: str, *, migrate: bool | None = None, cipher: PayloadCipher | None = None
+    ) -> None:
+        """Open the store; ``migrate`` None means: upgrade SQLite, only check PostgreSQL.
+
+        ``cipher`` encrypts resource bodies and quarantined payloads (docs/security.md);
+        without one they are stored as plain text. ``security.keyring.open_store`` builds
+        both from the config.
+        """
         self.engine = make_engine(url)
+        self.cipher = cipher or PayloadCipher()
         if migrate is None:
             migrate = self.engine.dialect.name == "sqlite"
         if migrate and current_revision(self.engine) != head_revision():
@@ -182,18 +198,8 @@ class Store(OutboxLeases, FlowLeases):
             return row is not None
 
     def find_patient_id(self, connection: str, nhs_number: str | None, local_id: str) -> str | None:
-        """An existing patient: by NHS number first, else by the trust's local id."""
-        with self.session() as s:
-            if nhs_number:
-                row = s.exec(select(PatientRow).where(PatientRow.nhs_number == nhs_number)).first()
-                if row:
-                    return row.id
-            row = s.exec(
-                select(PatientRow).where(
-                    PatientRow.connection == connection, PatientRow.local_id == local_id
-                )
-            ).first()
-            return row.id if row else None
+        """An existing patient (NHS number first, else the trust's local id), after links."""
+        return self.resolve_patient(connection, nhs_number, local_id).effective_id
 
     def save_pull_page(
         self,
@@ -203,11 +209,15 @@ class Store(OutboxLeases, FlowLeases):
         cursor: str | None,
         *,
         cursor_name: str | None = None,
-    ) -> None:
-        """Upsert a page's referrals and quarantine entries and move the cursor, together."""
+    ) -> list[tuple[str, str]]:
+        """Upsert a page's referrals and quarantine entries and move the cursor, together.
+
+        Returns the patient identity changes seen, as (referral id, kind) pairs.
+        """
+        changes: list[tuple[str, str]] = []
         with self.session() as s:
             for referral in referrals:
-                self._upsert_referral(s, connection, referral)
+                changes += self._upsert_referral(s, connection, referral)
             for entry in quarantines:
                 self._add_quarantine(s, connection, entry)
             if cursor is not None:
@@ -215,19 +225,30 @@ class Store(OutboxLeases, FlowLeases):
                 row = s.get(CursorRow, key) or CursorRow(connection=key)
                 row.value, row.updated_at = cursor, utcnow()
                 s.add(row)
+        return changes
 
-    def _upsert_referral(self, s: Session, connection: str, pulled: PulledReferral) -> None:
+    def _upsert_referral(
+        self, s: Session, connection: str, pulled: PulledReferral
+    ) -> list[tuple[str, str]]:
         patient_id = pulled.patient["id"]
-        patient = s.get(PatientRow, patient_id) or PatientRow(
-            id=patient_id, connection=connection, local_id=pulled.patient_local_id
+        natural_id = pulled.natural_patient_id or patient_id
+        sr = pulled.service_request
+        row = s.get(ReferralRow, sr["id"])
+        changes = identity.detect_changes(s, row, natural_id, pulled.nhs_number)
+        survivor = identity.reactivate(s, natural_id)
+        patient = s.get(PatientRow, natural_id) or PatientRow(
+            id=natural_id, connection=connection, local_id=pulled.patient_local_id
         )
         patient.nhs_number, patient.updated_at = pulled.nhs_number, utcnow()
         s.add(patient)
-        self._put_resource(s, connection, None, pulled.patient)
-        sr = pulled.service_request
+        s.flush()
+        for retired in identity.record_changes(s, connection, sr["id"], changes):
+            self._redecorate(s, retired)
+        if survivor is not None:
+            self._redecorate(s, survivor)
+        patient_resource = self._store_patient(s, connection, pulled.patient, natural_id)
         self._put_resource(s, connection, sr["id"], sr)
-        row = s.get(ReferralRow, sr["id"])
-        fhir_hash = content_hash([pulled.patient, sr])
+        fhir_hash = content_hash([patient_resource, sr])
         if row is None:
             row = ReferralRow(
                 id=sr["id"],
@@ -240,9 +261,21 @@ class Store(OutboxLeases, FlowLeases):
             )
         row.source_hash, row.source_version = pulled.source_hash, pulled.source_version
         row.fhir_hash, row.status, row.last_pulled_at = fhir_hash, pulled.status, utcnow()
-        row.patient_id = patient_id
+        row.patient_id, row.natural_patient_id = patient_id, natural_id
         s.add(row)
+        add_version(s, row)
         self._resolve_quarantine(s, connection, pulled.trust_referral_id)
+        return [(row.id, change.kind) for change in changes]
+
+    def _refresh_hashes(self, s: Session, referral_ids: list[str]) -> None:
+        """New FHIR hashes for referrals whose patient changed, so deliver sends them again."""
+        for referral_id in referral_ids:
+            row = s.get(ReferralRow, referral_id)
+            if row is None:
+                continue
+            patient = self._get_resource(s, "Patient", row.patient_id)
+            row.fhir_hash = content_hash([patient, self._get_resource(s, "ServiceRequest", row.id)])
+            s.add(row)
 
     def _put_resource(
         self, s: Session, connection: str, referral_id: str | None, resource: JsonDict
@@ -251,12 +284,32 @@ class Store(OutboxLeases, FlowLeases):
         row = s.get(ResourceRow, key) or ResourceRow(
             resource_type=key[0], id=key[1], connection=connection, body="", content_hash=""
         )
-        row.body, row.content_hash = canonical_json(resource), content_hash(resource)
+        sealed = self.cipher.seal(canonical_json(resource), resource_aad(key[0], key[1]))
+        row.body, row.key_id, row.purged_at = sealed[0], sealed[1], None
+        row.content_hash = content_hash(resource)
         row.referral_id = referral_id or row.referral_id
         row.updated_at = utcnow()
         s.add(row)
 
+    def _get_resource(self, s: Session, resource_type: str, resource_id: str) -> JsonDict | None:
+        """A stored resource as JSON, inside the caller's transaction."""
+        row = s.get(ResourceRow, (resource_type, resource_id))
+        return self._open_resource(row) if row else None
+
+    def _open_resource(self, row: ResourceRow) -> JsonDict | None:
+        """A row's resource, decrypted; None once the retention purge emptied it."""
+        if row.purged_at is not None:
+            return None
+        aad = resource_aad(row.resource_type, row.id)
+        resource: JsonDict = json.loads(self.cipher.open(row.body, row.key_id, aad))
+        return resource
+
     def _add_quarantine(self, s: Session, connection: str, entry: NewQuarantine) -> None:
+        self._close_quarantine(s, connection, entry.record_ref, "superseded")
+        payload_hash = content_hash(entry.payload)
+        payload, key_id = self.cipher.seal(
+            canonical_json(entry.payload), quarantine_aad(payload_hash)
+        )
         s.add(
             QuarantineRow(
                 connection=connection,
@@ -265,12 +318,17 @@ class Store(OutboxLeases, FlowLeases):
                 field=entry.field,
                 code=entry.code,
                 reason=entry.reason,
-                payload_hash=content_hash(entry.payload),
-                payload=canonical_json(entry.payload),
+                payload_hash=payload_hash,
+                payload=payload,
+                key_id=key_id,
             )
         )
 
     def _resolve_quarantine(self, s: Session, connection: str, record_ref: str) -> None:
+        self._close_quarantine(s, connection, record_ref, "resolved")
+
+    def _close_quarantine(self, s: Session, connection: str, record_ref: str, state: str) -> None:
+        """Close a record's open entries: fixed (resolved) or replaced by a newer failure."""
         rows = s.exec(
             select(QuarantineRow).where(
                 QuarantineRow.connection == connection,
@@ -279,7 +337,7 @@ class Store(OutboxLeases, FlowLeases):
             )
         ).all()
         for row in rows:
-            row.state = "resolved"
+            row.state, row.closed_at = state, utcnow()
             s.add(row)
 
     # --- deliver ---------------------------------------------------------------------
@@ -303,8 +361,7 @@ class Store(OutboxLeases, FlowLeases):
     def resource(self, resource_type: str, resource_id: str) -> JsonDict | None:
         """A stored FHIR resource as JSON."""
         with self.session() as s:
-            row = s.get(ResourceRow, (resource_type, resource_id))
-            return json.loads(row.body) if row else None
+            return self._get_resource(s, resource_type, resource_id)
 
     def resources_for_referral(self, referral_id: str) -> list[JsonDict]:
         """Every stored resource that belongs to a referral (session artefacts included)."""
@@ -314,18 +371,24 @@ class Store(OutboxLeases, FlowLeases):
                 .where(ResourceRow.referral_id == referral_id)
                 .order_by(col(ResourceRow.resource_type), col(ResourceRow.id))
             ).all()
-            return [json.loads(r.body) for r in rows]
+            opened = (self._open_resource(r) for r in rows)
+            return [resource for resource in opened if resource is not None]
 
     def mark_delivered(
-        self, referral_id: str, fhir_hash: str, outbox: Sequence[NewOutboxItem]
+        self,
+        referral_id: str,
+        fhir_hash: str,
+        outbox: Sequence[NewOutboxItem],
+        episodes: Sequence[str] = (),
     ) -> None:
-        """Record a delivery and queue what it implies for the trust, together."""
+        """Record a delivery (with the earlier episodes it carried) and queue its write-backs."""
         with self.session() as s:
             row = s.get(ReferralRow, referral_id)
             if row is None:
                 return
             row.delivered_hash, row.delivered_at = fhir_hash, utcnow()
             s.add(row)
+            add_delivery(s, row, episodes)
             for item in outbox:
                 self._queue(s, row.connection, item)
 
@@ -374,7 +437,9 @@ class Store(OutboxLeases, FlowLeases):
                 self._queue(s, connection, item)
             if quarantine is not None:
                 self._add_quarantine(s, connection, quarantine)
-            s.add(
+            else:
+                self._resolve_quarantine(s, connection, handle)
+            s.merge(
                 SubmissionRow(
                     connection=connection,
                     bundle_hash=bundle_hash,
@@ -505,3 +570,24 @@ class Store(OutboxLeases, FlowLeases):
         """One quarantine entry by id."""
         with self.session() as s:
             return s.get(QuarantineRow, entry_id)
+
+    def quarantine_payload(self, entry_id: int) -> JsonDict | None:
+        """The raw record of a quarantine entry (patient data: only for `--payload`, retry)."""
+        with self.session() as s:
+            row = s.get(QuarantineRow, entry_id)
+            if row is None or row.purged_at is not None:
+                return None
+            text = self.cipher.open(row.payload, row.key_id, quarantine_aad(row.payload_hash))
+            payload: JsonDict = json.loads(text)
+            return payload
+
+    def close_quarantine_entry(self, entry_id: int, state: str, audit: AuditEntry) -> bool:
+        """Close one open entry (e.g. dismissed) with its audit entry; False if it is not open."""
+        with self.session() as s:
+            row = s.get(QuarantineRow, entry_id)
+            if row is None or row.state != "open":
+                return False
+            row.state, row.closed_at = state, utcnow()
+            s.add(row)
+            add_audit(s, audit)
+            return True

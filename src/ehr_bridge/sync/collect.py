@@ -84,6 +84,24 @@ def _collect_one(
     )
 
 
+def collect_again(
+    conn: Connection, store: Store, handle: str, bundle: JsonDict
+) -> RecordError | None:
+    """Check and store a quarantined provider bundle again (`quarantine retry`).
+
+    Useful when what stopped it has changed on our side: its referral is now pulled, or
+    its patient was merged. Returns the error when it still fails (nothing is stored, the
+    entry stays open); on success its write-backs are queued and the entry is resolved.
+    """
+    try:
+        artefacts = _checked(conn, store, bundle)
+    except RecordError as exc:
+        return exc
+    counts = CollectCounts()
+    _store(conn, store, ProviderSubmission(handle, bundle), content_hash(bundle), artefacts, counts)
+    return None
+
+
 def _store(
     conn: Connection,
     store: Store,
@@ -129,7 +147,9 @@ def _checked(conn: Connection, store: Store, bundle: JsonDict) -> SessionArtefac
             field="basedOn",
             code="unknown_referral",
         )
-    if referral.patient_id != artefacts.patient_id:
+    if referral.patient_id != artefacts.patient_id and not store.had_patient(
+        referral.id, artefacts.patient_id
+    ):  # a session of the referral's patient from before a merge is still this referral's
         raise RecordValidationError(
             "subject is not the referral's patient", field="subject", code="patient_mismatch"
         )

@@ -2,7 +2,9 @@
 
 Delivery is keyed by the ServiceRequest id, so delivering again after a crash only
 replaces the same bundle. The first delivery also queues "accepted" for the trust, in
-the same transaction that records the delivery.
+the same transaction that records the delivery. A re-referral carries the patient's
+earlier episodes (EpisodeOfCare, linked from the ServiceRequest), and each delivery is
+remembered with the episodes it carried, for `referrals show`.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from ehr_bridge.domain.ids import artefact_key
-from ehr_bridge.domain.referral import ReferralResources, referral_bundle
-from ehr_bridge.errors import EhrBridgeError
+from ehr_bridge.domain.referral import ReferralResources, prior_episode, referral_bundle
+from ehr_bridge.errors import EhrBridgeError, RecordValidationError
 from ehr_bridge.store import NewOutboxItem, ReferralRow, Store
 from ehr_bridge.sync.connection import Connection
 
 log = logging.getLogger(__name__)
+JsonDict = dict[str, Any]
 
 
 @dataclass
@@ -57,12 +61,56 @@ def _deliver_one(conn: Connection, store: Store, row: ReferralRow) -> None:
     patient = store.resource("Patient", row.patient_id)
     if service_request is None or patient is None:
         raise EhrBridgeError(f"referral {row.id} has no stored FHIR resources")
-    bundle = referral_bundle(ReferralResources(patient=patient, service_request=service_request))
+    episodes = _prior_episodes(conn, store, row, service_request)
+    resources = ReferralResources(patient=patient, service_request=service_request)
+    bundle = referral_bundle(resources, [episode for _, episode in episodes])
     conn.provider.deliver_referral(row.id, bundle)
     first = row.delivered_hash is None and row.status == "active"
     outbox = [_accepted(conn, row)] if first and conn.writes("referral_status") else []
-    store.mark_delivered(row.id, row.fhir_hash, outbox)
+    store.mark_delivered(row.id, row.fhir_hash, outbox, [rid for rid, _ in episodes])
     log.info("referral delivered", extra={"connection": conn.name, "referral": row.id})
+
+
+def _prior_episodes(
+    conn: Connection, store: Store, row: ReferralRow, request: JsonDict
+) -> list[tuple[str, JsonDict]]:
+    """The patient's earlier referrals as EpisodeOfCare resources, oldest first."""
+    found = []
+    for other, earlier in earlier_referrals(store, row, request):
+        try:
+            episode = prior_episode(conn.name, row.patient_id, earlier, _episode_end(store, other))
+        except RecordValidationError:  # an odd stored record must not block this delivery
+            log.warning("earlier episode skipped", extra={"referral": row.id, "other": other.id})
+            continue
+        found.append((other.id, episode))
+    return found
+
+
+def earlier_referrals(
+    store: Store, row: ReferralRow, request: JsonDict | None = None
+) -> list[tuple[ReferralRow, JsonDict]]:
+    """The same patient's referrals on the same connection received before this one.
+
+    Ordered by received date (``authoredOn``), then by when we first pulled them; each
+    comes with its stored ServiceRequest. Also what `referrals show` lists.
+    """
+    request = request or store.resource("ServiceRequest", row.id) or {}
+    mine = (str(request.get("authoredOn", "")), row.first_pulled_at)
+    found = []
+    for other in store.referrals_of_patient(row.patient_id):
+        if other.id == row.id or other.connection != row.connection:
+            continue
+        earlier = store.resource("ServiceRequest", other.id)
+        when = (str((earlier or {}).get("authoredOn", "")), other.first_pulled_at)
+        if other.patient_id == row.patient_id and earlier is not None and when < mine:
+            found.append((when, other, earlier))
+    return [(other, earlier) for _, other, earlier in sorted(found, key=lambda f: f[0])]
+
+
+def _episode_end(store: Store, row: ReferralRow) -> JsonDict | None:
+    """The provider's own EpisodeOfCare ending an earlier referral, if it sent one."""
+    ends = [r for r in store.resources_for_referral(row.id) if r["resourceType"] == "EpisodeOfCare"]
+    return ends[-1] if ends else None
 
 
 def _accepted(conn: Connection, row: ReferralRow) -> NewOutboxItem:

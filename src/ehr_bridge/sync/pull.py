@@ -17,9 +17,11 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from ehr_bridge.adapters.base import TrustReader
 from ehr_bridge.domain.codes import NHS_NUMBER_SYSTEM
+from ehr_bridge.domain.nhs_number import check_nhs_number
 from ehr_bridge.domain.referral import build_referral_resources
-from ehr_bridge.errors import EhrBridgeError, RecordError
+from ehr_bridge.errors import ConfigError, EhrBridgeError, RecordError
 from ehr_bridge.store import NewQuarantine, PulledReferral, Store, content_hash
 from ehr_bridge.sync.connection import Connection
 
@@ -35,6 +37,7 @@ class PullCounts:
     unchanged: int = 0
     quarantined: int = 0
     pages: int = 0
+    identity_changes: int = 0
 
 
 PageHook = Callable[[PullCounts], None]
@@ -72,7 +75,8 @@ def pull(
             _take(conn, store, record, referrals, quarantines, counts)
             stamp = conn.mapping.record_updated_at(record) if isinstance(record, dict) else None
             cursor = _later(cursor, stamp)
-        store.save_pull_page(conn.name, referrals, quarantines, cursor, cursor_name=key)
+        changes = store.save_pull_page(conn.name, referrals, quarantines, cursor, cursor_name=key)
+        _log_identity(conn, changes, counts)
         log.info(
             "pull page committed",
             extra={"connection": conn.name, "records": len(page.records), "page": counts.pages},
@@ -83,6 +87,44 @@ def pull(
             break
         page_token = page.next_page
     return counts
+
+
+def pull_one(conn: Connection, store: Store, trust_referral_id: str) -> PullCounts:
+    """Pull one referral now, whatever the cursor says (`quarantine retry` after a fix).
+
+    The record goes through the same mapping, checks and hash skip as in ``pull``; the
+    cursor does not move. ``seen`` is 0 when the trust no longer has the referral.
+
+    Raises:
+        ConfigError: the trust adapter cannot fetch one referral (no ``fetch_referral``).
+    """
+    source = conn.source
+    if "fetch_referral" not in conn.capabilities or not isinstance(source, TrustReader):
+        raise ConfigError(
+            "this connection's trust adapter cannot fetch one referral (fetch_referral);"
+            " wait for the next pull instead",
+            key=f"connection {conn.name}",
+        )
+    counts = PullCounts(pages=1)
+    record = source.fetch_referral(trust_referral_id)
+    if record is None:
+        return counts
+    counts.seen = 1
+    referrals: list[PulledReferral] = []
+    quarantines: list[NewQuarantine] = []
+    _take(conn, store, record, referrals, quarantines, counts)
+    _log_identity(conn, store.save_pull_page(conn.name, referrals, quarantines, None), counts)
+    return counts
+
+
+def _log_identity(conn: Connection, changes: list[tuple[str, str]], counts: PullCounts) -> None:
+    """Count and log (kind and our referral id only) the identity changes a page brought."""
+    counts.identity_changes += len(changes)
+    for referral_id, kind in changes:
+        log.info(
+            "patient identity changed at the trust",
+            extra={"connection": conn.name, "referral": referral_id, "kind": kind},
+        )
 
 
 def _take(
@@ -144,8 +186,11 @@ def _mapped(
         raise RecordError("record is not a JSON object", field="(record)", record=ref, code="shape")
     facts = conn.mapping.referral_facts(record)
     patient = facts.patient
-    existing = store.find_patient_id(conn.name, patient.nhs_number, patient.local_id)
-    resources = build_referral_resources(conn.name, conn.provider_ref, facts, patient_id=existing)
+    match = store.resolve_patient(conn.name, _canonical(patient.nhs_number), patient.local_id)
+    resources = build_referral_resources(
+        conn.name, conn.provider_ref, facts, patient_id=match.effective_id
+    )
+    natural = match.natural_id if match.natural_id != match.effective_id else None
     return PulledReferral(
         trust_referral_id=facts.trust_referral_id,
         source_hash=source_hash,
@@ -155,7 +200,18 @@ def _mapped(
         nhs_number=_nhs_number(resources.patient),
         patient=resources.patient,
         service_request=resources.service_request,
+        natural_patient_id=natural,
     )
+
+
+def _canonical(nhs_number: str | None) -> str | None:
+    """The stored form of an NHS number, to look the patient up (None if it is not valid)."""
+    if nhs_number is None:
+        return None
+    try:
+        return check_nhs_number(nhs_number)
+    except RecordError:
+        return None
 
 
 def _nhs_number(patient: dict[str, Any]) -> str | None:

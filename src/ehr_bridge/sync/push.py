@@ -4,6 +4,8 @@ Rows are leased, so a crashed worker's rows come back after the lease. Any row t
 has been tried before (its outcome may be unknown) first asks the trust whether it
 already holds the item by our client reference, and only writes when it does not.
 A failing row is rescheduled with backoff or dead-lettered; it never stops the others.
+Every attempt's outcome goes into the write history, and every write that ends (written,
+found already there, dead) into the audit log, with the outcome itself.
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def _push_one(conn: Connection, store: Store, row: OutboxRow, counts: PushCounts
     publish(WriteFinished(conn.name, row.kind, outcome, time.monotonic() - clock))
     counts.written += 0 if receipt.already_present else 1
     counts.already_present += 1 if receipt.already_present else 0
-    store.finish_attempt(row.id, state="done", owner=conn.owner, trust_id=receipt.trust_id)
+    store.finish_attempt(
+        row.id, state="done", owner=conn.owner, trust_id=receipt.trust_id, outcome=outcome
+    )
     log.info(
         "written to trust",
         extra={
@@ -170,7 +174,9 @@ def _landed_after_all(conn: Connection, store: Store, row: OutboxRow, counts: Pu
         return False
     if found is None:
         return False
-    store.finish_attempt(row.id, state="done", owner=conn.owner, trust_id=found.trust_id)
+    store.finish_attempt(
+        row.id, state="done", owner=conn.owner, trust_id=found.trust_id, outcome="already_present"
+    )
     counts.already_present += 1
     return True
 

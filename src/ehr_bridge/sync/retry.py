@@ -45,7 +45,8 @@ def _wait_for(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
         retry_after = error.retry_after if isinstance(error, TransientError) else None
-        return policy.delay(state.attempt_number, retry_after)
+        # a huge Retry-After must not turn one read into a hang: never wait past max_delay
+        return min(policy.delay(state.attempt_number, retry_after), policy.max_delay)
 
     return wait
 

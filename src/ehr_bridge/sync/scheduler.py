@@ -1,9 +1,13 @@
 """The daemon: APScheduler runs each flow of each connection at its configured interval.
 
 Only wiring lives here. Each job runs under its connection's lock, so flows of one
-connection never overlap. On SIGTERM or SIGINT the stop event is set: running flows
-finish the unit of work in hand (a page, a submission, an outbox row) and return, the
-scheduler waits for them, and the process exits.
+connection never overlap, and under a fresh correlation id, so its log lines can be told
+from the others'. A pull that stored new or changed referrals brings that connection's
+deliver forward to now: a referral reaches the provider within the poll interval, not the
+poll interval plus the deliver interval. On SIGTERM or SIGINT the stop event is set:
+running flows finish the unit of work in hand (a page, a submission, an outbox row) and
+return, the scheduler waits for them, the services (the observability server and alerts)
+stop, and the process exits.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ehr_bridge.config import ScheduleConfig
 from ehr_bridge.errors import EhrBridgeError
+from ehr_bridge.logs import correlation, new_cycle_id
 from ehr_bridge.store import Store
 from ehr_bridge.sync.connection import Connection, process_alive
 from ehr_bridge.sync.cycle import FLOWS, run_flow
@@ -27,15 +33,63 @@ from ehr_bridge.sync.cycle import FLOWS, run_flow
 log = logging.getLogger(__name__)
 
 
-def _job(name: str, conn: Connection, store: Store, stop: threading.Event) -> None:
-    if stop.is_set():
-        return
-    try:
-        run_flow(name, conn, store, stop)
-    except EhrBridgeError:
-        pass  # recorded by run_flow; the next interval tries again
-    except Exception:  # keep the daemon alive; run_flow recorded the type
-        log.exception("flow crashed", extra={"connection": conn.name, "flow": name})
+class Service(Protocol):
+    """Something that runs beside the scheduler (the observability server, the alerts)."""
+
+    def start(self) -> None:
+        """Start; raise ConfigError if it cannot (the daemon then does not start)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop; called once the scheduler has finished its work in hand."""
+        ...
+
+
+class _Jobs:
+    """The function APScheduler calls for every job, and what the jobs share."""
+
+    def __init__(self, store: Store, stop: threading.Event) -> None:
+        self.store = store
+        self.stop = stop
+        self.scheduler: BackgroundScheduler | None = None
+        self._active: set[str] = set()
+        self._lock = threading.Lock()
+
+    def run(self, name: str, conn: Connection) -> None:
+        """Run one flow under a fresh cycle id; a pull that stored referrals brings deliver on."""
+        if self.stop.is_set():
+            return
+        job_id = f"{conn.name}:{name}"
+        with self._lock:
+            self._active.add(job_id)
+        try:
+            counts = _run_logged(name, conn, self.store, self.stop)
+        finally:
+            with self._lock:
+                self._active.discard(job_id)
+        if name == "pull" and counts and counts.get("stored"):
+            self._deliver_now(conn)
+
+    def _deliver_now(self, conn: Connection) -> None:
+        job_id = f"{conn.name}:deliver"
+        with self._lock:
+            if job_id in self._active:
+                return  # it waits for the connection's lock, and will see the new referrals
+        if self.scheduler is not None and not self.stop.is_set():
+            self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+
+
+def _run_logged(
+    name: str, conn: Connection, store: Store, stop: threading.Event
+) -> dict[str, Any] | None:
+    with correlation(cycle=new_cycle_id()):
+        try:
+            return run_flow(name, conn, store, stop)
+        except EhrBridgeError:
+            return None  # recorded by run_flow; the next interval tries again
+        except Exception:  # keep the daemon alive; run_flow recorded the type
+            log.exception("flow crashed", extra={"connection": conn.name, "flow": name})
+            return None
 
 
 def build_scheduler(
@@ -47,14 +101,16 @@ def build_scheduler(
         executors={"default": {"type": "threadpool", "max_workers": max(2, len(connections) * 2)}},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
+    jobs = _Jobs(store, stop)
+    jobs.scheduler = scheduler
     now = datetime.now(UTC)
     for conn, schedule in connections:
         for flow in FLOWS:
             scheduler.add_job(
-                _job,
+                jobs.run,
                 "interval",
                 seconds=getattr(schedule, f"{flow}_seconds"),
-                args=(flow, conn, store, stop),
+                args=(flow, conn),
                 id=f"{conn.name}:{flow}",
                 next_run_time=now,
             )
@@ -65,8 +121,13 @@ def run_daemon(
     connections: Sequence[tuple[Connection, ScheduleConfig]],
     store: Store,
     stop: threading.Event | None = None,
+    *,
+    services: Sequence[Service] = (),
 ) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set), then finish in-hand work and return."""
+    """Run until SIGTERM/SIGINT (or ``stop`` is set), then finish in-hand work and return.
+
+    ``services`` start before the first job and stop after the last one has finished.
+    """
     stop = stop or threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -81,6 +142,21 @@ def run_daemon(
     freed += store.expire_orphaned_flow_leases(host, process_alive)
     if freed:
         log.info("freed leases of stopped processes on this host", extra={"rows": freed})
+    started: list[Service] = []
+    try:
+        for service in services:
+            service.start()
+            started.append(service)
+        _schedule_until_stopped(connections, store, stop)
+    finally:
+        for service in reversed(started):
+            service.stop()
+        log.info("daemon stopped")
+
+
+def _schedule_until_stopped(
+    connections: Sequence[tuple[Connection, ScheduleConfig]], store: Store, stop: threading.Event
+) -> None:
     scheduler = build_scheduler(connections, store, stop)
     scheduler.start()
     log.info("daemon started", extra={"connections": len(connections)})
@@ -89,4 +165,3 @@ def run_daemon(
             pass
     finally:
         scheduler.shutdown(wait=True)
-        log.info("daemon stopped")

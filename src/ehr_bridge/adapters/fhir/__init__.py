@@ -23,6 +23,7 @@ from ehr_bridge.adapters.fhir._options import (
 )
 from ehr_bridge.adapters.fhir._provider import FhirProvider
 from ehr_bridge.adapters.fhir._trust import FhirTrust
+from ehr_bridge.security.transport import build_session
 
 __all__ = [
     "CLIENT_REFERENCE_SYSTEM",
@@ -45,6 +46,9 @@ def _http(options: dict[str, Any], parsed: FhirOptions, base_dir: Path, key: str
         token,
         timeout=parsed.timeout_seconds,
         read_attempts=parsed.read_attempts,
+        session=build_session(
+            parsed, options, base_url=parsed.base_url, base_dir=base_dir, key=key
+        ),
     )
 
 

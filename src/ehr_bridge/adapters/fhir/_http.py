@@ -27,6 +27,7 @@ from ehr_bridge.errors import (
     TerminalError,
     TransientError,
 )
+from ehr_bridge.security.transport import SecureSession
 from ehr_bridge.sync.retry import RetryPolicy, call_with_retries
 
 FHIR_JSON = "application/fhir+json"
@@ -47,7 +48,7 @@ class FhirHttp:
         self.base = base_url.rstrip("/")
         self._token = token
         self._timeout = timeout
-        self._http = session or requests.Session()
+        self._http = session or SecureSession()
         self._reads = RetryPolicy(read_attempts, base_delay=0.5, max_delay=5)
 
     def __repr__(self) -> str:
@@ -135,7 +136,7 @@ def answer(what: str, method: str, response: requests.Response) -> JsonDict:
 def _json_object(response: requests.Response) -> JsonDict | None:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a JSON bomb past the session
         return None
     return body if isinstance(body, dict) else None
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from ehr_bridge.config import Secret, read_secret
 from ehr_bridge.domain.codes import EHR_BRIDGE_FHIR_BASE, ODS_ORGANISATION_SYSTEM
 from ehr_bridge.errors import ConfigError
+from ehr_bridge.security.transport import TransportOptions
 
 #: identifier system of our client references on what we write to a trust's FHIR server
 CLIENT_REFERENCE_SYSTEM = f"{EHR_BRIDGE_FHIR_BASE}/Id/client-reference"
@@ -25,7 +26,7 @@ MANAGED_PARAMETERS = frozenset(
 _SYSTEM_AND_CODE = r"^[^|\s]+\|[^|\s]+$"
 
 
-class FhirOptions(BaseModel):
+class FhirOptions(TransportOptions):
     """What both sides share: where the server is, how to authenticate, timeouts."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -101,6 +102,10 @@ def token_for(
     options: dict[str, Any], parsed: FhirOptions, *, base_dir: Path, key: str
 ) -> Secret | None:
     """The bearer token (``auth = "bearer"``), or None for a server without authentication."""
+    if parsed.oauth2 is not None:
+        if parsed.auth == "none":
+            raise ConfigError('auth = "none" takes no oauth2 table', key=f"{key}.auth")
+        return None  # the session's OAuth2 auth sets the bearer token
     if parsed.auth == "none":
         if parsed.token_env or parsed.token_file:
             raise ConfigError('auth = "none" takes no token', key=f"{key}.auth")

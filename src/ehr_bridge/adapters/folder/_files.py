@@ -41,6 +41,16 @@ def is_plain_name(name: str) -> bool:
     return os.sep not in name and (os.altsep is None or os.altsep not in name)
 
 
+def no_link_out(folder: Path, root: Path) -> bool:
+    """Whether ``folder`` (under ``root``) is a real folder there, not a link to elsewhere.
+
+    Someone who can write to a shared root could replace ``sessions/`` with a symlink to
+    another place; everything read or written "inside" would then be outside.
+    """
+    expected = os.path.join(os.path.realpath(root), os.path.relpath(folder, root))
+    return os.path.realpath(folder) == expected and folder.is_dir()
+
+
 def atomic_write_bytes(target: Path, data: bytes) -> None:
     """Replace ``target`` with ``data`` so a concurrent reader sees the old or the new file.
 

@@ -14,9 +14,10 @@ from ehr_bridge.adapters.folder._files import (
     atomic_write_bytes,
     is_plain_name,
     is_safe_id,
+    no_link_out,
     read_regular_file,
 )
-from ehr_bridge.errors import ConfigError, TerminalError, TransientError
+from ehr_bridge.errors import ConfigError, ConnectionStopError, TerminalError, TransientError
 
 #: key of the placeholder bundle offered for a file that cannot be read as a JSON object
 UNREADABLE_KEY = "_unreadable"
@@ -59,6 +60,18 @@ class FolderProvider:
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError("cannot create the folder layout under it", key="root") from exc
+        try:
+            self._check_layout()
+        except ConnectionStopError as exc:
+            raise ConfigError(exc.safe_message, key="root") from None
+
+    def _check_layout(self) -> None:
+        """Refuse to read or write through a folder that was replaced by a link out."""
+        folders = (self.referrals_dir, self.sessions_dir, self.processed_dir, self.rejected_dir)
+        for folder in folders:
+            if not no_link_out(folder, self.root):
+                name = folder.relative_to(self.root)
+                raise ConnectionStopError(f"provider folder {name} is a link or missing: refused")
 
     def deliver_referral(self, service_request_id: str, bundle: JsonDict) -> None:
         """Write the referral bundle whole, so the platform never reads half a referral.
@@ -77,6 +90,7 @@ class FolderProvider:
                 code="unsafe_id",
             )
         data = _encode(bundle)
+        self._check_layout()
         try:
             atomic_write_bytes(self.referrals_dir / f"{service_request_id}.json", data)
         except OSError as exc:
@@ -89,6 +103,7 @@ class FolderProvider:
         placeholder bundle ``{"_unreadable": <reason>}``, so one bad file never hides
         the others and the engine can quarantine it by handle.
         """
+        self._check_layout()
         for name in self._pending_names():
             try:
                 bundle = self._load(self.sessions_dir / name)
@@ -137,6 +152,7 @@ class FolderProvider:
         """Move ``sessions/<handle>`` into ``folder``; the handle must be a plain file name."""
         if not _is_candidate(handle):
             raise TerminalError("handle is not a session file name", code="unsafe_handle")
+        self._check_layout()
         try:
             os.replace(self.sessions_dir / handle, folder / handle)
         except FileNotFoundError:

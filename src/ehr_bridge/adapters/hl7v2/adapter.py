@@ -38,7 +38,7 @@ from pydantic import (
 
 from ehr_bridge.adapters.base import SourcePage, WriteItem, WriteReceipt
 from ehr_bridge.adapters.hl7v2.build import Header, Version
-from ehr_bridge.adapters.hl7v2.inbox import Inbox
+from ehr_bridge.adapters.hl7v2.inbox import DEFAULT_MAX_FILE_BYTES, Inbox
 from ehr_bridge.adapters.hl7v2.listener import MllpListener, Receiver
 from ehr_bridge.adapters.hl7v2.mllp import MAX_FRAME_BYTES, MllpClient
 from ehr_bridge.adapters.hl7v2.source import DropFolderSource
@@ -94,6 +94,7 @@ class Hl7v2Options(_Options):
     drop_folder: str = Field(min_length=1)
     received_folder: str | None = None  # default: <drop_folder>/received
     settle_seconds: float = Field(default=2.0, ge=0)
+    max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, ge=1024)
     page_size: int = Field(default=200, ge=1, le=5000)
     segments: list[str] | None = None
     timezone: str = "Europe/London"
@@ -172,7 +173,12 @@ def create(
         raise ConfigError(first["msg"], key=f"{key}.{location}" if location else key) from None
     drop = _path(base_dir, parsed.drop_folder)
     received = _path(base_dir, parsed.received_folder) if parsed.received_folder else None
-    inbox = Inbox(drop, received or drop / "received", settle_seconds=parsed.settle_seconds)
+    inbox = Inbox(
+        drop,
+        received or drop / "received",
+        settle_seconds=parsed.settle_seconds,
+        max_file_bytes=parsed.max_file_bytes,
+    )
     try:
         inbox.ensure()
     except OSError as exc:

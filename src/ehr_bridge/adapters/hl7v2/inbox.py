@@ -25,8 +25,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ehr_bridge.adapters.folder._files import read_regular_file
+
 STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
 STAMP_LENGTH = 22  # 20261126T104412123456Z
+#: the largest file read from the folder (a batch may hold many messages)
+DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
 _PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".filepart")
 _counter = itertools.count()
 
@@ -44,10 +48,18 @@ def stamp_instant(name: str) -> datetime:
 class Inbox:
     """A drop folder and the received folder beside it."""
 
-    def __init__(self, drop: Path, received: Path, *, settle_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        drop: Path,
+        received: Path,
+        *,
+        settle_seconds: float = 2.0,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    ) -> None:
         self.drop = drop
         self.received = received
         self.settle_seconds = settle_seconds
+        self.max_file_bytes = max_file_bytes
         self._lock = threading.Lock()
 
     def ensure(self) -> None:
@@ -137,8 +149,12 @@ class Inbox:
         return names
 
     def read(self, relative: str) -> bytes:
-        """The bytes of one received file."""
-        return (self.received / relative).read_bytes()
+        """The bytes of one received file: a regular file (not a link), within the size limit.
+
+        Raises:
+            UnreadableFileError: ``symlink``, ``not_regular_file``, ``too_large``.
+        """
+        return read_regular_file(self.received / relative, max_bytes=self.max_file_bytes)
 
 
 def after(names: list[str], token: str | None) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ehr_bridge.adapters.base import SourcePage
+from ehr_bridge.adapters.folder._files import UnreadableFileError
 from ehr_bridge.adapters.hl7v2.er7 import Er7Error, decode_bytes, split_messages
 from ehr_bridge.adapters.hl7v2.inbox import Inbox, after, stamp_instant
 from ehr_bridge.adapters.hl7v2.record import decode
@@ -62,7 +63,7 @@ class DropFolderSource:
         try:
             messages = split_messages(decode_bytes(self.inbox.read(name)))
             decoded = [decode(m, self.zone, self.segments) for m in messages]
-        except Er7Error as exc:
+        except (Er7Error, UnreadableFileError) as exc:  # quarantined with this reason
             return [{**meta, "unreadable": str(exc)}]
         return [
             {**meta, "file": f"{name}#{n}" if n else name, **message}

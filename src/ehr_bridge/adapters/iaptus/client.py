@@ -7,15 +7,16 @@ error messages: only the status, the error code and the field path it names.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
-from ehr_bridge.adapters.base import JsonDict, SourcePage, WriteItem, WriteReceipt
+from ehr_bridge.adapters.base import JsonDict, SourcePage, TrustItem, WriteItem, WriteReceipt
 from ehr_bridge.config import Secret, read_secret
 from ehr_bridge.errors import (
     ConfigError,
@@ -24,6 +25,7 @@ from ehr_bridge.errors import (
     TerminalError,
     TransientError,
 )
+from ehr_bridge.security.transport import SecureSession, TransportOptions, build_session
 from ehr_bridge.sync.retry import RetryPolicy, call_with_retries
 
 ENDPOINTS = {
@@ -34,7 +36,7 @@ ENDPOINTS = {
 }
 
 
-class IaptusOptions(BaseModel):
+class IaptusOptions(TransportOptions):
     """Options of the ``iaptus`` adapter in a connection's ``[connection.trust]`` table."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -47,12 +49,12 @@ class IaptusOptions(BaseModel):
 
 
 class IaptusClient:
-    """TrustSource and TrustWriter over the IAPTUS-style REST API."""
+    """TrustSource, TrustWriter, TrustReader and TrustUpdater over the IAPTUS-style API."""
 
     def __init__(
         self,
         options: IaptusOptions,
-        token: Secret,
+        token: Secret | None,
         provider_code: str,
         session: requests.Session | None = None,
     ) -> None:
@@ -60,7 +62,7 @@ class IaptusClient:
         self._token = token
         self._provider_code = provider_code
         self._base = options.base_url.rstrip("/")
-        self._http = session or requests.Session()
+        self._http = session or SecureSession(options.limits)
         self._read_policy = RetryPolicy(options.read_attempts, base_delay=0.5, max_delay=5)
 
     def __repr__(self) -> str:
@@ -84,7 +86,10 @@ class IaptusClient:
         if not isinstance(items, list):
             raise TransientError("referral listing answered without an items list")
         next_page = body.get("next_page_token")
-        return SourcePage(records=items, next_page=str(next_page) if next_page else None)
+        next_token = str(next_page) if next_page else None
+        if next_token is not None and next_token == page:
+            raise TerminalError("referral listing names the same page as next: not followed")
+        return SourcePage(records=items, next_page=next_token)
 
     # --- TrustWriter -----------------------------------------------------------------
     def write(self, item: WriteItem) -> WriteReceipt:
@@ -105,22 +110,48 @@ class IaptusClient:
             self._read_policy,
             lambda: self._request("GET", self._item_path(item), params=params),
         )
-        for found in body.get("items", []):
+        items = body.get("items")
+        for found in items if isinstance(items, list) else []:  # a hostile answer: any shape
+            if not isinstance(found, dict) or found.get("id") in (None, ""):
+                continue
             if found.get("client_reference") == item.client_reference:
                 return WriteReceipt(trust_id=str(found["id"]), already_present=True)
         return None
 
     def _item_path(self, item: WriteItem) -> str:
+        return _kind_path(item.trust_referral_id, item.kind)
+
+    # --- TrustReader and TrustUpdater ------------------------------------------------
+    def list_items(self, trust_referral_id: str, kind: str) -> list[TrustItem]:
+        """Every item of ``kind`` on the referral, as the trust holds it now."""
+        path = _kind_path(trust_referral_id, kind)
+        body = call_with_retries(self._read_policy, lambda: self._request("GET", path))
+        return [_trust_item(found) for found in body.get("items", []) if isinstance(found, dict)]
+
+    def fetch_referral(self, trust_referral_id: str) -> JsonDict | None:
+        """``GET /referrals/{id}``; None when the trust answers 404."""
+        path = f"/referrals/{quote(trust_referral_id, safe='')}"
         try:
-            endpoint = ENDPOINTS[item.kind]
-        except KeyError:
-            raise TerminalError(f"iaptus adapter cannot write items of kind {item.kind}") from None
-        referral = quote(item.trust_referral_id, safe="")
-        return f"/referrals/{referral}/{endpoint}"
+            return call_with_retries(self._read_policy, lambda: self._request("GET", path))
+        except TerminalError as exc:
+            if exc.code == "http_404":
+                return None
+            raise
+
+    def update(self, item: WriteItem, trust_id: str) -> WriteReceipt:
+        """``PUT`` our payload over the trust's item (status events cannot be updated)."""
+        if item.kind == "referral_status":
+            raise TerminalError("iaptus status events cannot be updated", code="not_updatable")
+        path = f"{self._item_path(item)}/{quote(trust_id, safe='')}"
+        payload = dict(item.payload, client_reference=item.client_reference)
+        body = self._request("PUT", path, json=payload)
+        return WriteReceipt(trust_id=str(body.get("id", trust_id)), already_present=True)
 
     # --- HTTP ------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> JsonDict:
-        headers = {"Authorization": f"Bearer {self._token.reveal()}", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
+        if self._token is not None:  # else the session's OAuth2 auth sets it
+            headers["Authorization"] = f"Bearer {self._token.reveal()}"
         try:
             response = self._http.request(
                 method,
@@ -134,6 +165,25 @@ class IaptusClient:
                 f"{method} {_template(path)}: {type(exc).__name__}", ambiguous=method != "GET"
             ) from None
         return _answer(method, path, response)
+
+
+def _kind_path(trust_referral_id: str, kind: str) -> str:
+    try:
+        endpoint = ENDPOINTS[kind]
+    except KeyError:
+        raise TerminalError(f"iaptus adapter has no items of kind {kind}") from None
+    return f"/referrals/{quote(trust_referral_id, safe='')}/{endpoint}"
+
+
+def _trust_item(found: JsonDict) -> TrustItem:
+    reference = found.get("client_reference")
+    version = found.get("version")
+    return TrustItem(
+        trust_id=str(found.get("id", "")),
+        client_reference=str(reference) if reference else None,
+        fields=found,
+        version=None if version is None else str(version),
+    )
 
 
 def _answer(method: str, path: str, response: requests.Response) -> JsonDict:
@@ -160,7 +210,7 @@ def _answer(method: str, path: str, response: requests.Response) -> JsonDict:
 def _json_or_empty(response: requests.Response) -> JsonDict:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a JSON bomb past the session
         return {}
     return body if isinstance(body, dict) else {}
 
@@ -170,15 +220,16 @@ def _retry_after(response: requests.Response) -> float | None:
     if value is None:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _template(path: str) -> str:
     """The path with ids replaced, so an error never carries a record's identifier."""
     parts = path.split("/")
-    return "/".join("{id}" if i == 2 and len(parts) > 3 else p for i, p in enumerate(parts))
+    return "/".join("{id}" if i in (2, 4) and len(parts) > 2 else p for i, p in enumerate(parts))
 
 
 def _iso_z(value: datetime) -> str:
@@ -196,5 +247,6 @@ def create(
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise ConfigError(first["msg"], key=f"{key}.{loc}") from None
-    token = read_secret(options, "token", base_dir=base_dir, key=key)
-    return IaptusClient(parsed, token, provider_code)
+    session = build_session(parsed, options, base_url=parsed.base_url, base_dir=base_dir, key=key)
+    token = None if parsed.oauth2 else read_secret(options, "token", base_dir=base_dir, key=key)
+    return IaptusClient(parsed, token, provider_code, session)

@@ -2,7 +2,8 @@
 
 It behaves like the real API where it matters to the engine: closed-start
 ``updated_since``, paging, client-reference uniqueness per (referral, kind), and the
-ambiguous failure where a write is committed but the answer is lost.
+ambiguous failure where a write is committed but the answer is lost. It also reads back
+and updates items (``TrustReader``, ``TrustUpdater``) for the support commands' tests.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ehr_bridge.adapters.base import JsonDict, SourcePage, WriteItem, WriteReceipt
+from ehr_bridge.adapters.base import JsonDict, SourcePage, TrustItem, WriteItem, WriteReceipt
 from ehr_bridge.errors import TerminalError, TransientError
 
 
@@ -99,6 +100,29 @@ class MemoryTrust:
         """The stored item with this client reference, if any."""
         stored = self.items.get((item.trust_referral_id, item.kind, item.client_reference))
         return WriteReceipt(str(stored["id"]), already_present=True) if stored else None
+
+    # --- TrustReader and TrustUpdater ------------------------------------------------
+    def list_items(self, trust_referral_id: str, kind: str) -> list[TrustItem]:
+        """Every stored item of one kind on a referral, in the order written."""
+        return [
+            TrustItem(str(stored["id"]), reference, dict(stored))
+            for (referral, k, reference), stored in self.items.items()
+            if referral == trust_referral_id and k == kind
+        ]
+
+    def fetch_referral(self, trust_referral_id: str) -> JsonDict | None:
+        """One referral record by id, or None."""
+        found = [r for r in self.referrals if r.get("id") == trust_referral_id]
+        return dict(found[0]) if found else None
+
+    def update(self, item: WriteItem, trust_id: str) -> WriteReceipt:
+        """Replace the stored item that has ``trust_id`` with the item's payload."""
+        key = (item.trust_referral_id, item.kind, item.client_reference)
+        stored = self.items.get(key)
+        if stored is None or str(stored["id"]) != trust_id:
+            raise TerminalError("memory trust: no such item", code="http_404")
+        self.items[key] = dict(item.payload, id=trust_id)
+        return WriteReceipt(trust_id, already_present=True)
 
     def items_of(self, kind: str) -> list[JsonDict]:
         """Everything written of one kind, for assertions."""

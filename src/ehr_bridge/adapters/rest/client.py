@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from ehr_bridge.adapters.base import SourcePage, WriteItem, WriteReceipt
 from ehr_bridge.adapters.rest.http import Http
@@ -23,10 +23,11 @@ from ehr_bridge.config import Secret, read_secret
 from ehr_bridge.errors import ConfigError, ConflictError, TerminalError
 from ehr_bridge.mapping import OUTBOUND_KINDS, Mapping, load_mapping
 from ehr_bridge.mapping.api import Api, WriteSpec, render
+from ehr_bridge.security.transport import TransportOptions, build_session
 from ehr_bridge.sync.retry import RetryPolicy, call_with_retries
 
 
-class RestOptions(BaseModel):
+class RestOptions(TransportOptions):
     """Options of the ``rest`` adapter in a connection's ``[connection.trust]`` table."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,7 +49,7 @@ class RestClient:
         self,
         options: RestOptions,
         mapping: Mapping,
-        token: Secret,
+        token: Secret | None,
         provider_code: str,
         session: requests.Session | None = None,
     ) -> None:
@@ -190,7 +191,11 @@ def create(
         raise ConfigError(first["msg"], key=f"{key}.{loc}") from None
     mapping = mapping or _load(parsed, base_dir, key)
     _check_api(mapping, key)
-    token = read_secret(options, "token", base_dir=base_dir, key=key)
+    if session is None:
+        session = build_session(
+            parsed, options, base_url=parsed.base_url, base_dir=base_dir, key=key
+        )
+    token = None if parsed.oauth2 else read_secret(options, "token", base_dir=base_dir, key=key)
     return RestClient(parsed, mapping, token, provider_code, session)
 
 

@@ -19,6 +19,7 @@ import requests
 from ehr_bridge.config import Secret
 from ehr_bridge.errors import ConflictError, ConnectionStopError, TerminalError, TransientError
 from ehr_bridge.mapping.api import Api
+from ehr_bridge.security.transport import SecureSession
 
 JsonDict = dict[str, Any]
 
@@ -41,7 +42,7 @@ class Http:
         self,
         base_url: str,
         api: Api,
-        token: Secret,
+        token: Secret | None,
         *,
         timeout: float,
         session: requests.Session | None = None,
@@ -51,7 +52,7 @@ class Http:
         self._api = api
         self._token = token
         self._timeout = timeout
-        self._session = session or requests.Session()
+        self._session = session or SecureSession()
 
     def __repr__(self) -> str:
         return f"Http(base_url={self.base_url!r}, token={self._token!r})"
@@ -91,9 +92,11 @@ class Http:
         return self._answer(method, label, response, conflict_id)
 
     def _headers(self) -> dict[str, str]:
-        auth = self._api.spec.auth
-        value = f"{auth.scheme} {self._token.reveal()}".strip()
-        return {"Accept": "application/json", **self._api.spec.headers, auth.header: value}
+        headers = {"Accept": "application/json", **self._api.spec.headers}
+        if self._token is not None:  # else the session's OAuth2 auth sets Authorization
+            auth = self._api.spec.auth
+            headers[auth.header] = f"{auth.scheme} {self._token.reveal()}".strip()
+        return headers
 
     def _answer(
         self, method: str, label: str, response: requests.Response, conflict_id: str | None
@@ -130,7 +133,7 @@ class Http:
 def _json(response: requests.Response) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a JSON bomb past the session
         return None
 
 

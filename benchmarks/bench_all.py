@@ -1,0 +1,109 @@
+"""Every benchmark of issue 7, one after the other, then each figure next to its target.
+
+Each benchmark runs in its own process (clean memory figures) against the simulator on
+loopback. The full run takes the better part of an hour on a 2-core machine, most of it
+the 100,000-referral backfill; ``--quick`` runs small sizes in a few minutes to check
+that everything works (its figures are not the targets' sizes).
+
+    make bench                       # the full run
+    .venv/bin/python benchmarks/bench_all.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+FULL = {
+    "pull": ["--referrals", "20000"],
+    "backfill": ["--referrals", "10000", "100000"],
+    "writeback": ["--workers", "1", "4", "8", "--seconds", "10"],
+    "latency": ["--poll", "10", "--seconds", "60"],
+}
+QUICK = {
+    "pull": ["--referrals", "2000"],
+    "backfill": ["--referrals", "500", "1000"],
+    "writeback": ["--workers", "1", "8", "--seconds", "4", "--referrals", "60"],
+    "latency": ["--poll", "5", "--seconds", "15"],
+}
+
+
+def run(name: str, args: list[str]) -> dict[str, Any]:
+    """Run one benchmark, echo its lines, return its RESULT."""
+    print(f"== {name} {' '.join(args)}", flush=True)
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / f"bench_{name}.py"), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    found: dict[str, Any] = {}
+    for line in process.stdout:
+        if line.startswith("RESULT "):
+            found = json.loads(line[len("RESULT ") :])
+        else:
+            print("   " + line.rstrip(), flush=True)
+    if process.wait() != 0 or not found:
+        raise SystemExit(f"benchmark {name} failed")
+    return found
+
+
+def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, bool]]:
+    rows = []
+    pull = results["pull"]
+    rows.append(
+        ("pull, map and store", f"{pull['per_second']}/s", ">= 2,000/s", pull["per_second"] >= 2000)
+    )
+    backfill = results["backfill"]
+    largest = max(backfill["runs"], key=lambda r: r["referrals"])
+    total = largest.get("total_seconds", largest["backfill_seconds"])
+    label = f"backfill {largest['referrals']:,} + {largest.get('artefacts', 0):,} artefacts"
+    rows.append((label, f"{total / 60:.1f} min", "< 10 min", total < 600))
+    peak = max(max(r["backfill_rss_mb"], r.get("collect_rss_mb", 0)) for r in backfill["runs"])
+    rows.append(("backfill peak RSS", f"{peak:.0f} MB", "< 300 MB", peak < 300))
+    spread = backfill["rss_spread_percent"]
+    rows.append(("peak RSS, small vs large backlog", f"{spread:.1f}%", "within 10%", spread <= 10))
+    for workers, rate in results["writeback"]["writes_per_second_by_workers"].items():
+        rows.append(
+            (
+                f"write-back, 50 ms latency, {workers} worker(s)",
+                f"{rate}/s",
+                ">= 100/s",
+                rate >= 100,
+            )
+        )
+    latency = results["latency"]
+    rows.append(
+        (
+            f"trust to provider p99 (poll {latency['poll_seconds']:.0f} s)",
+            f"{latency['p99_seconds']:.1f} s",
+            f"<= {latency['target_seconds']:.0f} s",
+            latency["p99_seconds"] <= latency["target_seconds"],
+        )
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
+    parser.add_argument("--only", nargs="+", choices=sorted(FULL), default=sorted(FULL))
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    results = {name: run(name, plan[name]) for name in FULL if name in args.only}
+    print("RESULTS " + json.dumps(results), flush=True)
+    if set(results) != set(FULL):
+        return
+    print("\nfigure                                         measured      target       met")
+    for figure, measured, target, met in _rows(results):
+        print(f"{figure:46} {measured:>12}  {target:>11}  {'yes' if met else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

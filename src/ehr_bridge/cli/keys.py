@@ -1,0 +1,123 @@
+"""`ehr-bridge keys` (encryption at rest) and `ehr-bridge retention` (purging old payloads).
+
+Rotation, step by step (docs/security.md): ``keys generate KEYFILE`` puts a new key first
+in the keyring file, keeping the old ones; ``keys rotate`` re-seals every row with it;
+``keys status`` shows when no row uses an old key any more, and the old key can then be
+removed from the file. Nothing here ever prints a key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ehr_bridge.cli.context import config_error, fail, obj, print_json
+from ehr_bridge.errors import ConfigError, EhrBridgeError
+from ehr_bridge.security.crypto import KeyRing, generate_key
+from ehr_bridge.security.keyring import open_store
+from ehr_bridge.security.retention import purge
+from ehr_bridge.security.rotation import key_usage, rotate
+from ehr_bridge.store import Store
+
+app = typer.Typer(help="Encryption keys for payloads at rest.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention of payloads (purge after reconcile).")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _store(ctx: typer.Context) -> Store:
+    try:
+        return open_store(obj(ctx).config())
+    except ConfigError as exc:
+        raise config_error(exc) from None
+
+
+@app.command("generate")
+def generate_command(
+    keyfile: Annotated[Path, typer.Argument(help="Keyring file to create or add the key to.")],
+) -> None:
+    """Put a new random key first in KEYFILE (created 0600); older keys stay to decrypt."""
+    old = keyfile.read_text("utf-8") if keyfile.exists() else ""
+    key = generate_key()
+    keyfile.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n" + old)
+    os.chmod(keyfile, 0o600)
+    ring = KeyRing.parse(key)
+    typer.echo(f"new active key {ring.active_id} written to {keyfile}")
+    if old.strip():
+        typer.echo("run `ehr-bridge keys rotate` to re-encrypt the rows under older keys")
+
+
+@app.command("status")
+def status_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The active key, the keys in the ring, and how many rows each key seals."""
+    store = _store(ctx)
+    try:
+        ring = store.cipher.ring
+        rows = key_usage(store)
+    finally:
+        store.close()
+    active = ring.active_id if ring else None
+    if as_json:
+        print_json({"active_key": active, "keys": ring.ids if ring else [], "rows": rows})
+        return
+    typer.echo(f"active key: {active or 'none (payloads stored unencrypted)'}")
+    for table, counts in rows.items():
+        listed = ", ".join(f"{key}: {n}" for key, n in counts.items()) or "no rows"
+        typer.echo(f"{table:>10}: {listed}")
+
+
+@app.command("rotate")
+def rotate_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Re-encrypt every payload not on the active key (plain rows included); resumable."""
+    store = _store(ctx)
+    try:
+        counts = rotate(store)
+    except ConfigError as exc:
+        raise config_error(exc) from None
+    except EhrBridgeError as exc:
+        raise fail(exc.safe_message) from None
+    finally:
+        store.close()
+    if as_json:
+        print_json({"active_key": counts.active_key, "resealed": dict(counts.resealed)})
+        return
+    moved = ", ".join(f"{t}: {counts.resealed[t]}" for t in ("resource", "quarantine"))
+    typer.echo(f"re-encrypted with key {counts.active_key}: {moved}")
+
+
+@retention_app.command("purge")
+def purge_command(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, change nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Empty payloads of reconciled referrals older than security.retention_days."""
+    store = _store(ctx)
+    try:
+        counts = purge(store, obj(ctx).config().security, dry_run=dry_run)
+    except ConfigError as exc:
+        raise config_error(exc) from None
+    finally:
+        store.close()
+    data = {
+        "referrals": counts.referrals,
+        "resources": counts.resources,
+        "patients": counts.patients,
+        "quarantine": counts.quarantine,
+        "dry_run": counts.dry_run,
+    }
+    if as_json:
+        print_json(data)
+        return
+    verb = "would empty" if dry_run else "emptied"
+    typer.echo(
+        f"{counts.referrals} referrals reconciled and past retention: {verb} "
+        f"{counts.resources} resources, {counts.patients} patients, "
+        f"{counts.quarantine} quarantine payloads"
+    )

@@ -1,0 +1,244 @@
+"""`referrals show`: the whole story of one referral, from the history the store keeps.
+
+Sections (JSON keys) and one merged timeline for people: trust record versions pulled,
+FHIR resources made, deliveries (with the earlier episodes each carried), every write-back
+and each attempt at it (outcome, time, the trust's id), quarantine entries, patient
+identity events and operator actions. Only ids, hashes, codes and field names appear.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from rich.console import Console
+
+from ehr_bridge.cli.context import print_table
+from ehr_bridge.cli.support import say as say_to
+from ehr_bridge.cli.support import short
+from ehr_bridge.store import OutboxRow, ReferralRow, Store
+from ehr_bridge.sync.deliver import earlier_referrals
+
+JsonDict = dict[str, Any]
+
+
+def lineage(store: Store, row: ReferralRow) -> JsonDict:
+    """Everything known about one referral, JSON-ready."""
+    outbox = store.outbox_rows(referral_id=row.id)
+    data: JsonDict = {
+        "id": row.id,
+        "connection": row.connection,
+        "trust_referral_id": row.trust_referral_id,
+        "status": row.status,
+        "patient_id": row.patient_id,
+        "natural_patient_id": row.natural_patient_id or row.patient_id,
+        "source_version": row.source_version,
+        "first_pulled_at": row.first_pulled_at,
+        "last_pulled_at": row.last_pulled_at,
+        "delivered_at": row.delivered_at,
+        "outbox": _states(outbox),
+        "resources": [
+            f"{r['resourceType']}/{r['id']}" for r in store.resources_for_referral(row.id)
+        ],
+        "versions": [_version(v) for v in store.referral_versions(row.id)],
+        "deliveries": [_delivery(d) for d in store.deliveries(row.id)],
+        "prior_episodes": prior_episodes(store, row),
+        "write_backs": [_write_back(store, o) for o in outbox],
+        "quarantine": [
+            _quarantine(q) for q in store.quarantine_for(row.connection, row.trust_referral_id)
+        ],
+        "identity": _identity(store, row),
+        "audit": [_audit(a) for a in store.audit_events(referral_id=row.id)],
+    }
+    data["timeline"] = timeline(data)
+    return data
+
+
+def _states(rows: list[OutboxRow]) -> dict[str, int]:
+    states: dict[str, int] = {}
+    for item in rows:
+        states[item.state] = states.get(item.state, 0) + 1
+    return states
+
+
+def _version(v: Any) -> JsonDict:
+    return {
+        "version": v.source_version,
+        "source_hash": v.source_hash,
+        "fhir_hash": v.fhir_hash,
+        "patient_id": v.patient_id,
+        "status": v.status,
+        "pulled_at": v.pulled_at,
+    }
+
+
+def _delivery(d: Any) -> JsonDict:
+    episodes: list[str] = json.loads(d.episodes)
+    return {
+        "delivered_at": d.delivered_at,
+        "fhir_hash": d.fhir_hash,
+        "patient_id": d.patient_id,
+        "episodes": episodes,
+    }
+
+
+def prior_episodes(store: Store, row: ReferralRow) -> list[JsonDict]:
+    """The patient's earlier referrals: the episodes a delivery carries to the provider."""
+    return [
+        {
+            "referral_id": other.id,
+            "trust_referral_id": other.trust_referral_id,
+            "status": other.status,
+            "received": request.get("authoredOn"),
+        }
+        for other, request in earlier_referrals(store, row)
+    ]
+
+
+def _write_back(store: Store, o: OutboxRow) -> JsonDict:
+    return {
+        "id": o.id,
+        "kind": o.kind,
+        "resource": f"{o.resource_type}/{o.resource_id}",
+        "state": o.state,
+        "attempts": o.attempts,
+        "trust_id": o.trust_id,
+        "next_attempt_at": o.next_attempt_at,
+        "last_error": o.last_error,
+        "done_at": o.done_at,
+        "history": [
+            {
+                "at": a.at,
+                "outcome": a.outcome,
+                "trust_id": a.trust_id,
+                "error_code": a.error_code,
+                "worker": a.worker,
+            }
+            for a in store.write_attempts(outbox_key=o.id)
+        ],
+    }
+
+
+def _quarantine(q: Any) -> JsonDict:
+    return {
+        "id": q.id,
+        "state": q.state,
+        "code": q.code,
+        "field": q.field,
+        "reason": q.reason,
+        "created_at": q.created_at,
+        "closed_at": q.closed_at,
+    }
+
+
+def _identity(store: Store, row: ReferralRow) -> list[JsonDict]:
+    ids = {row.patient_id, row.natural_patient_id or row.patient_id}
+    events = {
+        e.id: e
+        for pid in ids
+        for e in store.patient_history(pid)
+        if e.referral_id in (row.id, None)  # this referral's, or an operator's link
+    }
+    return [
+        {
+            "at": e.created_at,
+            "kind": e.kind,
+            "patient_id": e.patient_id,
+            "other_patient_id": e.other_patient_id,
+            "reason": e.reason,
+            "actor": e.actor,
+            "referral_id": e.referral_id,
+        }
+        for _, e in sorted(events.items())
+    ]
+
+
+def _audit(a: Any) -> JsonDict:
+    return {
+        "at": a.at,
+        "actor": a.actor,
+        "action": a.action,
+        "reason": a.reason,
+        "outcome": a.outcome,
+        "trust_id": a.trust_id,
+        "outbox_key": a.outbox_key,
+        "detail": json.loads(a.detail),
+    }
+
+
+def timeline(data: JsonDict) -> list[JsonDict]:
+    """Every event of the sections above, oldest first, as (at, event, detail)."""
+    events = [
+        _event(v["pulled_at"], f"pulled version {v['version'] or '?'}", _pulled(v))
+        for v in data["versions"]
+    ]
+    for q in data["quarantine"]:
+        events.append(_event(q["created_at"], "quarantined", f"{q['field'] or '-'}: {q['reason']}"))
+        if q["closed_at"]:
+            events.append(_event(q["closed_at"], f"quarantine {q['state']}", f"entry {q['id']}"))
+    events += [_delivered(d) for d in data["deliveries"]]
+    events += [_attempt(w, a) for w in data["write_backs"] for a in w["history"]]
+    events += [_event(i["at"], f"patient {i['kind']}", i["reason"]) for i in data["identity"]]
+    events += [_action(a) for a in data["audit"] if a["action"].split(".")[0] in OPERATOR_NOUNS]
+    return sorted(events, key=lambda e: e["at"])
+
+
+#: audit actions that are operator actions (trust writes and identity events have sections)
+OPERATOR_NOUNS = frozenset({"outbox", "quarantine", "reconcile", "patient"})
+
+
+def _pulled(v: JsonDict) -> str:
+    return f"hash {v['source_hash'][:12]}, patient {short(v['patient_id'])}, {v['status']}"
+
+
+def _delivered(d: JsonDict) -> JsonDict:
+    episodes = f", with {len(d['episodes'])} earlier episode(s)" if d["episodes"] else ""
+    detail = f"patient {short(d['patient_id'])}{episodes}"
+    return _event(d["delivered_at"], "delivered to the provider", detail)
+
+
+def _attempt(write_back: JsonDict, attempt: JsonDict) -> JsonDict:
+    detail = f"{short(write_back['id'])}: trust id {attempt['trust_id'] or '-'}"
+    if attempt["error_code"]:
+        detail += f", {attempt['error_code']}"
+    return _event(attempt["at"], f"{write_back['kind']} {attempt['outcome']}", detail)
+
+
+def _action(a: JsonDict) -> JsonDict:
+    """An operator action (trust writes are already in the write history)."""
+    return _event(
+        a["at"], a["action"], f"by {a['actor']}: {a['reason'] or '-'} ({a['outcome'] or 'done'})"
+    )
+
+
+def _event(at: datetime, event: str, detail: str) -> JsonDict:
+    return {"at": at, "event": event, "detail": detail}
+
+
+def print_lineage(console: Console, data: JsonDict) -> None:
+    """The story for people: header, timeline, write-backs, earlier episodes."""
+    say = partial(say_to, console)
+    where = f"trust {data['trust_referral_id']}, {data['connection']}"
+    say(f"[bold]referral {data['id']}[/bold] ({where})")
+    say(f"  status {data['status']}; patient {data['patient_id']}")
+    if data["natural_patient_id"] != data["patient_id"]:
+        say(
+            f"  the trust record names patient {data['natural_patient_id']} (linked by an operator)"
+        )
+    delivered = data["delivered_at"] or "not yet"
+    say(f"  FHIR: {len(data['resources'])} resources; delivered {delivered}")
+    rows = [[f"{e['at']:%Y-%m-%d %H:%M:%S}", e["event"], e["detail"]] for e in data["timeline"]]
+    print_table(console, "  timeline (UTC)", ["when", "event", "detail"], rows)
+    write_backs = [
+        [short(w["id"]), w["kind"], w["state"], w["attempts"], w["trust_id"], w["last_error"]]
+        for w in data["write_backs"]
+    ]
+    columns = ["key", "kind", "state", "attempts", "trust id", "last error"]
+    print_table(console, f"  write-backs ({len(write_backs)})", columns, write_backs)
+    if data["prior_episodes"]:
+        earlier = ", ".join(
+            f"{p['trust_referral_id']} ({p['status']})" for p in data["prior_episodes"]
+        )
+        say(f"  earlier episodes of this patient: {earlier}")

@@ -1,0 +1,264 @@
+"""Alerts once per incident: a connection failing for too long, or dead letters appearing.
+
+Two kinds of incident per connection:
+
+- ``failing``: some flow's latest run failed, continuously, for at least the threshold
+  (``observability.failure_alert_minutes``). Shorter blips never alert.
+- ``dead_letters``: the connection's outbox holds dead letters. More dead letters while
+  the incident is open do not alert again; it resolves when an operator has retried or
+  cancelled them all.
+
+Each incident sends one ``firing`` alert when it opens and one ``resolved`` alert when it
+closes, however many attempts failed in between. Flow threads only record what happened
+(``on_event`` must be quick); ``evaluate`` decides and sends, from the alert thread or a
+test. A notifier that fails keeps its alerts queued, in order, for the next evaluation.
+State lives in this process: a restarted daemon announces an incident still open once more.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from ehr_bridge.sync.events import FlowFinished, WriteFinished
+
+log = logging.getLogger(__name__)
+
+IncidentKind = Literal["failing", "dead_letters"]
+AlertState = Literal["firing", "resolved"]
+_KINDS: tuple[IncidentKind, ...] = ("failing", "dead_letters")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One message to operators; names the connection, flows and codes, never a record."""
+
+    state: AlertState
+    kind: IncidentKind
+    connection: str
+    since: datetime
+    summary: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The webhook body; ``text`` is what chat webhooks (Slack, Teams) display."""
+        return {
+            "source": "ehr-bridge",
+            "status": self.state,
+            "kind": self.kind,
+            "connection": self.connection,
+            "since": self.since.isoformat(timespec="seconds"),
+            "summary": self.summary,
+            "details": dict(self.details),
+            "text": f"[ehr-bridge] {self.state.upper()}: {self.summary}",
+        }
+
+
+class Notifier(Protocol):
+    """Sends an alert somewhere; raises on failure so the alert is kept and retried."""
+
+    def send(self, alert: Alert) -> None:
+        """Deliver one alert."""
+        ...
+
+
+class DeadLetterCounts(Protocol):
+    """Where dead letters are counted: the Store's ``outbox_counts``."""
+
+    def outbox_counts(self, connection: str) -> dict[str, int]:
+        """Outbox rows by state."""
+        ...
+
+
+@dataclass
+class _Incident:
+    open: bool = False
+    since: datetime | None = None
+
+
+@dataclass
+class _Failures:
+    """Per flow: when (clock seconds) its current run of failures began, and its code."""
+
+    since: dict[str, float] = field(default_factory=dict)
+    codes: dict[str, str] = field(default_factory=dict)
+
+
+class AlertManager:
+    """Turns flow events and dead-letter counts into one alert per incident, and one recovery."""
+
+    def __init__(
+        self,
+        connections: Sequence[str],
+        notifiers: Sequence[Notifier],
+        *,
+        failure_seconds: float,
+        dead_letters: DeadLetterCounts | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._connections = list(connections)
+        self._notifiers = list(notifiers)
+        self._threshold = failure_seconds
+        self._dead_letters = dead_letters
+        self._clock = clock
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._failures = {name: _Failures() for name in self._connections}
+        self._incidents: dict[tuple[str, IncidentKind], _Incident] = {
+            (name, kind): _Incident() for name in self._connections for kind in _KINDS
+        }
+        self._queue: list[Alert] = []
+        self.wake = threading.Event()
+
+    # --- called from flow threads ----------------------------------------------------
+    def on_event(self, event: FlowFinished | WriteFinished) -> None:
+        """Record a flow's outcome (quick, never sends); a dead write asks for a check."""
+        if isinstance(event, WriteFinished):
+            if event.outcome == "dead":
+                self.wake.set()
+            return
+        failures = self._failures.get(event.connection)
+        if failures is None:
+            return
+        with self._lock:
+            if event.error is None:
+                failures.since.pop(event.flow, None)
+                failures.codes.pop(event.flow, None)
+            else:
+                failures.since.setdefault(event.flow, self._clock())
+                failures.codes[event.flow] = event.error_code or "error"
+        self.wake.set()
+
+    # --- called from the alert thread (or a test) ------------------------------------
+    def evaluate(self) -> list[Alert]:
+        """Open and close incidents as the state now stands, then send what is queued.
+
+        Returns the alerts delivered by this call (every notifier took them).
+        """
+        for name in self._connections:
+            self._judge_failing(name)
+            self._judge_dead_letters(name)
+        return self._flush()
+
+    def _judge_failing(self, name: str) -> None:
+        with self._lock:
+            failures = self._failures[name]
+            started = min(failures.since.values()) if failures.since else None
+            codes = dict(sorted(failures.codes.items()))
+        incident = self._incidents[(name, "failing")]
+        if started is not None and not incident.open:
+            failed_for = self._clock() - started
+            if failed_for >= self._threshold:
+                since = self._wall() - timedelta(seconds=failed_for)
+                flows = ", ".join(f"{flow} ({code})" for flow, code in codes.items())
+                summary = f"connection {name} has been failing for {failed_for / 60:.0f} min"
+                self._open(incident, since, "failing", name, f"{summary}: {flows}", codes)
+        elif started is None and incident.open:
+            self._close(incident, "failing", name, f"connection {name} has recovered", {})
+
+    def _judge_dead_letters(self, name: str) -> None:
+        if self._dead_letters is None:
+            return
+        try:
+            dead = self._dead_letters.outbox_counts(name).get("dead", 0)
+        except Exception as exc:  # the database may be down: judge again next time
+            log.warning("alerts: cannot count dead letters", extra={"error": type(exc).__name__})
+            return
+        incident = self._incidents[(name, "dead_letters")]
+        details = {"dead_letters": dead}
+        if dead and not incident.open:
+            summary = f"connection {name} has {dead} dead letter(s): see `ehr-bridge outbox list`"
+            self._open(incident, self._wall(), "dead_letters", name, summary, details)
+        elif not dead and incident.open:
+            summary = f"connection {name} has no dead letters left"
+            self._close(incident, "dead_letters", name, summary, details)
+
+    def _open(
+        self,
+        incident: _Incident,
+        since: datetime,
+        kind: IncidentKind,
+        name: str,
+        summary: str,
+        details: Mapping[str, Any],
+    ) -> None:
+        incident.open, incident.since = True, since
+        self._queue.append(Alert("firing", kind, name, since, summary, details))
+        log.warning("incident opened", extra={"connection": name, "kind": kind})
+
+    def _close(
+        self,
+        incident: _Incident,
+        kind: IncidentKind,
+        name: str,
+        summary: str,
+        details: Mapping[str, Any],
+    ) -> None:
+        since = incident.since or self._wall()
+        incident.open, incident.since = False, None
+        self._queue.append(Alert("resolved", kind, name, since, summary, details))
+        log.info("incident resolved", extra={"connection": name, "kind": kind})
+
+    def _flush(self) -> list[Alert]:
+        sent: list[Alert] = []
+        while self._queue:
+            alert = self._queue[0]
+            if not self._deliver(alert):
+                break
+            sent.append(self._queue.pop(0))
+        return sent
+
+    def _deliver(self, alert: Alert) -> bool:
+        for notifier in self._notifiers:
+            try:
+                notifier.send(alert)
+            except Exception as exc:  # kept in the queue and tried at the next evaluation
+                log.warning(
+                    "alert not delivered; will retry",
+                    extra={"notifier": type(notifier).__name__, "error": type(exc).__name__},
+                )
+                return False
+        return True
+
+    def open_incidents(self) -> list[tuple[str, IncidentKind]]:
+        """(connection, kind) of every open incident, for status displays and tests."""
+        return [key for key, incident in self._incidents.items() if incident.open]
+
+
+class AlertLoop:
+    """Runs ``evaluate`` every ``interval`` seconds, or sooner when an event wakes it."""
+
+    def __init__(self, manager: AlertManager, interval: float = 15.0) -> None:
+        self._manager = manager
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Evaluate a last time (a recovery seen at shutdown is still sent), then stop."""
+        self._stop.set()
+        self._manager.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._manager.wake.wait(self._interval)
+            self._manager.wake.clear()
+            try:
+                self._manager.evaluate()
+            except Exception as exc:  # never let the alert thread die
+                log.error("alert evaluation failed", extra={"error": type(exc).__name__})
