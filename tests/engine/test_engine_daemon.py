@@ -46,9 +46,11 @@ def _written(bridge: Bridge) -> Counter[str]:
     return counts
 
 
-def _wait_for(condition, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(bridge: Bridge, condition, timeout: float = 90.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait for ``condition`` while the provider platform works alongside, as a real one would."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        bridge.platform.step()
         if condition():
             return
         time.sleep(0.1)
@@ -57,37 +59,30 @@ def _wait_for(condition, timeout: float = 60.0) -> None:  # type: ignore[no-unty
 
 def test_daemon_stops_cleanly_and_restarts_without_loss_or_duplicates(tmp_path: Path) -> None:
     with running_bridge(tmp_path, seed=7, referrals=10, extra_config=FAST_SCHEDULE) as bridge:
-        total_expected = None
         daemon = _start(bridge)
         try:
-            # the provider platform works alongside, as the real one would
-            _wait_for(
-                lambda: (
-                    bridge.platform.step().sessions_written > 0
-                    or _written(bridge)["care_contacts"] > 0
-                )
-            )
-            _wait_for(lambda: _written(bridge)["care_contacts"] > 0)
+            _wait_for(bridge, lambda: _written(bridge)["care_contacts"] > 0)
             daemon.send_signal(signal.SIGTERM)  # mid-run: work in hand finishes, then exit
             assert daemon.wait(timeout=30) == 0
             daemon = _start(bridge)
-            _wait_for(lambda: _written(bridge)["clinical_notes"] > 5)
+            _wait_for(bridge, lambda: _written(bridge)["clinical_notes"] > 5)
             os.kill(daemon.pid, signal.SIGKILL)  # and a hard crash too
             daemon.wait(timeout=10)
             daemon = _start(bridge)
-            expected = Counter(a.kind for a in bridge.platform.expected_artefacts())
-            total_expected = expected["encounter"] + expected["note"] + expected["score"]
 
             def complete() -> bool:
-                bridge.platform.step()
+                expected = Counter(a.kind for a in bridge.platform.expected_artefacts())
                 written = _written(bridge)
                 return (
-                    written["care_contacts"] + written["clinical_notes"] + written["assessments"]
-                    >= total_expected
+                    len(list(bridge.platform.referrals_dir.glob("*.json"))) == 10
+                    and written["care_contacts"]
+                    + written["clinical_notes"]
+                    + written["assessments"]
+                    >= expected["encounter"] + expected["note"] + expected["score"]
                     and written["status_events"] >= 20
                 )
 
-            _wait_for(complete, timeout=90)
+            _wait_for(bridge, complete)
             time.sleep(1.0)  # a few more cycles: nothing further may be written
         finally:
             daemon.send_signal(signal.SIGTERM)
