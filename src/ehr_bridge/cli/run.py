@@ -117,8 +117,9 @@ def run(
 ) -> None:
     """Run as a daemon: each flow on its interval until SIGTERM/SIGINT.
 
-    It also serves /healthz and /metrics on the loopback port of [observability] and sends
-    one alert per incident to the webhook or e-mail configured there.
+    It also serves /healthz and /metrics on the loopback port set in the config's
+    observability section, and sends one alert per incident to the webhook or e-mail
+    configured there.
     """
     cli = obj(ctx)
     config, connections = _start(cli, connection, log_format)
