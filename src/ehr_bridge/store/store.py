@@ -37,11 +37,11 @@ from ehr_bridge.store.models import (
     ReferralRow,
     ResourceRow,
     RunRow,
-    SubmissionRow,
     utcnow,
 )
 from ehr_bridge.store.outbox import OutboxLeases
 from ehr_bridge.store.repair import Repairs
+from ehr_bridge.store.submissions import Submissions
 
 JsonDict = dict[str, Any]
 
@@ -121,7 +121,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs):
+class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Submissions):
     """All reads and writes of ehr-bridge's state."""
 
     def __init__(
@@ -413,40 +413,6 @@ class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs):
         """One ledger entry by internal id."""
         with self.session() as s:
             return s.get(ReferralRow, referral_id)
-
-    def submission_stored(self, connection: str, bundle_hash: str) -> bool:
-        """True if this exact provider bundle was stored before (its ack may have failed)."""
-        with self.session() as s:
-            return s.get(SubmissionRow, (connection, bundle_hash)) is not None
-
-    def save_submission(
-        self,
-        connection: str,
-        handle: str,
-        bundle_hash: str,
-        referral_id: str | None,
-        resources: Sequence[JsonDict],
-        outbox: Sequence[NewOutboxItem],
-        quarantine: NewQuarantine | None = None,
-    ) -> None:
-        """Store a provider bundle's resources and queue its write-backs, together."""
-        with self.session() as s:
-            for resource in resources:
-                self._put_resource(s, connection, referral_id, resource)
-            for item in outbox:
-                self._queue(s, connection, item)
-            if quarantine is not None:
-                self._add_quarantine(s, connection, quarantine)
-            else:
-                self._resolve_quarantine(s, connection, handle)
-            s.merge(
-                SubmissionRow(
-                    connection=connection,
-                    bundle_hash=bundle_hash,
-                    handle=handle,
-                    referral_id=referral_id,
-                )
-            )
 
     # --- runs and listings -----------------------------------------------------------
     def record_run(
