@@ -10,7 +10,7 @@ is a row of ``patient_link`` with its reason. Rows hold ids and kinds, never num
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,6 +209,42 @@ class Identity:
             if row is None:
                 return PatientMatch(None, None)
             return PatientMatch(row.id, follow_links(s, row.id))
+
+    def resolve_patients(
+        self, connection: str, keys: Sequence[tuple[str | None, str]]
+    ) -> list[PatientMatch]:
+        """``resolve_patient`` for a page of (NHS number, local id) keys, in a few queries.
+
+        Only a patient an operator linked away needs more: its link chain is followed row
+        by row, as ``resolve_patient`` does.
+        """
+        from ehr_bridge.store.pull_batch import chunks  # pull_batch imports this module
+
+        numbers = [n for n, _ in keys if n]
+        by_number: dict[str, PatientRow] = {}
+        by_local: dict[str, PatientRow] = {}
+        with self.session() as s:
+            for chunk in chunks(numbers):
+                query = select(PatientRow).where(col(PatientRow.nhs_number).in_(chunk))
+                for row in s.exec(query):
+                    current = by_number.get(row.nhs_number or "")
+                    if current is None or (row.active and not current.active):
+                        by_number[row.nhs_number or ""] = row
+            for chunk in chunks([local for _, local in keys]):
+                query = select(PatientRow).where(
+                    PatientRow.connection == connection, col(PatientRow.local_id).in_(chunk)
+                )
+                by_local.update((row.local_id, row) for row in s.exec(query))
+            matches = []
+            for nhs_number, local_id in keys:
+                row = (by_number.get(nhs_number) if nhs_number else None) or by_local.get(local_id)
+                if row is None:
+                    matches.append(PatientMatch(None, None))
+                elif row.merged_into:
+                    matches.append(PatientMatch(row.id, follow_links(s, row.id)))
+                else:
+                    matches.append(PatientMatch(row.id, row.id))
+            return matches
 
     def patient(self, patient_id: str) -> PatientRow | None:
         """One patient row by FHIR id."""

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, create_engine, select
 
 import ehr_bridge.store.identity as identity
+import ehr_bridge.store.pull_batch as pull_batch
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.security.crypto import PayloadCipher, quarantine_aad, resource_aad
 from ehr_bridge.store.audit import AuditEntry, AuditLog, add_audit
@@ -70,6 +71,23 @@ class PulledReferral:
     service_request: JsonDict
     #: the patient the trust record names, when operator links make ``patient`` another
     natural_patient_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PageState:
+    """The stored state of a pull page's records, looked up once per page."""
+
+    #: trust record id -> hash of the version last stored
+    source_hashes: dict[str, str]
+    #: (record ref, payload hash) of every open quarantine entry
+    quarantined: set[tuple[str, str]]
+
+    def unchanged(self, record_ref: str, source_hash: str) -> bool:
+        """True if this exact version is stored already, or set aside already."""
+        return (
+            self.source_hashes.get(record_ref) == source_hash
+            or (record_ref, source_hash) in self.quarantined
+        )
 
 
 @dataclass(frozen=True)
@@ -197,6 +215,25 @@ class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Subm
             ).first()
             return row is not None
 
+    def pull_page_state(self, connection: str, record_refs: Sequence[str]) -> PageState:
+        """What is stored for a page's records, in two queries instead of two per record."""
+        hashes: dict[str, str] = {}
+        held: set[tuple[str, str]] = set()
+        with self.session() as s:
+            for chunk in pull_batch.chunks(record_refs):
+                query = select(ReferralRow.trust_referral_id, ReferralRow.source_hash).where(
+                    ReferralRow.connection == connection,
+                    col(ReferralRow.trust_referral_id).in_(chunk),
+                )
+                hashes.update((ref, digest) for ref, digest in s.exec(query))
+                open_entries = select(QuarantineRow.record_ref, QuarantineRow.payload_hash).where(
+                    QuarantineRow.connection == connection,
+                    QuarantineRow.state == "open",
+                    col(QuarantineRow.record_ref).in_(chunk),
+                )
+                held.update((ref, digest) for ref, digest in s.exec(open_entries))
+        return PageState(hashes, held)
+
     def find_patient_id(self, connection: str, nhs_number: str | None, local_id: str) -> str | None:
         """An existing patient (NHS number first, else the trust's local id), after links."""
         return self.resolve_patient(connection, nhs_number, local_id).effective_id
@@ -215,15 +252,20 @@ class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Subm
         Returns the patient identity changes seen, as (referral id, kind) pairs.
         """
         changes: list[tuple[str, str]] = []
+        now = utcnow()
         with self.session() as s:
-            for referral in referrals:
+            plain, careful = pull_batch.split_page(s, referrals)
+            pull_batch.save_plain(s, self.cipher, connection, plain, now)
+            refs = [r.trust_referral_id for r in plain]
+            pull_batch.close_open_quarantine(s, connection, refs, "resolved", now)
+            for referral in careful:
                 changes += self._upsert_referral(s, connection, referral)
             for entry in quarantines:
                 self._add_quarantine(s, connection, entry)
             if cursor is not None:
                 key = cursor_name or connection
                 row = s.get(CursorRow, key) or CursorRow(connection=key)
-                row.value, row.updated_at = cursor, utcnow()
+                row.value, row.updated_at = cursor, now
                 s.add(row)
         return changes
 

@@ -19,10 +19,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ehr_bridge.adapters.base import TrustReader
 from ehr_bridge.domain.codes import NHS_NUMBER_SYSTEM
+from ehr_bridge.domain.facts import ReferralFacts
 from ehr_bridge.domain.nhs_number import check_nhs_number
 from ehr_bridge.domain.referral import build_referral_resources
 from ehr_bridge.errors import ConfigError, EhrBridgeError, RecordError
-from ehr_bridge.store import NewQuarantine, PulledReferral, Store, content_hash
+from ehr_bridge.store import NewQuarantine, PatientMatch, PulledReferral, Store, content_hash
 from ehr_bridge.sync.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,12 @@ def pull(
     while not (stop and stop.is_set()):
         page = conn.source.fetch_referrals(updated_since=since_start, page=page_token)
         counts.pages += 1
-        referrals: list[PulledReferral] = []
-        quarantines: list[NewQuarantine] = []
+        work = _PageWork(conn, store, counts)
+        work.take(page.records)
         for record in page.records:
-            counts.seen += 1
-            _take(conn, store, record, referrals, quarantines, counts)
             stamp = conn.mapping.record_updated_at(record) if isinstance(record, dict) else None
             cursor = _later(cursor, stamp)
+        referrals, quarantines = work.referrals, work.quarantines
         changes = store.save_pull_page(conn.name, referrals, quarantines, cursor, cursor_name=key)
         _log_identity(conn, changes, counts)
         log.info(
@@ -109,11 +109,10 @@ def pull_one(conn: Connection, store: Store, trust_referral_id: str) -> PullCoun
     record = source.fetch_referral(trust_referral_id)
     if record is None:
         return counts
-    counts.seen = 1
-    referrals: list[PulledReferral] = []
-    quarantines: list[NewQuarantine] = []
-    _take(conn, store, record, referrals, quarantines, counts)
-    _log_identity(conn, store.save_pull_page(conn.name, referrals, quarantines, None), counts)
+    work = _PageWork(conn, store, counts)
+    work.take([record])
+    changes = store.save_pull_page(conn.name, work.referrals, work.quarantines, None)
+    _log_identity(conn, changes, counts)
     return counts
 
 
@@ -127,81 +126,130 @@ def _log_identity(conn: Connection, changes: list[tuple[str, str]], counts: Pull
         )
 
 
-def _take(
-    conn: Connection,
-    store: Store,
-    record: Any,
-    referrals: list[PulledReferral],
-    quarantines: list[NewQuarantine],
-    counts: PullCounts,
-) -> None:
-    source_hash = content_hash(record)
-    ref = (conn.mapping.record_id(record) if isinstance(record, dict) else None) or (
-        f"sha256:{source_hash[:16]}"
-    )
-    if store.known_source_hash(conn.name, ref) == source_hash or any(
-        r.trust_referral_id == ref and r.source_hash == source_hash for r in referrals
-    ):
-        counts.unchanged += 1
-        return
-    if store.is_quarantined(conn.name, ref, source_hash):
-        counts.unchanged += 1
-        return
-    try:
-        referrals.append(_mapped(conn, store, record, ref, source_hash))
-        counts.stored += 1
-        return
-    except RecordError as exc:
-        error = exc
-    except (EhrBridgeError, SQLAlchemyError, OSError):
-        raise  # infrastructure, not the record: the page must not commit
-    except Exception as exc:  # a shape nobody foresaw: quarantine it, keep the page going
-        error = _unexpected(exc, ref)
-    counts.quarantined += 1
-    quarantines.append(
-        NewQuarantine(
-            source="referral",
-            record_ref=ref,
-            code=error.code,
-            reason=error.safe_message,
-            field=error.field,
-            payload=record if isinstance(record, dict) else {"record": record},
+@dataclass
+class _Candidate:
+    """A changed record of the page on its way to the store."""
+
+    record: Any
+    ref: str
+    source_hash: str
+    facts: ReferralFacts | None = None
+    match: PatientMatch | None = None
+
+
+class _PageWork:
+    """One page's records: skip the unchanged, map, match patients, build, or quarantine.
+
+    The stored state (hashes, open quarantine, patients) is read once per page, in a few
+    queries, instead of once per record: this is the pull's hot path.
+    """
+
+    def __init__(self, conn: Connection, store: Store, counts: PullCounts) -> None:
+        self.conn, self.store, self.counts = conn, store, counts
+        self.referrals: list[PulledReferral] = []
+        self.quarantines: list[NewQuarantine] = []
+
+    def take(self, records: list[Any]) -> None:
+        """Every record of the page ends up stored, unchanged or quarantined (counted)."""
+        self.counts.seen += len(records)
+        candidates = self._changed(records)
+        mapped = [c for c in candidates if self._guarded(c, self._map)]
+        keys = [
+            (_canonical(c.facts.patient.nhs_number), c.facts.patient.local_id)
+            for c in mapped
+            if c.facts
+        ]
+        matches = self.store.resolve_patients(self.conn.name, keys) if keys else []
+        for candidate, match in zip(mapped, matches, strict=True):
+            candidate.match = match
+            self._guarded(candidate, self._build)
+
+    def _changed(self, records: list[Any]) -> list[_Candidate]:
+        mapping = self.conn.mapping
+        candidates = []
+        for record in records:
+            source_hash = content_hash(record)
+            ref = (mapping.record_id(record) if isinstance(record, dict) else None) or (
+                f"sha256:{source_hash[:16]}"
+            )
+            candidates.append(_Candidate(record, ref, source_hash))
+        state = self.store.pull_page_state(self.conn.name, [c.ref for c in candidates])
+        fresh, seen = [], set()
+        for candidate in candidates:
+            key = (candidate.ref, candidate.source_hash)
+            if key in seen or state.unchanged(*key):
+                self.counts.unchanged += 1
+                continue
+            seen.add(key)
+            fresh.append(candidate)
+        return fresh
+
+    def _map(self, candidate: _Candidate) -> None:
+        if not isinstance(candidate.record, dict):
+            raise RecordError(
+                "record is not a JSON object", field="(record)", record=candidate.ref, code="shape"
+            )
+        candidate.facts = self.conn.mapping.referral_facts(candidate.record)
+
+    def _build(self, candidate: _Candidate) -> None:
+        facts, match = candidate.facts, candidate.match
+        assert facts is not None and match is not None  # mapped and matched before built
+        conn = self.conn
+        resources = build_referral_resources(
+            conn.name, conn.provider_ref, facts, patient_id=match.effective_id
         )
-    )
-    log.warning(
-        "referral quarantined",
-        extra={"connection": conn.name, "code": error.code, "field": error.field},
-    )
+        natural = match.natural_id if match.natural_id != match.effective_id else None
+        self.referrals.append(
+            PulledReferral(
+                trust_referral_id=facts.trust_referral_id,
+                source_hash=candidate.source_hash,
+                source_version=facts.source_version,
+                status=facts.status,
+                patient_local_id=facts.patient.local_id,
+                nhs_number=_nhs_number(resources.patient),
+                patient=resources.patient,
+                service_request=resources.service_request,
+                natural_patient_id=natural,
+            )
+        )
+        self.counts.stored += 1
+
+    def _guarded(self, candidate: _Candidate, step: Callable[[_Candidate], None]) -> bool:
+        """Run one step; a record error quarantines the record (False), others propagate."""
+        try:
+            step(candidate)
+            return True
+        except RecordError as exc:
+            error = exc
+        except (EhrBridgeError, SQLAlchemyError, OSError):
+            raise  # infrastructure, not the record: the page must not commit
+        except Exception as exc:  # a shape nobody foresaw: quarantine it, keep the page going
+            error = _unexpected(exc, candidate.ref)
+        self._quarantine(candidate, error)
+        return False
+
+    def _quarantine(self, candidate: _Candidate, error: RecordError) -> None:
+        record = candidate.record
+        self.counts.quarantined += 1
+        self.quarantines.append(
+            NewQuarantine(
+                source="referral",
+                record_ref=candidate.ref,
+                code=error.code,
+                reason=error.safe_message,
+                field=error.field,
+                payload=record if isinstance(record, dict) else {"record": record},
+            )
+        )
+        log.warning(
+            "referral quarantined",
+            extra={"connection": self.conn.name, "code": error.code, "field": error.field},
+        )
 
 
 def _unexpected(exc: Exception, ref: str) -> RecordError:
     """A bug or a shape nobody foresaw: named by type only, as its text may hold data."""
     return RecordError(f"unexpected {type(exc).__name__}", record=ref, code="internal_error")
-
-
-def _mapped(
-    conn: Connection, store: Store, record: Any, ref: str, source_hash: str
-) -> PulledReferral:
-    if not isinstance(record, dict):
-        raise RecordError("record is not a JSON object", field="(record)", record=ref, code="shape")
-    facts = conn.mapping.referral_facts(record)
-    patient = facts.patient
-    match = store.resolve_patient(conn.name, _canonical(patient.nhs_number), patient.local_id)
-    resources = build_referral_resources(
-        conn.name, conn.provider_ref, facts, patient_id=match.effective_id
-    )
-    natural = match.natural_id if match.natural_id != match.effective_id else None
-    return PulledReferral(
-        trust_referral_id=facts.trust_referral_id,
-        source_hash=source_hash,
-        source_version=facts.source_version,
-        status=facts.status,
-        patient_local_id=patient.local_id,
-        nhs_number=_nhs_number(resources.patient),
-        patient=resources.patient,
-        service_request=resources.service_request,
-        natural_patient_id=natural,
-    )
 
 
 def _canonical(nhs_number: str | None) -> str | None:
