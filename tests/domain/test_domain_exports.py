@@ -3,7 +3,17 @@ import ehr_bridge.domain as domain
 
 def test_public_surface_is_exactly_all():
     public = {name for name in vars(domain) if not name.startswith("_")}
-    modules = {"codes", "facts", "ids", "measures", "nhs_number", "referral", "session", "validate"}
+    modules = {
+        "codes",
+        "facts",
+        "ids",
+        "measures",
+        "nhs_number",
+        "primitives",
+        "referral",
+        "session",
+        "validate",
+    }
     assert public - modules == set(domain.__all__)
 
 

@@ -5,6 +5,13 @@ are checked first (NHS number Modulus 11, verification status, dates, code patte
 failure raises ``RecordValidationError`` naming the record and the field, and the record
 is quarantined. Nothing is "fixed": a wrong NHS number must never reach a provider.
 Ids are deterministic from (connection, trust key), so a re-pull re-builds the same ids.
+
+The built Patient and ServiceRequest are not parsed again with the fhir.resources model
+on this path (it cost most of the pull budget); ``primitives.check_built`` checks the FHIR
+rules on every value copied in from trust data instead, against a shape of exactly what
+these builders emit. Tests compare it with the model over hostile generated facts, so a
+builder change that emits a new element fails them until the shape (and the model
+comparison) covers it. Bundles and episodes built less often still go through the model.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from ehr_bridge.domain import codes
 from ehr_bridge.domain.facts import PatientFacts, ReferralFacts
 from ehr_bridge.domain.ids import resource_id
 from ehr_bridge.domain.nhs_number import check_nhs_number
-from ehr_bridge.domain.validate import check_own_resource, validate_resource
+from ehr_bridge.domain.primitives import check_built
+from ehr_bridge.domain.validate import validate_resource
 from ehr_bridge.errors import RecordValidationError
 
 JsonDict = dict[str, Any]
@@ -75,9 +83,9 @@ def build_referral_resources(
 
 
 def _validated(resource: JsonDict, record: str, path: str) -> JsonDict:
-    """``check_own_resource`` (we built it) with the failure tied to the trust record."""
+    """``check_built`` (we built it: see ``primitives``) with the failure tied to the record."""
     try:
-        return check_own_resource(resource, path=path)
+        return check_built(resource, path=path)
     except RecordValidationError as exc:
         raise RecordValidationError(
             exc.reason, field=exc.field, record=record, code=exc.code

@@ -359,7 +359,8 @@ class Identity:
     ) -> list[str]:
         """Point referrals now on ``current`` at their target patient; they are redelivered."""
         moved = []
-        for row in s.exec(select(ReferralRow).where(ReferralRow.patient_id == current)).all():
+        query = select(ReferralRow).where(ReferralRow.patient_id == current)
+        for row in s.exec(query.order_by(col(ReferralRow.id))).all():
             new = target(row)
             if new == current:
                 continue
