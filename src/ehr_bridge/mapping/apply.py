@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping as ReadOnlyMap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ class CompiledRule:
 
     target: str
     source: str  # the JMESPath text, or "const" (named in errors, never a value)
-    expression: Any  # jmespath ParsedResult, or None for a constant
+    expression: Any  # a compiled JMESPath expression (``search``), or None for a constant
     const: Any
     steps: tuple[BoundTransform, ...]
     code_map_name: str | None
@@ -43,6 +43,14 @@ class CompiledRule:
     on_unmapped: str
     required: bool
     default: Any
+    #: ``target`` split once at load: the parent objects and the leaf key it is written to
+    parents: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    leaf: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        *parents, leaf = self.target.split(".")
+        object.__setattr__(self, "parents", tuple(parents))
+        object.__setattr__(self, "leaf", leaf)
 
 
 class _RuleFailure(Exception):
@@ -53,9 +61,18 @@ class _RuleFailure(Exception):
         self.reason = reason
 
 
+#: values ``copy.deepcopy`` returns as they are; anything else (lists, objects) is copied
+_ATOMIC = (str, int, float, type(None))
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of a constant or default, so no record's result shares the mapping's objects."""
+    return value if isinstance(value, _ATOMIC) else copy.deepcopy(value)
+
+
 def _read(rule: CompiledRule, document: JsonDict) -> Any:
     if rule.expression is None:
-        return copy.deepcopy(rule.const)
+        return _fresh(rule.const)
     try:
         return rule.expression.search(document)
     except jmespath.exceptions.JMESPathError:
@@ -67,7 +84,7 @@ def _transform(rule: CompiledRule, value: Any) -> Any:
         if value is None:
             return None
         try:
-            value = step(value)
+            value = step.fn(value)  # the bound function itself: one call less per step
         except TransformError as exc:
             raise _RuleFailure(f"transform {step.name}: {exc}") from None
         except (TypeError, ValueError, ArithmeticError):
@@ -91,19 +108,22 @@ def _lookup(rule: CompiledRule, value: Any) -> Any:
 
 def evaluate(rule: CompiledRule, document: JsonDict) -> Any:
     """The rule's value for one document; ``_RuleFailure`` says why there is none."""
-    value = _lookup(rule, _transform(rule, _read(rule, document)))
+    value = _read(rule, document)
+    if value is not None and rule.steps:
+        value = _transform(rule, value)
+    if value is not None and rule.code_map is not None:
+        value = _lookup(rule, value)
     if value is None:
-        value = copy.deepcopy(rule.default)
-    if value is None and rule.required:
-        raise _RuleFailure("required value is missing")
+        value = _fresh(rule.default)
+        if value is None and rule.required:
+            raise _RuleFailure("required value is missing")
     return value
 
 
-def _assign(out: JsonDict, target: str, value: Any) -> None:
-    *parents, leaf = target.split(".")
-    for part in parents:
+def _assign(out: JsonDict, rule: CompiledRule, value: Any) -> None:
+    for part in rule.parents:
         out = out.setdefault(part, {})
-    out[leaf] = value
+    out[rule.leaf] = value
 
 
 def _as_text(value: Any) -> str | None:
@@ -215,7 +235,7 @@ class Mapping:
             except _RuleFailure as failure:
                 raise self._error(failure.reason, rule, record_id) from None
             if value is not None:
-                _assign(out, rule.target, value)
+                _assign(out, rule, value)
         return out
 
     def _error(self, reason: str, rule: CompiledRule, record_id: str | None) -> MappingError:

@@ -4,7 +4,9 @@ Mappings are checked completely at start-up (architecture rule "fail at start-up
 mid-run"): YAML syntax, ``spec_version``, schema shape, JMESPath syntax, transform names and
 arguments, code-map names, target fields and required targets. Each problem is a
 ``ConfigError`` whose key names the file and the rule (``iaptus.yaml:inbound.referral.x``),
-with "did you mean" where a close name exists.
+with "did you mean" where a close name exists. JMESPath expressions are compiled into
+closures here (``expressions.compile_expression``), so records never pay for parsing or
+walking an expression tree.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import jmespath
 import jmespath.exceptions
 import yaml
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from ehr_bridge.domain.facts import PatientFacts, ReferralFacts
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.mapping.api import Api, compile_api
 from ehr_bridge.mapping.apply import REFERENCE_PATH, CompiledRule, Mapping
+from ehr_bridge.mapping.expressions import compile_expression
 from ehr_bridge.mapping.schema import CURRENT_SPEC_VERSION, OUTBOUND_KINDS, MappingSpec, RuleSpec
 from ehr_bridge.mapping.transforms import TRANSFORMS, BoundTransform, TransformArgsError, bind
 
@@ -118,7 +120,7 @@ class _Compiler:
 
     def _expression(self, text: str, rule: str) -> Any:
         try:
-            return jmespath.compile(text)
+            return compile_expression(text)
         except jmespath.exceptions.JMESPathError:
             raise ConfigError(
                 f"invalid JMESPath expression {text!r}", key=self._key(rule)

@@ -70,6 +70,18 @@ def _date_components(field: Any) -> frozenset[int]:
 
 def iso(value: str, zone: ZoneInfo) -> str:
     """``value`` (HL7 DT or DTM) as ISO 8601, or unchanged when it is not a whole date."""
+    if len(value) > _LONGEST:  # cannot match, and keeps long hostile text out of the cache
+        return value
+    return _iso(value, zone)
+
+
+#: the longest text ``_DTM`` can match: 8 + 6 + ".ffff" + "+hhmm"
+_LONGEST = 24
+
+
+@functools.lru_cache(maxsize=16384)
+def _iso(value: str, zone: ZoneInfo) -> str:
+    """``iso`` for one value; cached, since a feed repeats its dates (and dates of birth)."""
     match = _DTM.fullmatch(value)
     if match is None:
         return value
@@ -83,23 +95,29 @@ def iso(value: str, zone: ZoneInfo) -> str:
 
 
 def _moment(day: date, match: re.Match[str], zone: ZoneInfo) -> datetime:
-    moment = datetime(
+    hour, minute, second, fraction, offset = match.group(
+        "hour", "minute", "second", "fraction", "offset"
+    )
+    return datetime(
         day.year,
         day.month,
         day.day,
-        int(match["hour"]),
-        int(match["minute"] or 0),
-        int(match["second"] or 0),
-        int((match["fraction"] or "").ljust(6, "0")),
+        int(hour),
+        int(minute or 0),
+        int(second or 0),
+        int((fraction or "").ljust(6, "0")),
+        tzinfo=zone if offset is None else _fixed_offset(offset),
     )
-    offset = match["offset"]
-    if offset is None:
-        return moment.replace(tzinfo=zone)
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_offset(offset: str) -> timezone:
+    """``+hhmm``/``-hhmm`` as a fixed zone (a feed uses one or two), refusing out-of-range."""
     hours, minutes = int(offset[1:3]), int(offset[3:5])
     if hours > 14 or minutes > 59:
         raise ValueError("offset out of range")
     delta = timedelta(hours=hours, minutes=minutes)
-    return moment.replace(tzinfo=timezone(-delta if offset[0] == "-" else delta))
+    return timezone(-delta if offset[0] == "-" else delta)
 
 
 def hl7_timestamp(moment: datetime) -> str:

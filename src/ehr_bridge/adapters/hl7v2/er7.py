@@ -14,6 +14,7 @@ Line breaks are never escaped into a value: the builders turn them into repetiti
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -100,15 +101,30 @@ def delimiters(msh: str) -> Delimiters:
     """The delimiters MSH-1 and MSH-2 declare; refuses a header that declares none."""
     if len(msh) < 8 or not msh.startswith("MSH"):
         raise Er7Error("MSH-2", "header too short to declare its encoding characters")
-    field = msh[3]
-    end = msh.find(field, 4)
-    chars = msh[4:end] if end != -1 else msh[4:]
+    end = msh.find(msh[3], 4)
+    declared = msh[3:end] if end != -1 else msh[3:]
+    if len(declared) > _LONGEST_DECLARATION:  # refused below; kept out of the cache
+        return _declared(declared)
+    return _cached_declared(declared)
+
+
+#: MSH-1 plus MSH-2 as long as any real header writes them (v2.7 adds a fifth character)
+_LONGEST_DECLARATION = 8
+
+
+def _declared(declared: str) -> Delimiters:
+    """MSH-1 followed by MSH-2's encoding characters, checked."""
+    field, chars = declared[0], declared[1:]
     if len(chars) < 3 or field.isalnum() or any(c.isalnum() for c in chars):
         raise Er7Error("MSH-2", "encoding characters missing or not punctuation")
     if len(set(field + chars[:4])) != len(field + chars[:4]):
         raise Er7Error("MSH-2", "encoding characters repeat a delimiter")
     subcomponent = chars[3] if len(chars) > 3 else "&"
     return Delimiters(field, chars[0], chars[1], chars[2], subcomponent)
+
+
+#: every message of a feed declares the same delimiters: check them once
+_cached_declared = functools.lru_cache(maxsize=64)(_declared)
 
 
 # --- escaping ----------------------------------------------------------------------------

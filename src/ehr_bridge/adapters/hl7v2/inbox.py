@@ -19,6 +19,7 @@ import bisect
 import fcntl
 import itertools
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,16 +34,46 @@ STAMP_LENGTH = 22  # 20261126T104412123456Z
 DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
 _PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".filepart")
 _counter = itertools.count()
+_STAMP = re.compile(r"[0-9]{8}T[0-9]{12}Z")  # ASCII digits only, as ``stamp_text`` writes
 
 
 def stamp_text(moment: datetime) -> str:
     """A UTC instant as the sortable stamp used in received file names."""
-    return moment.astimezone(UTC).strftime(STAMP_FORMAT)
+    m = moment.astimezone(UTC)
+    if m.year < 1000:  # strftime's %Y does not pad these; never a real arrival
+        return m.strftime(STAMP_FORMAT)
+    return (  # what strftime(STAMP_FORMAT) writes, at a fraction of its cost per file
+        f"{m.year}{m.month:02d}{m.day:02d}T{m.hour:02d}{m.minute:02d}{m.second:02d}"
+        f"{m.microsecond:06d}Z"
+    )
 
 
 def stamp_instant(name: str) -> datetime:
-    """The arrival instant a received file name starts with."""
-    return datetime.strptime(name[:STAMP_LENGTH], STAMP_FORMAT).replace(tzinfo=UTC)
+    """The arrival instant a received file name starts with.
+
+    Every record of a pull needs this, and ``strptime`` costs more than reading the file,
+    so a stamp of the exact shape we write is read by position; anything else (or a
+    position read that ``datetime`` refuses) goes to ``strptime``, which decides as before.
+
+    Raises:
+        ValueError: the name does not start with a stamp.
+    """
+    text = name[:STAMP_LENGTH]
+    if _STAMP.fullmatch(text):
+        try:
+            return datetime(
+                int(text[0:4]),
+                int(text[4:6]),
+                int(text[6:8]),
+                int(text[9:11]),
+                int(text[11:13]),
+                int(text[13:15]),
+                int(text[15:21]),
+                tzinfo=UTC,
+            )
+        except ValueError:
+            pass
+    return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
 
 
 class Inbox:
@@ -85,23 +116,30 @@ class Inbox:
     # --- receiving ---------------------------------------------------------------------------
     def receive(self) -> int:
         """Stamp and move every settled file from the drop folder; return how many."""
-        if not self._settled():
+        if not self._waiting():
             return 0
         with self._exclusive():
-            waiting = self._settled()  # again: another receiver may have taken some
+            waiting = self._settled()  # under the lock: another receiver may have taken some
             stamps = self._reserve(len(waiting)) if waiting else []
             days = {s[:8] for s in stamps}
             for day in days:
                 (self.received / day).mkdir(exist_ok=True)
+            drop, received = str(self.drop), str(self.received)
             moved = sum(
-                _move(p, self.received / s[:8] / f"{s}-{p.name}")
-                for p, s in zip(waiting, stamps, strict=True)
+                _move(f"{drop}/{name}", f"{received}/{s[:8]}/{s}-{name}")
+                for name, s in zip(waiting, stamps, strict=True)
             )
             for day in days:
                 _fsync_folder(self.received / day)
         return moved
 
-    def _settled(self) -> list[Path]:
+    def _waiting(self) -> bool:
+        """Whether any file may be waiting: a cheap look (no stat) before taking the lock."""
+        with os.scandir(self.drop) as entries:
+            return any(not _partial(e.name) and e.is_file(follow_symlinks=False) for e in entries)
+
+    def _settled(self) -> list[str]:
+        """Names of the settled files in the drop folder, oldest modification first."""
         cutoff = datetime.now(UTC).timestamp() - self.settle_seconds
         found = []
         with os.scandir(self.drop) as entries:
@@ -111,7 +149,7 @@ class Inbox:
                 modified = entry.stat(follow_symlinks=False).st_mtime
                 if modified <= cutoff:
                     found.append((modified, entry.name))
-        return [self.drop / name for _, name in sorted(found)]
+        return [name for _, name in sorted(found)]
 
     def _reserve(self, count: int) -> list[str]:
         """``count`` increasing stamps after the last one ever issued, recorded first."""
@@ -162,7 +200,7 @@ def after(names: list[str], token: str | None) -> int:
     return 0 if token is None else bisect.bisect_right(names, token)
 
 
-def _move(source: Path, target: Path) -> bool:
+def _move(source: str, target: str) -> bool:
     """Rename ``source`` to ``target``; False if it vanished (taken by someone else)."""
     try:
         os.replace(source, target)

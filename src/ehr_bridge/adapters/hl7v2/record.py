@@ -14,7 +14,9 @@ explicit null ``""`` is left out too (every REF^I12 carries the whole referral).
 unescaped, and DT/DTM components (``dates``) are ISO 8601.
 
 This is the read path of the throughput target, so it splits strings with ``str.split``
-and decodes only the segments asked for (``segments``); MSH is always decoded. hl7apy's
+and decodes only the segments asked for (``segments``); MSH is always decoded. A segment
+with no escape and no subcomponent character (most of them) is built by splitting alone;
+only the others go through unescaping and subcomponent maps. hl7apy's
 full parse of a small message runs at about 150 messages per second: far too slow here.
 """
 
@@ -28,7 +30,8 @@ from ehr_bridge.adapters.hl7v2.dates import Positions, date_positions, iso
 from ehr_bridge.adapters.hl7v2.er7 import Delimiters, delimiters, unescape
 
 JsonDict = dict[str, Any]
-_KEYS = tuple(str(n) for n in range(1000))  # "1", "2", ... without str() per value
+_KEYS = tuple(str(n) for n in range(1000))  # "0", "1", ... without str() per value
+_EMPTY = '""'  # HL7's explicit null: left out like an empty value
 
 
 def decode(segments: list[str], zone: ZoneInfo, wanted: Collection[str] | None = None) -> JsonDict:
@@ -45,44 +48,94 @@ def decode(segments: list[str], zone: ZoneInfo, wanted: Collection[str] | None =
         if wanted is not None and segment_id not in wanted and segment_id != "MSH":
             continue
         occurrence = _fields(text, d)
-        _dates(occurrence, date_positions(version, segment_id), zone)
-        record.setdefault(segment_id, []).append(occurrence)
+        positions = date_positions(version, segment_id)
+        if positions:
+            _dates(occurrence, positions, zone)
+        if segment_id in record:
+            record[segment_id].append(occurrence)
+        else:
+            record[segment_id] = [occurrence]
     return record
 
 
+def _keys(count: int) -> tuple[str, ...]:
+    """Number keys for ``count`` parts; a hostile segment may have more than the table holds."""
+    return _KEYS if count < len(_KEYS) else tuple(str(n) for n in range(count + 1))
+
+
 def _fields(text: str, d: Delimiters) -> JsonDict:
+    """One segment occurrence: field number -> repetitions."""
     parts = text.split(d.field)
     occurrence: JsonDict = {}
+    body = text
     if parts[0] == "MSH":  # MSH-1 is the separator itself, so MSH-n is part n - 1
         occurrence["1"], occurrence["2"] = [{"1": d.field}], [{"1": parts[1]}]
+        body = text[len(parts[1]) + 5 :]  # the fields after MSH-2's encoding characters
         parts = ["MSH", "", "", *parts[2:]]
+    if d.escape in body or d.subcomponent in body:
+        _general(occurrence, parts, d)
+    else:
+        _plain(occurrence, parts, d.repetition, d.component)
+    return occurrence
+
+
+def _plain(occurrence: JsonDict, parts: list[str], repetition: str, component: str) -> None:
+    """Fields of a segment without escapes or subcomponents: split only (the hot path)."""
+    keys = _keys(len(parts))
+    for number in range(1, len(parts)):
+        raw = parts[number]
+        if not raw or raw == _EMPTY:
+            continue
+        if repetition in raw:
+            occurrence[keys[number]] = [
+                _plain_components(piece, component) for piece in raw.split(repetition)
+            ]
+        elif component in raw:
+            occurrence[keys[number]] = [_plain_components(raw, component)]
+        else:
+            occurrence[keys[number]] = [{"1": raw}]
+
+
+def _plain_components(raw: str, component: str) -> JsonDict:
+    if component not in raw:
+        return {"1": raw} if raw and raw != _EMPTY else {}
+    pieces = raw.split(component)
+    keys = _keys(len(pieces))
+    return {keys[n]: p for n, p in enumerate(pieces, 1) if p and p != _EMPTY}
+
+
+def _general(occurrence: JsonDict, parts: list[str], d: Delimiters) -> None:
+    """Fields of a segment that may hold escapes or subcomponents."""
+    keys = _keys(len(parts))
     repetition = d.repetition
     for number in range(1, len(parts)):
         raw = parts[number]
-        if raw and raw != '""':
+        if raw and raw != _EMPTY:
             pieces = raw.split(repetition) if repetition in raw else (raw,)
-            occurrence[_KEYS[number]] = [_components(piece, d) for piece in pieces]
-    return occurrence
+            occurrence[keys[number]] = [_components(piece, d) for piece in pieces]
 
 
 def _components(raw: str, d: Delimiters) -> JsonDict:
     """One repetition: component number -> text (or a map of subcomponents)."""
     component, subcomponent, escape = d.component, d.subcomponent, d.escape
     if component not in raw and subcomponent not in raw:
-        if not raw or raw == '""':
+        if not raw or raw == _EMPTY:
             return {}
         return {"1": unescape(raw, d) if escape in raw else raw}
     out: JsonDict = {}
-    for number, part in enumerate(raw.split(component), 1):
-        if not part or part == '""':
+    parts = raw.split(component)
+    keys = _keys(len(parts))
+    for number, part in enumerate(parts, 1):
+        if not part or part == _EMPTY:
             continue
         if subcomponent in part:
             subs = part.split(subcomponent)
-            out[_KEYS[number]] = {
-                _KEYS[i]: unescape(s, d) for i, s in enumerate(subs, 1) if s and s != '""'
+            sub_keys = _keys(len(subs))
+            out[keys[number]] = {
+                sub_keys[i]: unescape(s, d) for i, s in enumerate(subs, 1) if s and s != _EMPTY
             }
         else:
-            out[_KEYS[number]] = unescape(part, d) if escape in part else part
+            out[keys[number]] = unescape(part, d) if escape in part else part
     return out
 
 
@@ -99,10 +152,10 @@ def _dates(occurrence: JsonDict, positions: Positions, zone: ZoneInfo) -> None:
 
 
 def _version(msh: str, d: Delimiters) -> str:
-    parts = msh.split(d.field)
+    parts = msh.split(d.field, 12)
     if len(parts) <= 11:
         return ""
-    return parts[11].split(d.component)[0]
+    return parts[11].split(d.component, 1)[0]
 
 
 def message_type(record: JsonDict) -> str:
