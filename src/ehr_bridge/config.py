@@ -83,12 +83,18 @@ class ProviderOrgConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    """How often the daemon runs each flow, in seconds."""
+    """How often the daemon runs each flow, in seconds, and how many writes push runs at once.
+
+    ``push_concurrency`` bounds the writes at the trust at one time for this connection (a
+    write mostly waits for the trust: one at a time at 50 ms is 20 writes a second). Lower
+    it for a trust that asks for fewer parallel requests; 1 writes strictly one by one.
+    """
 
     pull_seconds: float = Field(default=300, gt=0)
     deliver_seconds: float = Field(default=60, gt=0)
     collect_seconds: float = Field(default=60, gt=0)
     push_seconds: float = Field(default=30, gt=0)
+    push_concurrency: int = Field(default=8, ge=1, le=64, strict=True)
 
 
 class RetryConfig(_Section):

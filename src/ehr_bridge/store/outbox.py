@@ -2,32 +2,61 @@
 
 A row is claimed by moving it to ``in_flight`` with an owner and a lease expiry, only if
 it is still due. On PostgreSQL the candidates are locked with ``FOR UPDATE SKIP LOCKED``
-so daemons never wait on, or take, each other's rows. On SQLite each claim is a single
-compare-and-set ``UPDATE`` (SQLite serialises writers). A lapsed lease is claimable again
-and counts as an attempt whose outcome is unknown, so the next worker reads before writing.
-Closing an attempt is owner-checked: a worker whose lease was taken over cannot overwrite
-the new owner's outcome.
+so daemons never wait on, or take, each other's rows. On SQLite a claim is one
+``UPDATE ... WHERE id IN (due candidates) RETURNING``: SQLite runs it under its single write
+lock, so choosing and taking the rows cannot be split by another writer. A lapsed lease is
+claimable again and counts as an attempt whose outcome is unknown, so the next worker reads
+before writing. Closing an attempt is owner-checked: a worker whose lease was taken over
+cannot overwrite the new owner's outcome.
+
+The hot path (claim, the inputs of one write, closing an attempt) is one statement or one
+transaction each, in Core where the ORM adds nothing: push calls it for every write-back.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, or_, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, case, exists, insert, or_, update
+from sqlalchemy import select as core_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from ehr_bridge.security.crypto import resource_aad
 from ehr_bridge.store.audit import AuditEntry, add_audit, engine_actor
-from ehr_bridge.store.lineage import add_attempt
-from ehr_bridge.store.models import OutboxRow, utcnow
+from ehr_bridge.store.models import (
+    AuditEventRow,
+    OutboxRow,
+    ReferralRow,
+    ResourceRow,
+    WriteAttemptRow,
+    utcnow,
+)
 
 FINISHED = ("done", "dead", "cancelled")
+_OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
+_ATTEMPTS: Table = WriteAttemptRow.__table__  # type: ignore[attr-defined]
+_AUDIT: Table = AuditEventRow.__table__  # type: ignore[attr-defined]
+#: what closing an attempt reads back for the write history and the audit log
+_REMEMBERED = (
+    "id",
+    "connection",
+    "referral_id",
+    "kind",
+    "state",
+    "trust_id",
+    "last_error",
+    "last_error_code",
+)
 _OUTCOMES = {"done": "written", "pending": "retry", "dead": "dead"}
 
 
-def _due(now: datetime) -> Any:
+def _due(now: Any) -> Any:
     return or_(
         and_(col(OutboxRow.state) == "pending", col(OutboxRow.next_attempt_at) <= now),
         and_(col(OutboxRow.state) == "in_flight", col(OutboxRow.lease_expires_at) < now),
@@ -42,12 +71,82 @@ def _dependency_finished() -> Any:
     return or_(col(OutboxRow.depends_on).is_(None), ~unfinished)
 
 
-def _claim_values(owner: str, now: datetime, lease_seconds: float) -> dict[str, Any]:
+def _claim_skip_locked(s: Session, params: dict[str, Any]) -> list[OutboxRow]:
+    """Lock due candidates no other daemon holds, then take them, in one transaction."""
+    ids = list(s.exec(_candidates().with_for_update(skip_locked=True), params=params).all())
+    if not ids:
+        return []
+    return _scalars(s, _claim_statement(skip_locked=True), {**params, "p_ids": ids})
+
+
+def _scalars(s: Session, statement: Any, params: dict[str, Any]) -> list[OutboxRow]:
+    options = {"synchronize_session": False}
+    return list(s.exec(statement, params=params, execution_options=options).scalars().all())
+
+
+@functools.cache
+def _candidates() -> Any:
+    """The ids of due rows whose dependency is finished, oldest first (parameters ``p_*``)."""
+    due = _due(bindparam("p_now", type_=_OUTBOX.c.next_attempt_at.type))
+    return (
+        select(OutboxRow.id)
+        .where(OutboxRow.connection == bindparam("p_connection"), due, _dependency_finished())
+        .order_by(col(OutboxRow.created_at), col(OutboxRow.id))
+        .limit(bindparam("p_limit"))
+    )
+
+
+@functools.cache
+def _claim_statement(*, skip_locked: bool) -> Any:
+    """Lease the chosen rows and return them, built once (building cost more than running).
+
+    With ``skip_locked`` the ids were locked first and come as ``p_ids``; else the due
+    candidates are chosen inside the statement.
+    """
+    if skip_locked:
+        which = col(OutboxRow.id).in_(bindparam("p_ids", expanding=True))
+    else:
+        which = col(OutboxRow.id).in_(_candidates().scalar_subquery())
+    return update(OutboxRow).where(which).values(**_claim_values()).returning(OutboxRow)
+
+
+@functools.cache
+def _finish_statement(owned: bool, with_trust_id: bool, remember: bool) -> Any:
+    """Closing an attempt, built once per shape: building it per row cost more than running it.
+
+    Parameters are named ``p_*`` (SQLAlchemy reserves the column names in a SET clause).
+    """
+    c = _OUTBOX.c
+
+    def param(name: str, column: str) -> Any:
+        return bindparam(f"p_{name}", type_=c[column].type)
+
+    values: dict[str, Any] = {
+        "state": param("state", "state"),
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "attempts": c.attempts + param("counted", "attempts"),
+        "last_error": param("error", "last_error"),
+        "last_error_code": param("error_code", "last_error_code"),
+        "next_attempt_at": param("next_attempt_at", "next_attempt_at"),
+        "updated_at": param("now", "updated_at"),
+        "done_at": param("done_at", "done_at"),
+    }
+    if with_trust_id:
+        values["trust_id"] = param("trust_id", "trust_id")
+    condition = c.id == param("key", "id")
+    if owned:
+        condition = and_(condition, c.lease_owner == param("owner", "lease_owner"))
+    statement = update(_OUTBOX).where(condition).values(values)
+    return statement.returning(*(c[name] for name in _REMEMBERED)) if remember else statement
+
+
+def _claim_values() -> dict[str, Any]:
     return {
         "state": "in_flight",
-        "lease_owner": owner,
-        "lease_expires_at": now + timedelta(seconds=lease_seconds),
-        "updated_at": now,
+        "lease_owner": bindparam("p_owner", type_=_OUTBOX.c.lease_owner.type),
+        "lease_expires_at": bindparam("p_expires", type_=_OUTBOX.c.lease_expires_at.type),
+        "updated_at": bindparam("p_now", type_=_OUTBOX.c.updated_at.type),
         # a lapsed lease's attempt has an unknown outcome: count it
         "attempts": case(
             (col(OutboxRow.state) == "in_flight", col(OutboxRow.attempts) + 1),
@@ -56,65 +155,70 @@ def _claim_values(owner: str, now: datetime, lease_seconds: float) -> dict[str, 
     }
 
 
+def _write_inputs_query() -> Any:
+    """The row's referral, resource and dependency by outer joins (built once: it is hot)."""
+    dependency = aliased(OutboxRow)
+    return (
+        core_select(
+            col(ReferralRow.trust_referral_id),
+            col(ResourceRow.body),
+            col(ResourceRow.key_id),
+            col(ResourceRow.purged_at),
+            col(dependency.state),
+            col(dependency.trust_id),
+        )
+        .select_from(OutboxRow)
+        .outerjoin(ReferralRow, col(ReferralRow.id) == col(OutboxRow.referral_id))
+        .outerjoin(
+            ResourceRow,
+            and_(
+                col(ResourceRow.resource_type) == col(OutboxRow.resource_type),
+                col(ResourceRow.id) == col(OutboxRow.resource_id),
+            ),
+        )
+        .outerjoin(dependency, col(dependency.id) == col(OutboxRow.depends_on))
+        .where(col(OutboxRow.id) == bindparam("key"))
+    )
+
+
+_WRITE_INPUTS = _write_inputs_query()
+
+
+@dataclass(frozen=True)
+class WriteInputs:
+    """What a write-back needs besides its row: None where the row's reference is gone."""
+
+    trust_referral_id: str | None
+    resource: dict[str, Any] | None
+    dependency_state: str | None
+    dependency_trust_id: str | None
+
+
 class OutboxLeases:
     """Mixed into ``Store``: claim, close, retry and cancel outbox rows."""
 
     engine: Any
+    cipher: Any
     session: Callable[[], Any]
 
     def claim_due(
         self, connection: str, *, owner: str, lease_seconds: float, limit: int = 20
     ) -> list[OutboxRow]:
-        """Lease up to ``limit`` due rows whose dependency is finished."""
+        """Lease up to ``limit`` due rows whose dependency is finished, oldest first."""
         now = utcnow()
-        if self.engine.dialect.name == "postgresql":
-            return self._claim_skip_locked(connection, owner, lease_seconds, limit, now)
-        return self._claim_compare_and_set(connection, owner, lease_seconds, limit, now)
-
-    def _candidates(self, connection: str, now: datetime, limit: int) -> Any:
-        return (
-            select(OutboxRow)
-            .where(OutboxRow.connection == connection, _due(now), _dependency_finished())
-            .order_by(col(OutboxRow.created_at), col(OutboxRow.id))
-            .limit(limit)
-        )
-
-    def _claim_skip_locked(
-        self, connection: str, owner: str, lease_seconds: float, limit: int, now: datetime
-    ) -> list[OutboxRow]:
+        params = {
+            "p_connection": connection,
+            "p_now": now,
+            "p_limit": limit,
+            "p_owner": owner,
+            "p_expires": now + timedelta(seconds=lease_seconds),
+        }
         with self.session() as s:
-            query = self._candidates(connection, now, limit).with_for_update(skip_locked=True)
-            ids = [row.id for row in s.exec(query).all()]
-            if not ids:
-                return []
-            s.exec(
-                update(OutboxRow)
-                .where(col(OutboxRow.id).in_(ids))
-                .values(**_claim_values(owner, now, lease_seconds))
-                .execution_options(synchronize_session=False)
-            )
-            return self._reload(s, ids)
-
-    def _claim_compare_and_set(
-        self, connection: str, owner: str, lease_seconds: float, limit: int, now: datetime
-    ) -> list[OutboxRow]:
-        with self.session() as s:
-            ids = [row.id for row in s.exec(self._candidates(connection, now, limit * 2)).all()]
-        claimed: list[str] = []
-        for key in ids:
-            if len(claimed) >= limit:
-                break
-            with self.session() as s:
-                result = s.exec(
-                    update(OutboxRow)
-                    .where(col(OutboxRow.id) == key, _due(now))
-                    .values(**_claim_values(owner, now, lease_seconds))
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount == 1:
-                    claimed.append(key)
-        with self.session() as s:
-            return self._reload(s, claimed)
+            if self.engine.dialect.name == "postgresql":
+                rows = _claim_skip_locked(s, params)
+            else:  # one statement under SQLite's write lock: choose and take together
+                rows = _scalars(s, _claim_statement(skip_locked=False), params)
+        return sorted(rows, key=lambda row: (row.created_at, row.id))
 
     def outbox_row(self, key: str) -> OutboxRow | None:
         """One outbox row by key."""
@@ -122,11 +226,18 @@ class OutboxLeases:
             row: OutboxRow | None = s.get(OutboxRow, key)
             return row
 
-    @staticmethod
-    def _reload(s: Session, ids: list[str]) -> list[OutboxRow]:
-        rows = s.exec(select(OutboxRow).where(col(OutboxRow.id).in_(ids))).all()
-        order = {key: n for n, key in enumerate(ids)}
-        return sorted(rows, key=lambda row: order[row.id])
+    def write_inputs(self, row: OutboxRow) -> WriteInputs:
+        """What one write needs besides the row, in one read instead of one per table."""
+        with self.engine.connect() as c:
+            found = c.execute(_WRITE_INPUTS, {"key": row.id}).first()
+        if found is None:
+            return WriteInputs(None, None, None, None)
+        referral, body, key_id, purged_at, dependency_state, dependency_trust_id = found
+        resource = None
+        if body is not None and purged_at is None:
+            aad = resource_aad(row.resource_type, row.resource_id)
+            resource = json.loads(self.cipher.open(body, key_id, aad))
+        return WriteInputs(referral, resource, dependency_state, dependency_trust_id)
 
     def finish_attempt(
         self,
@@ -145,37 +256,30 @@ class OutboxLeases:
 
         A counted attempt is kept in the write history (``outcome`` defaults from the state:
         written, retry, dead); a write that ends (done or dead) also goes into the audit
-        log. Both commit with the outcome, so the history never disagrees with the row.
+        log. All three commit in one transaction, so the history never disagrees with the
+        row.
         """
         now = utcnow()
-        values: dict[str, Any] = {
-            "state": state,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "attempts": col(OutboxRow.attempts) + (1 if count_attempt else 0),
-            "last_error": error,
-            "last_error_code": error_code,
-            "next_attempt_at": next_attempt_at or now,
-            "updated_at": now,
-            "done_at": now if state == "done" else None,
+        params = {
+            "p_key": key,
+            "p_owner": owner,
+            "p_state": state,
+            "p_counted": 1 if count_attempt else 0,
+            "p_error": error,
+            "p_error_code": error_code,
+            "p_next_attempt_at": next_attempt_at or now,
+            "p_now": now,
+            "p_done_at": now if state == "done" else None,
+            "p_trust_id": trust_id,
         }
-        if trust_id:
-            values["trust_id"] = trust_id
-        condition = col(OutboxRow.id) == key
-        if owner is not None:
-            condition = and_(condition, col(OutboxRow.lease_owner) == owner)
-        with self.session() as s:
-            result = s.exec(
-                update(OutboxRow)
-                .where(condition)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:
+        statement = _finish_statement(owner is not None, bool(trust_id), count_attempt)
+        with self.engine.begin() as c:
+            if not count_attempt:
+                return bool(c.execute(statement, params).rowcount == 1)
+            closed = c.execute(statement, params).first()
+            if closed is None:
                 return False
-            if count_attempt:
-                row = s.get(OutboxRow, key)
-                _remember(s, row, outcome or _OUTCOMES.get(state, state), owner, error_code, error)
+            _remember(c, closed, outcome or _OUTCOMES.get(state, state), owner, now)
             return True
 
     def expire_orphaned_leases(self, host: str, is_alive: Callable[[int], bool]) -> int:
@@ -233,7 +337,7 @@ def _entry(
     action: str,
     actor: str,
     reason: str | None,
-    row: OutboxRow,
+    row: OutboxRow | Row[Any],
     outcome: str | None = None,
     **extra: Any,
 ) -> AuditEntry:
@@ -252,19 +356,42 @@ def _entry(
 
 
 def _remember(
-    s: Session,
-    row: OutboxRow | None,
-    outcome: str,
-    owner: str | None,
-    error_code: str | None,
-    error: str | None,
+    c: Connection, closed: Row[Any], outcome: str, owner: str | None, now: datetime
 ) -> None:
     """The write history row, and the audit entry when the write has ended."""
-    if row is None:
-        return
-    add_attempt(
-        s, row, outcome, worker=owner, trust_id=row.trust_id, error_code=error_code, error=error
-    )
-    if row.state in ("done", "dead"):
+    attempt = {
+        "outbox_key": closed.id,
+        "connection": closed.connection,
+        "referral_id": closed.referral_id,
+        "kind": closed.kind,
+        "outcome": outcome,
+        "worker": owner,
+        "trust_id": closed.trust_id,
+        "error_code": closed.last_error_code,
+        "error": closed.last_error,
+        "at": now,
+    }
+    c.execute(insert(_ATTEMPTS), attempt)
+    if closed.state in ("done", "dead"):
         actor = engine_actor(owner or "unknown")
-        add_audit(s, _entry("trust.write", actor, None, row, outcome, error_code=error_code))
+        entry = _entry(
+            "trust.write", actor, None, closed, outcome, error_code=closed.last_error_code
+        )
+        c.execute(insert(_AUDIT), _audit_values(entry, now))
+
+
+def _audit_values(entry: AuditEntry, now: datetime) -> dict[str, Any]:
+    """The audit row ``add_audit`` would add, as Core values (same columns, same JSON)."""
+    return {
+        "at": now,
+        "actor": entry.actor,
+        "action": entry.action,
+        "reason": entry.reason,
+        "connection": entry.connection,
+        "referral_id": entry.referral_id,
+        "outbox_key": entry.outbox_key,
+        "patient_id": entry.patient_id,
+        "outcome": entry.outcome,
+        "trust_id": entry.trust_id,
+        "detail": json.dumps(entry.detail, sort_keys=True, separators=(",", ":")),
+    }

@@ -44,6 +44,8 @@ class Connection:
     provider_ref: ProviderRef
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     lease_seconds: float = 120.0
+    #: most write-backs at the trust at once ([connection.schedule] push_concurrency)
+    push_concurrency: int = 8
     owner: str = field(default_factory=worker_id)
     #: what the trust adapter can do (from its spec); write:<kind> decides what is queued
     capabilities: frozenset[str] = ALL_WRITES | {"find_by_reference", "updated_since"}
@@ -94,6 +96,7 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
             max_delay=config.retry.max_delay_seconds,
         ),
         lease_seconds=config.retry.lease_seconds,
+        push_concurrency=config.schedule.push_concurrency,
         capabilities=spec_for(config.trust.adapter, "trust", f"{key}.trust").capabilities,
     )
 

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import requests
 from pydantic import ConfigDict, Field, ValidationError
 
+from ehr_bridge.adapters._sessions import PerThreadSession
 from ehr_bridge.adapters.base import JsonDict, SourcePage, TrustItem, WriteItem, WriteReceipt
 from ehr_bridge.config import Secret, read_secret
 from ehr_bridge.errors import (
@@ -49,7 +50,14 @@ class IaptusOptions(TransportOptions):
 
 
 class IaptusClient:
-    """TrustSource, TrustWriter, TrustReader and TrustUpdater over the IAPTUS-style API."""
+    """TrustSource, TrustWriter, TrustReader and TrustUpdater over the IAPTUS-style API.
+
+    Thread safe for writes (push runs several at once): each thread sends through its own
+    HTTP session, and nothing else here changes after construction.
+    """
+
+    #: push may call ``write`` and ``find`` from several threads at once
+    concurrent_writes = True
 
     def __init__(
         self,
@@ -63,6 +71,7 @@ class IaptusClient:
         self._provider_code = provider_code
         self._base = options.base_url.rstrip("/")
         self._http = session or SecureSession(options.limits)
+        self._sessions = PerThreadSession(self._http)
         self._read_policy = RetryPolicy(options.read_attempts, base_delay=0.5, max_delay=5)
 
     def __repr__(self) -> str:
@@ -153,7 +162,7 @@ class IaptusClient:
         if self._token is not None:  # else the session's OAuth2 auth sets it
             headers["Authorization"] = f"Bearer {self._token.reveal()}"
         try:
-            response = self._http.request(
+            response = self._sessions.get().request(
                 method,
                 self._base + path,
                 headers=headers,

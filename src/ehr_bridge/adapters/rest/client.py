@@ -43,7 +43,14 @@ class RestOptions(TransportOptions):
 
 
 class RestClient:
-    """TrustSource and TrustWriter for a JSON API described by a mapping's ``api:`` section."""
+    """TrustSource and TrustWriter for a JSON API described by a mapping's ``api:`` section.
+
+    Thread safe for writes: each thread sends through its own HTTP session (``Http``), and
+    the mapping and listing state are only read while writing.
+    """
+
+    #: push may call ``write`` and ``find`` from several threads at once
+    concurrent_writes = True
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ehr_bridge.adapters._sessions import PerThreadSession
 from ehr_bridge.config import Secret
 from ehr_bridge.errors import ConflictError, ConnectionStopError, TerminalError, TransientError
 from ehr_bridge.mapping.api import Api
@@ -53,6 +54,7 @@ class Http:
         self._token = token
         self._timeout = timeout
         self._session = session or SecureSession()
+        self._sessions = PerThreadSession(self._session)  # push writes from several threads
 
     def __repr__(self) -> str:
         return f"Http(base_url={self.base_url!r}, token={self._token!r})"
@@ -81,7 +83,7 @@ class Http:
         of the existing item's id in a 409 answer, carried on the ``ConflictError``.
         """
         try:
-            response = self._session.request(
+            response = self._sessions.get().request(
                 method, url, params=params, json=body, headers=self._headers(),
                 timeout=self._timeout,
             )  # fmt: skip
