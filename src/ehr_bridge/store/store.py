@@ -480,11 +480,19 @@ class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Subm
             )
 
     def last_runs(self, connection: str) -> dict[str, RunRow]:
-        """The latest run of each flow."""
+        """The latest run of each flow.
+
+        A daemon records a run per flow every few seconds, so a connection gathers
+        hundreds of thousands of rows; the database picks each flow's latest and only
+        those rows are loaded (`status` and `/healthz` ask often).
+        """
+        latest = (
+            select(func.max(RunRow.id))
+            .where(RunRow.connection == connection)
+            .group_by(col(RunRow.flow))
+        )
         with self.session() as s:
-            rows = s.exec(
-                select(RunRow).where(RunRow.connection == connection).order_by(col(RunRow.id))
-            ).all()
+            rows = s.exec(select(RunRow).where(col(RunRow.id).in_(latest.scalar_subquery())))
             return {row.flow: row for row in rows}
 
     def last_error(self, connection: str) -> RunRow | None:
@@ -494,6 +502,7 @@ class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Subm
                 select(RunRow)
                 .where(RunRow.connection == connection, col(RunRow.ok).is_(False))
                 .order_by(col(RunRow.id).desc())
+                .limit(1)
             ).first()
 
     def outbox_counts(self, connection: str) -> dict[str, int]:

@@ -46,9 +46,25 @@ def no_link_out(folder: Path, root: Path) -> bool:
 
     Someone who can write to a shared root could replace ``sessions/`` with a symlink to
     another place; everything read or written "inside" would then be outside.
+
+    Each step below ``root`` must be a directory by ``lstat`` (a symlink is not one):
+    that is ``realpath(folder) == realpath(root)/relative`` without resolving the whole
+    path, which collect does once per acknowledged file. ``root`` itself may be a link.
     """
-    expected = os.path.join(os.path.realpath(root), os.path.relpath(folder, root))
-    return os.path.realpath(folder) == expected and folder.is_dir()
+    relative = os.path.relpath(folder, root)
+    parts = Path(relative).parts
+    if os.path.isabs(relative) or not parts or os.pardir in parts:
+        return relative == os.curdir and os.path.isdir(root)
+    step = Path(root)
+    for part in parts:
+        step = step / part
+        try:
+            mode = os.lstat(step).st_mode
+        except OSError:
+            return False
+        if not stat.S_ISDIR(mode):
+            return False
+    return True
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:

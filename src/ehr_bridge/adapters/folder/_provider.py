@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ UNREADABLE_KEY = "_unreadable"
 
 DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024
 
+#: session files listed per scan of ``sessions/`` (memory is one page, not the backlog)
+LISTING_PAGE = 5000
+
 
 class FolderProvider:
     """Hands referrals to the platform and collects its session bundles through a folder.
@@ -36,11 +40,20 @@ class FolderProvider:
         sessions/rejected/<name>              moved here by ``reject`` (unreadable files)
     """
 
-    def __init__(self, root: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        listing_page: int = LISTING_PAGE,
+    ) -> None:
         if max_file_bytes < 1:
             raise ConfigError("must be a positive number of bytes", key="max_file_bytes")
+        if listing_page < 1:
+            raise ConfigError("must be a positive number of files", key="listing_page")
         self.root = Path(root)
         self.max_file_bytes = max_file_bytes
+        self.listing_page = listing_page
         self.referrals_dir = self.root / "referrals"
         self.sessions_dir = self.root / "sessions"
         self.processed_dir = self.sessions_dir / "processed"
@@ -104,12 +117,18 @@ class FolderProvider:
         the others and the engine can quarantine it by handle.
         """
         self._check_layout()
-        for name in self._pending_names():
-            try:
-                bundle = self._load(self.sessions_dir / name)
-            except FileNotFoundError:
-                continue  # acknowledged or renamed since the listing
-            yield ProviderSubmission(handle=name, bundle=bundle)
+        after: tuple[int, str] | None = None
+        while True:
+            page = self._pending_page(after)
+            for _, name in page:
+                try:
+                    bundle = self._load(self.sessions_dir / name)
+                except FileNotFoundError:
+                    continue  # acknowledged or renamed since the listing
+                yield ProviderSubmission(handle=name, bundle=bundle)
+            if len(page) < self.listing_page:
+                return
+            after = page[-1]
 
     def acknowledge(self, handle: str) -> None:
         """Move a collected file to ``processed/``; a repeat or a missing file is a no-op."""
@@ -119,18 +138,28 @@ class FolderProvider:
         """Move an unusable file to ``rejected/`` so operators can tell it from stored ones."""
         self._move(handle, self.rejected_dir)
 
-    def _pending_names(self) -> list[str]:
-        """Candidate names in ``sessions/``, ordered so the oldest submission comes first."""
-        found: list[tuple[int, str]] = []
+    def _pending_page(self, after: tuple[int, str] | None) -> list[tuple[int, str]]:
+        """The oldest ``listing_page`` candidates after ``after``, as (mtime_ns, name).
+
+        A backlog of 100,000 files is never held as one list: each page is a fresh scan
+        that keeps only the smallest keys (``heapq.nsmallest``), so memory stays one page
+        deep. Starting after the last key offered means a file left in place (not
+        acknowledged) is offered once per call, not again on every page; a file that
+        appears with an older key meanwhile waits for the next call.
+        """
+        return heapq.nsmallest(self.listing_page, self._candidates(after))
+
+    def _candidates(self, after: tuple[int, str] | None) -> Iterator[tuple[int, str]]:
         with os.scandir(self.sessions_dir) as entries:
             for entry in entries:
                 if not _is_candidate(entry.name):
                     continue
                 try:
-                    found.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.name))
+                    key = (entry.stat(follow_symlinks=False).st_mtime_ns, entry.name)
                 except FileNotFoundError:
                     continue  # moved away between listing and stat
-        return [name for _, name in sorted(found)]
+                if after is None or key > after:
+                    yield key
 
     def _load(self, path: Path) -> JsonDict:
         """The file's JSON object, or the unreadable placeholder saying why it is not one."""
