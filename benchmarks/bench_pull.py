@@ -27,6 +27,7 @@ from typing import Any
 from bench_common import bridge_config, result, say, simulator_process, workdir
 
 from ehr_bridge.config import load_config
+from ehr_bridge.runtime import settle_heap
 from ehr_bridge.store import Store
 from ehr_bridge.sync import pull as pull_module
 from ehr_bridge.sync.connection import build_connections
@@ -69,6 +70,7 @@ def main() -> None:
         (conn,) = build_connections(config)
         store = Store(config.database_url())
         table = _instrument(conn, store) if not args.profile else {}
+        settle_heap()  # as `ehr-bridge sync` does once the mapping and adapters are loaded
         profiler = cProfile.Profile() if args.profile else None
         started = time.perf_counter()
         if profiler:

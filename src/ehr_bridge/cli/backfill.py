@@ -30,6 +30,7 @@ from ehr_bridge.cli.context import EXIT_FAILED, config_error, fail, obj, print_j
 from ehr_bridge.cli.run import LogFormat, LogFormatOpt
 from ehr_bridge.errors import ConfigError, EhrBridgeError
 from ehr_bridge.logs import correlation, new_cycle_id, setup_logging
+from ehr_bridge.runtime import settle_heap
 from ehr_bridge.sync.backfill import BackfillProgress, BackfillResult
 from ehr_bridge.sync.backfill import backfill as run_backfill
 from ehr_bridge.sync.connection import build_connections
@@ -80,6 +81,7 @@ def backfill(
         raise config_error(exc) from None
     except ValueError:  # the connection exists but is disabled
         raise fail(f"connection {connection} is disabled in the config") from None
+    settle_heap()  # after the mapping and adapters are loaded: see ehr_bridge.runtime
     stop = threading.Event()
     try:
         with (

@@ -12,6 +12,7 @@ from ehr_bridge.config import AppConfig
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.logs import correlation, new_cycle_id, setup_logging
 from ehr_bridge.observability import build_observability
+from ehr_bridge.runtime import settle_heap
 from ehr_bridge.sync.connection import Connection, build_connections
 from ehr_bridge.sync.cycle import FLOWS, run_cycle
 from ehr_bridge.sync.scheduler import Service, run_daemon
@@ -49,9 +50,11 @@ def _start(
             config.resolve(config.logging.file) if config.logging.file else None,
             log_format=log_format.value,
         )
-        return config, build_connections(config, connection)
+        connections = build_connections(config, connection)
     except ConfigError as exc:
         raise config_error(exc) from None
+    settle_heap()  # after the mappings and adapters are loaded: see ehr_bridge.runtime
+    return config, connections
 
 
 def sync(

@@ -12,7 +12,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -43,11 +44,42 @@ def run_flow(
         conn.name, name, conn.owner, conn.lease_seconds
     ):
         return {"skipped": 1}  # another worker is running it; push is shared row by row
-    try:
+    if name not in LEASED_FLOWS:
         return _run_recorded(name, conn, store, stop)
+    with _lease_kept(name, conn, store):
+        return _run_recorded(name, conn, store, stop)
+
+
+@contextmanager
+def _lease_kept(name: str, conn: Connection, store: Store) -> Iterator[None]:
+    """Renew the flow lease while the flow runs, then give it up.
+
+    A backfill or a large collect outlives one lease; without renewal a second daemon
+    would take the flow over half-way (no harm to the data, as every write is keyed, but
+    double the work). A failed renewal is logged and the flow goes on.
+    """
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(conn.lease_seconds / 3):
+            try:
+                if not store.take_flow_lease(conn.name, name, conn.owner, conn.lease_seconds):
+                    log.warning("flow lease lost", extra={"connection": conn.name, "flow": name})
+            except Exception as exc:  # the flow reports database trouble itself
+                log.warning(
+                    "flow lease renewal failed (%s)",
+                    type(exc).__name__,
+                    extra={"connection": conn.name, "flow": name},
+                )
+
+    keeper = threading.Thread(target=renew, name=f"lease-{conn.name}-{name}", daemon=True)
+    keeper.start()
+    try:
+        yield
     finally:
-        if name in LEASED_FLOWS:
-            store.release_flow_lease(conn.name, name, conn.owner)
+        done.set()
+        keeper.join()
+        store.release_flow_lease(conn.name, name, conn.owner)
 
 
 def _run_recorded(
