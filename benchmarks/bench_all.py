@@ -23,14 +23,14 @@ HERE = Path(__file__).resolve().parent
 FULL = {
     "pull": ["--referrals", "20000"],
     "backfill": ["--referrals", "10000", "100000"],
-    "hl7": ["--messages", "20000"],
+    "hl7_ingest": ["--messages", "20000"],
     "writeback": ["--concurrency", "1", "4", "8", "default", "--seconds", "10"],
     "latency": ["--poll", "10", "--seconds", "60"],
 }
 QUICK = {
     "pull": ["--referrals", "2000"],
     "backfill": ["--referrals", "500", "1000"],
-    "hl7": ["--messages", "2000"],
+    "hl7_ingest": ["--messages", "2000"],
     "writeback": ["--concurrency", "1", "default", "--seconds", "4", "--referrals", "60"],
     "latency": ["--poll", "5", "--seconds", "15"],
 }
@@ -71,7 +71,7 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, bool]
     rows.append(("backfill peak RSS", f"{peak:.0f} MB", "< 300 MB", peak < 300))
     spread = backfill["rss_spread_percent"]
     rows.append(("peak RSS, small vs large backlog", f"{spread:.1f}%", "within 10%", spread <= 10))
-    hl7 = results["hl7"]
+    hl7 = results["hl7_ingest"]
     rows.append(
         (
             "HL7 REF^I12 end to end (issue 4)",
