@@ -69,7 +69,7 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, bool 
     rows.append((label, f"{total / 60:.1f} min", "< 10 min", total < 600))
     peak = max(max(r["backfill_rss_mb"], r.get("collect_rss_mb", 0)) for r in backfill["runs"])
     rows.append(("backfill peak RSS", f"{peak:.0f} MB", "< 300 MB", peak < 300))
-    spread = backfill["rss_spread_percent"]
+    spread = max(backfill["rss_spread_percent"], backfill.get("collect_rss_spread_percent", 0.0))
     rows.append(("peak RSS, small vs large backlog", f"{spread:.1f}%", "within 10%", spread <= 10))
     hl7 = results["hl7_ingest"]
     rows.append(

@@ -167,7 +167,7 @@ def run(referrals: int, *, artefacts: bool) -> dict[str, float]:
     say(f"backfill of {referrals} referrals: {seconds:.1f} s, peak RSS {rss:.0f} MB")
     figures.update(backfill_seconds=round(seconds, 1), backfill_rss_mb=round(rss, 1))
     if artefacts:
-        bundles = write_sessions(config)
+        bundles = _write_sessions_apart(config)
         sync = ["--config", str(config), "sync", "--once", "--flow", "collect"]
         code, seconds, cpu, rss, tree = run_measured_tree(sync)
         if code != 0:
@@ -189,11 +189,28 @@ def run(referrals: int, *, artefacts: bool) -> dict[str, float]:
     return figures
 
 
+def _write_sessions_apart(config_path: Path) -> int:
+    """``write_sessions`` in its own process, so this one stays small.
+
+    A child's ``ru_maxrss`` starts from its parent's high-water mark (the memory image it
+    was forked from, before exec), so a parent that had just loaded 100,000 ledger rows
+    would lend its size to the collect it measures: 316 MB reported for a collect whose
+    own VmHWM never passed 140 MB.
+    """
+    command = [PYTHON, __file__, "--write-sessions", str(config_path)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return int(done.stdout.split()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--referrals", type=int, nargs="+", default=[10000, 100000])
     parser.add_argument("--no-artefacts", action="store_true", help="skip phase 2")
+    parser.add_argument("--write-sessions", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write_sessions is not None:  # the child of _write_sessions_apart
+        print(write_sessions(args.write_sessions), flush=True)
+        return
     runs = [run(n, artefacts=not args.no_artefacts) for n in args.referrals]
     rss = [r["backfill_rss_mb"] for r in runs]
     spread = _spread(rss)
