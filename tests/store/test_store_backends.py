@@ -40,13 +40,13 @@ def test_page_and_cursor_commit_together(store: Store) -> None:
     )
     store.save_pull_page("c", [_pulled("1"), _pulled("2")], [quarantine], "2026-11-01T00:00:00Z")
     assert store.get_cursor("c") == "2026-11-01T00:00:00Z"
-    assert store.known_source_hash("c", "1") == "h1"
+    assert store.pull_page_state("c", ["1"]).source_hashes.get("1") == "h1"
     assert store.referral_counts("c") == {"pulled": 2, "delivered": 0}
     assert store.quarantine_count("c") == 1
     with pytest.raises((TypeError, SQLAlchemyError)):  # a failing page leaves nothing behind
         store.save_pull_page("c", [_pulled("3")], [], object())  # type: ignore[arg-type]
     assert store.get_cursor("c") == "2026-11-01T00:00:00Z"
-    assert store.known_source_hash("c", "3") is None
+    assert store.pull_page_state("c", ["3"]).source_hashes.get("3") is None
 
 
 def test_an_updated_referral_resolves_its_quarantine(store: Store) -> None:

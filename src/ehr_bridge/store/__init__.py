@@ -1,6 +1,7 @@
 """The state store: one ``Store`` with the transactions the flows need."""
 
 from ehr_bridge.store.audit import AuditEntry, engine_actor, operator
+from ehr_bridge.store.bulk import canonical_json, content_hash
 from ehr_bridge.store.identity import PatientMatch
 from ehr_bridge.store.models import (
     AuditEventRow,
@@ -16,14 +17,7 @@ from ehr_bridge.store.models import (
     WriteAttemptRow,
     utcnow,
 )
-from ehr_bridge.store.store import (
-    NewOutboxItem,
-    NewQuarantine,
-    PulledReferral,
-    Store,
-    canonical_json,
-    content_hash,
-)
+from ehr_bridge.store.store import NewOutboxItem, NewQuarantine, PulledReferral, Store
 
 __all__ = [
     "AuditEntry",

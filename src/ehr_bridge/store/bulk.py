@@ -12,21 +12,48 @@ de-duplicated by key first, the last occurrence winning (as sequential upserts w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func
+from sqlalchemy import Table, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from ehr_bridge.security.crypto import PayloadCipher, resource_aad
-from ehr_bridge.store.models import ResourceRow
+from ehr_bridge.store.models import QuarantineRow, ResourceRow
 
 JsonDict = dict[str, Any]
 Row = dict[str, Any]
 
 RESOURCE_TABLE: Table = ResourceRow.__table__  # type: ignore[attr-defined]
+_QUARANTINE: Table = QuarantineRow.__table__  # type: ignore[attr-defined]
+#: values per IN (...) list: well inside every backend's parameter limit
+CHUNK = 500
+
+
+def canonical_json(value: Any) -> str:
+    """Stable JSON text (sorted keys, no spaces) for storage and hashing."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def text_hash(text: str) -> str:
+    """SHA-256 of canonical JSON text already made (``content_hash`` without redoing it)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def content_hash(value: Any) -> str:
+    """SHA-256 of the canonical JSON, to tell changed records from unchanged ones."""
+    return text_hash(canonical_json(value))
+
+
+def chunks(values: Sequence[str]) -> Iterator[list[str]]:
+    """``values`` without repeats, in lists of at most ``CHUNK`` (for IN lists)."""
+    unique = list(dict.fromkeys(values))
+    for start in range(0, len(unique), CHUNK):
+        yield unique[start : start + CHUNK]
 
 
 def _insert(s: Session, table: Table) -> Any:
@@ -123,3 +150,19 @@ def upsert_resources(s: Session, rows: Sequence[Row]) -> None:
         update=("body", "content_hash", "key_id", "purged_at", "updated_at"),
         keep_when_null=("referral_id",),
     )
+
+
+def close_open_quarantine(
+    s: Session, connection: str, record_refs: Iterable[str], state: str, now: datetime
+) -> None:
+    """Close every open entry of these records (one UPDATE per chunk of refs)."""
+    for chunk in chunks(list(record_refs)):
+        s.execute(
+            update(_QUARANTINE)
+            .where(
+                _QUARANTINE.c.connection == connection,
+                _QUARANTINE.c.state == "open",
+                _QUARANTINE.c.record_ref.in_(chunk),
+            )
+            .values(state=state, closed_at=now)
+        )

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, or_, select
 from ehr_bridge.domain.referral import with_patient_links, with_subject
 from ehr_bridge.errors import ConflictError, TerminalError
 from ehr_bridge.store.audit import AuditEntry, add_audit
+from ehr_bridge.store.bulk import chunks
 from ehr_bridge.store.models import PatientLinkRow, PatientRow, ReferralRow, utcnow
 
 JsonDict = dict[str, Any]
@@ -195,20 +196,8 @@ class Identity:
         self, connection: str, nhs_number: str | None, local_id: str
     ) -> PatientMatch:
         """The patient a trust record names (NHS number first), and who they are after links."""
-        with self.session() as s:
-            row = None
-            if nhs_number:
-                by_number = select(PatientRow).where(PatientRow.nhs_number == nhs_number)
-                row = s.exec(by_number.order_by(col(PatientRow.active).desc())).first()
-            if row is None:
-                row = s.exec(
-                    select(PatientRow).where(
-                        PatientRow.connection == connection, PatientRow.local_id == local_id
-                    )
-                ).first()
-            if row is None:
-                return PatientMatch(None, None)
-            return PatientMatch(row.id, follow_links(s, row.id))
+        (match,) = self.resolve_patients(connection, [(nhs_number, local_id)])
+        return match
 
     def resolve_patients(
         self, connection: str, keys: Sequence[tuple[str | None, str]]
@@ -218,8 +207,6 @@ class Identity:
         Only a patient an operator linked away needs more: its link chain is followed row
         by row, as ``resolve_patient`` does.
         """
-        from ehr_bridge.store.pull_batch import chunks  # pull_batch imports this module
-
         numbers = [n for n, _ in keys if n]
         by_number: dict[str, PatientRow] = {}
         by_local: dict[str, PatientRow] = {}

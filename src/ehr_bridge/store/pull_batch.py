@@ -15,22 +15,28 @@ the two paths never write the same patient and their order cannot matter.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table
 from sqlmodel import Session, col, select
 
 from ehr_bridge.security.crypto import PayloadCipher
-from ehr_bridge.store.bulk import insert_all, resource_row, upsert, upsert_resources
+from ehr_bridge.store.bulk import (
+    canonical_json,
+    chunks,
+    insert_all,
+    resource_row,
+    text_hash,
+    upsert,
+    upsert_resources,
+)
 from ehr_bridge.store.models import (
     PatientLinkRow,
     PatientRow,
-    QuarantineRow,
     ReferralRow,
     ReferralVersionRow,
 )
@@ -39,19 +45,10 @@ if TYPE_CHECKING:
     from ehr_bridge.store.store import PulledReferral
 
 JsonDict = dict[str, Any]
-#: ids per IN (...) list: well inside every backend's parameter limit
-CHUNK = 500
 
 _PATIENTS: Table = PatientRow.__table__  # type: ignore[attr-defined]
 _REFERRALS: Table = ReferralRow.__table__  # type: ignore[attr-defined]
 _VERSIONS: Table = ReferralVersionRow.__table__  # type: ignore[attr-defined]
-
-
-def chunks(values: Sequence[str]) -> Iterator[list[str]]:
-    """``values`` in lists of at most ``CHUNK`` (for IN lists)."""
-    unique = list(dict.fromkeys(values))
-    for start in range(0, len(unique), CHUNK):
-        yield unique[start : start + CHUNK]
 
 
 @dataclass(frozen=True)
@@ -147,17 +144,6 @@ def _patients_keeping_others(s: Session, patient_ids: Sequence[str]) -> set[str]
     return kept
 
 
-def _canonical(value: Any) -> str:
-    # local import: store.py imports this module
-    from ehr_bridge.store.store import canonical_json
-
-    return canonical_json(value)
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def save_plain(
     s: Session,
     cipher: PayloadCipher,
@@ -171,9 +157,9 @@ def save_plain(
     patients, resources, ledger, versions = [], [], [], []
     for pulled in referrals:
         patient, request = pulled.patient, pulled.service_request
-        patient_json, request_json = _canonical(patient), _canonical(request)
+        patient_json, request_json = canonical_json(patient), canonical_json(request)
         # canonical_json([a, b]) is "[" + a + "," + b + "]": the careful path's FHIR hash
-        fhir_hash = _sha256(f"[{patient_json},{request_json}]")
+        fhir_hash = text_hash(f"[{patient_json},{request_json}]")
         pid, rid = str(patient["id"]), str(request["id"])
         patients.append(
             {
@@ -188,11 +174,13 @@ def save_plain(
         )
         resources.append(
             resource_row(
-                cipher, connection, None, patient, patient_json, _sha256(patient_json), now
+                cipher, connection, None, patient, patient_json, text_hash(patient_json), now
             )
         )
         resources.append(
-            resource_row(cipher, connection, rid, request, request_json, _sha256(request_json), now)
+            resource_row(
+                cipher, connection, rid, request, request_json, text_hash(request_json), now
+            )
         )
         row = {
             "id": rid,
@@ -231,19 +219,3 @@ _LEDGER_UPDATES = (
 def _version(row: JsonDict, now: datetime) -> JsonDict:
     keys = ("connection", "source_version", "source_hash", "fhir_hash", "patient_id", "status")
     return {"referral_id": row["id"], "pulled_at": now, **{k: row[k] for k in keys}}
-
-
-def close_open_quarantine(
-    s: Session, connection: str, record_refs: Iterable[str], state: str, now: datetime
-) -> None:
-    """Close every open entry of these records (one UPDATE per chunk of refs)."""
-    for chunk in chunks(list(record_refs)):
-        s.execute(
-            update(QuarantineRow)
-            .where(
-                col(QuarantineRow.connection) == connection,
-                col(QuarantineRow.state) == "open",
-                col(QuarantineRow.record_ref).in_(chunk),
-            )
-            .values(state=state, closed_at=now)
-        )

@@ -7,7 +7,6 @@ never part: a crash leaves either both or neither.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,7 @@ import ehr_bridge.store.pull_batch as pull_batch
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.security.crypto import PayloadCipher, quarantine_aad, resource_aad
 from ehr_bridge.store.audit import AuditEntry, AuditLog, add_audit
+from ehr_bridge.store.bulk import canonical_json, chunks, close_open_quarantine, content_hash
 from ehr_bridge.store.flow_leases import FlowLeases
 from ehr_bridge.store.identity import Identity
 from ehr_bridge.store.lineage import Lineage, add_delivery, add_version
@@ -45,16 +45,6 @@ from ehr_bridge.store.repair import Repairs
 from ehr_bridge.store.submissions import Submissions
 
 JsonDict = dict[str, Any]
-
-
-def canonical_json(value: Any) -> str:
-    """Stable JSON text (sorted keys, no spaces) for storage and hashing."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def content_hash(value: Any) -> str:
-    """SHA-256 of the canonical JSON, to tell changed records from unchanged ones."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -191,36 +181,12 @@ class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Subm
             row = s.get(CursorRow, connection)
             return row.value if row else None
 
-    def known_source_hash(self, connection: str, trust_referral_id: str) -> str | None:
-        """The hash of the trust record as last stored, to skip unchanged records."""
-        with self.session() as s:
-            row = s.exec(
-                select(ReferralRow).where(
-                    ReferralRow.connection == connection,
-                    ReferralRow.trust_referral_id == trust_referral_id,
-                )
-            ).first()
-            return row.source_hash if row else None
-
-    def is_quarantined(self, connection: str, record_ref: str, payload_hash: str) -> bool:
-        """True if this exact payload is already set aside (open), so it is not re-added."""
-        with self.session() as s:
-            row = s.exec(
-                select(QuarantineRow).where(
-                    QuarantineRow.connection == connection,
-                    QuarantineRow.record_ref == record_ref,
-                    QuarantineRow.payload_hash == payload_hash,
-                    QuarantineRow.state == "open",
-                )
-            ).first()
-            return row is not None
-
     def pull_page_state(self, connection: str, record_refs: Sequence[str]) -> PageState:
         """What is stored for a page's records, in two queries instead of two per record."""
         hashes: dict[str, str] = {}
         held: set[tuple[str, str]] = set()
         with self.session() as s:
-            for chunk in pull_batch.chunks(record_refs):
+            for chunk in chunks(record_refs):
                 query = select(ReferralRow.trust_referral_id, ReferralRow.source_hash).where(
                     ReferralRow.connection == connection,
                     col(ReferralRow.trust_referral_id).in_(chunk),
@@ -233,10 +199,6 @@ class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Subm
                 )
                 held.update((ref, digest) for ref, digest in s.exec(open_entries))
         return PageState(hashes, held)
-
-    def find_patient_id(self, connection: str, nhs_number: str | None, local_id: str) -> str | None:
-        """An existing patient (NHS number first, else the trust's local id), after links."""
-        return self.resolve_patient(connection, nhs_number, local_id).effective_id
 
     def save_pull_page(
         self,
@@ -257,7 +219,7 @@ class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Subm
             plain, careful = pull_batch.split_page(s, referrals)
             pull_batch.save_plain(s, self.cipher, connection, plain, now)
             refs = [r.trust_referral_id for r in plain]
-            pull_batch.close_open_quarantine(s, connection, refs, "resolved", now)
+            close_open_quarantine(s, connection, refs, "resolved", now)
             for referral in careful:
                 changes += self._upsert_referral(s, connection, referral)
             for entry in quarantines:

@@ -10,20 +10,27 @@ answer "already stored" for a bundle whose acknowledgement was lost.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table
 from sqlmodel import Session, col, select
 
 from ehr_bridge.security.crypto import PayloadCipher
-from ehr_bridge.store.bulk import insert_new, resource_row, upsert, upsert_resources
+from ehr_bridge.store.bulk import (
+    canonical_json,
+    chunks,
+    close_open_quarantine,
+    insert_new,
+    resource_row,
+    text_hash,
+    upsert,
+    upsert_resources,
+)
 from ehr_bridge.store.models import (
     OutboxRow,
-    QuarantineRow,
     ReferralRow,
     SubmissionRow,
     utcnow,
@@ -37,10 +44,6 @@ Row = dict[str, Any]
 
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 _SUBMISSIONS: Table = SubmissionRow.__table__  # type: ignore[attr-defined]
-_QUARANTINE: Table = QuarantineRow.__table__  # type: ignore[attr-defined]
-
-#: values per IN (...) list: well inside every backend's parameter limit
-IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,6 @@ class ReferralOwner:
     patient_id: str
 
 
-def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
-    unique = list(dict.fromkeys(values))
-    for start in range(0, len(unique), IN_CHUNK):
-        yield unique[start : start + IN_CHUNK]
-
-
 class Submissions:
     """Mixed into ``Store``: remember provider bundles and store what they carry."""
 
@@ -76,15 +73,11 @@ class Submissions:
     cipher: PayloadCipher
     _add_quarantine: Callable[[Session, str, NewQuarantine], None]
 
-    def submission_stored(self, connection: str, bundle_hash: str) -> bool:
-        """True if this exact provider bundle was stored before (its ack may have failed)."""
-        return bool(self.stored_submissions(connection, [bundle_hash]))
-
     def stored_submissions(self, connection: str, bundle_hashes: Sequence[str]) -> set[str]:
         """Which of these bundles were stored (or quarantined) before, in one query per chunk."""
         found: set[str] = set()
         with self.session() as s:
-            for chunk in _chunks(bundle_hashes):
+            for chunk in chunks(bundle_hashes):
                 query = select(SubmissionRow.bundle_hash).where(
                     SubmissionRow.connection == connection,
                     col(SubmissionRow.bundle_hash).in_(chunk),
@@ -96,7 +89,7 @@ class Submissions:
         """Connection and patient of each referral that exists, for a batch's checks."""
         found: dict[str, ReferralOwner] = {}
         with self.session() as s:
-            for chunk in _chunks(referral_ids):
+            for chunk in chunks(referral_ids):
                 query = select(
                     ReferralRow.id, ReferralRow.connection, ReferralRow.patient_id
                 ).where(col(ReferralRow.id).in_(chunk))
@@ -131,7 +124,7 @@ class Submissions:
         with self.session() as s:
             upsert_resources(s, self._resource_rows(connection, stored, now))
             _queue_new(s, [_outbox_row(connection, item, now) for b in stored for item in b.outbox])
-            _resolve_open(s, connection, [b.handle for b in stored], now)
+            close_open_quarantine(s, connection, [b.handle for b in stored], "resolved", now)
             for bundle in bundles:
                 if bundle.quarantine is not None:
                     self._add_quarantine(s, connection, bundle.quarantine)
@@ -149,26 +142,14 @@ class Submissions:
         rows = []
         for bundle in bundles:
             for resource in bundle.resources:
-                body = _canonical(resource)
-                body_hash = _sha256(body)
+                body = canonical_json(resource)
+                body_hash = text_hash(body)
                 rows.append(
                     resource_row(
                         self.cipher, connection, bundle.referral_id, resource, body, body_hash, now
                     )
                 )
         return rows
-
-
-def _canonical(value: Any) -> str:
-    # imported late: store.store imports this module while it is being defined
-    from ehr_bridge.store.store import canonical_json
-
-    return canonical_json(value)
-
-
-def _sha256(text: str) -> str:
-    """``content_hash`` of a value whose canonical JSON is ``text``."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _outbox_row(connection: str, item: NewOutboxItem, now: datetime) -> Row:
@@ -181,7 +162,7 @@ def _outbox_row(connection: str, item: NewOutboxItem, now: datetime) -> Row:
         "resource_type": item.resource_type,
         "resource_id": item.resource_id,
         "depends_on": item.depends_on,
-        "context": _canonical(item.context),
+        "context": canonical_json(item.context),
         "state": "pending",
         "attempts": 0,
         "next_attempt_at": now,
@@ -200,21 +181,6 @@ def _queue_new(s: Session, rows: Sequence[Row]) -> None:
     for row in rows:
         first.setdefault(row["id"], row)
     insert_new(s, _OUTBOX, list(first.values()), keys=("id",))
-
-
-def _resolve_open(s: Session, connection: str, record_refs: Sequence[str], now: datetime) -> None:
-    """Close the open quarantine entries of bundles now stored (a retry that succeeded)."""
-    table = _QUARANTINE
-    for chunk in _chunks(record_refs):
-        s.execute(
-            update(table)
-            .where(
-                table.c.connection == connection,
-                table.c.state == "open",
-                table.c.record_ref.in_(chunk),
-            )
-            .values(state="resolved", closed_at=now)
-        )
 
 
 def _submission_row(connection: str, bundle: CollectedBundle, now: datetime) -> Row:
