@@ -106,17 +106,32 @@ class RetryConfig(_Section):
     lease_seconds: float = Field(default=120, gt=0)
 
 
+class ScoresConfig(_Section):
+    """What this connection accepts as a score besides a total checked against its items.
+
+    ``itemless_totals`` names the measures (catalogue keys, e.g. ``phq9``) whose total may
+    be written back without its item answers; the catalogue must allow it for the measure
+    too. Empty (the default): a total without its items is quarantined, never written.
+    """
+
+    itemless_totals: list[str] = Field(default_factory=list)
+
+
 class ConnectionConfig(_Section):
     """One trust record system connected to one provider platform."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,62}$")
     enabled: bool = True
+    #: a test connection (simulators, demo, a trust's test system): NHS numbers in the
+    #: 999 range reserved for testing are accepted only here; never on a live connection
+    test_connection: bool = False
     mapping: Path
     provider_org: ProviderOrgConfig
     trust: AdapterConfig
     provider: AdapterConfig
     schedule: ScheduleConfig = ScheduleConfig()
     retry: RetryConfig = RetryConfig()
+    scores: ScoresConfig = ScoresConfig()
 
 
 class ReportsConfig(_Section):

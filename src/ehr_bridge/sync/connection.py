@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ehr_bridge.adapters.base import ProviderPort, TrustSource, TrustWriter
 from ehr_bridge.adapters.registry import ALL_WRITES, create_adapter, spec_for
 from ehr_bridge.config import AppConfig, ConnectionConfig
+from ehr_bridge.domain.measures import MEASURES
 from ehr_bridge.domain.referral import ProviderRef
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.mapping import Mapping, load_mapping
@@ -49,6 +50,12 @@ class Connection:
     owner: str = field(default_factory=worker_id)
     #: what the trust adapter can do (from its spec); write:<kind> decides what is queued
     capabilities: frozenset[str] = ALL_WRITES | {"find_by_reference", "updated_since"}
+    #: a test connection: 999-range test NHS numbers are accepted ([[connection]] test_connection)
+    test_connection: bool = False
+    #: measures whose totals may be written back without items ([connection.scores])
+    itemless_totals: frozenset[str] = frozenset()
+    #: the anxiety-disorder-specific measures are in use ([reports] adsm_enabled)
+    adsm_enabled: bool = False
     #: serialises this connection's flows when the daemon runs them from several threads
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,6 +87,7 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
         key=f"{key}.provider",
         provider_code=code,
     )
+    _check_measure_keys(config.scores.itemless_totals, f"{key}.scores.itemless_totals")
     _require(trust, (TrustSource, TrustWriter), f"{key}.trust")
     _require(provider, (ProviderPort,), f"{key}.provider")
     org = config.provider_org
@@ -98,7 +106,18 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
         lease_seconds=config.retry.lease_seconds,
         push_concurrency=config.schedule.push_concurrency,
         capabilities=spec_for(config.trust.adapter, "trust", f"{key}.trust").capabilities,
+        test_connection=config.test_connection,
+        itemless_totals=frozenset(config.scores.itemless_totals),
+        adsm_enabled=app.reports.adsm_enabled,
     )
+
+
+def _check_measure_keys(keys: list[str], key: str) -> None:
+    """Every name must be a measure of the catalogue: a typo would silently allow nothing."""
+    unknown = sorted(set(keys) - set(MEASURES))
+    if unknown:
+        known = ", ".join(sorted(MEASURES))
+        raise ConfigError(f"unknown measure {unknown[0]!r} (known: {known})", key=key)
 
 
 def _require(adapter: object, protocols: tuple[type, ...], key: str) -> None:
