@@ -125,6 +125,10 @@ class ConnectionConfig(_Section):
     #: a test connection (simulators, demo, a trust's test system): NHS numbers in the
     #: 999 range reserved for testing are accepted only here; never on a live connection
     test_connection: bool = False
+    #: a Scottish CHI or Northern Ireland H&C number where the NHS number should be:
+    #: "quarantine" the referral (default), or "local_id": accept it, know the patient by
+    #: the trust's local id only and never carry that number as an NHS number
+    other_uk_numbers: Literal["quarantine", "local_id"] = "quarantine"
     mapping: Path
     provider_org: ProviderOrgConfig
     trust: AdapterConfig

@@ -60,6 +60,7 @@ require_encryption = true
 
 [[connection]]
 name = "{connection}"
+test_connection = true        # a simulator: its 999-range synthetic NHS numbers are accepted
 mapping = "mappings/iaptus.yaml"
 
 [connection.provider_org]

@@ -36,6 +36,7 @@ url = "sqlite:///state/ehr-bridge.db"
 
 [[connection]]
 name = "fhir-trust"
+test_connection = true
 mapping = "{mapping}"
 
 [connection.provider_org]

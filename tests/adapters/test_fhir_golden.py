@@ -54,7 +54,11 @@ def test_inbound_golden(mapping: Mapping, expected: Path) -> None:
     assert facts.model_dump(mode="json") == _load(expected)
     assert mapping.record_id(record) == record["service_request"]["id"]
     resources = build_referral_resources(
-        "golden-fhir", ProviderRef("IESO01", "Provider"), facts, today=date(2026, 11, 26)
+        "golden-fhir",
+        ProviderRef("IESO01", "Provider"),
+        facts,
+        today=date(2026, 11, 26),
+        allow_test_range=True,
     )
     assert_valid_r4(resources.patient)
     assert_valid_r4(resources.service_request)

@@ -47,7 +47,9 @@ def _referral(status: str = "active", phone: str | None = None) -> tuple[str, di
         status=status,
         patient=PatientFacts(local_id="P1", nhs_number="9990001235", phone=phone),
     )
-    resources = build_referral_resources("conn", ProviderRef("IESO01", "Provider"), facts)
+    resources = build_referral_resources(
+        "conn", ProviderRef("IESO01", "Provider"), facts, allow_test_range=True
+    )
     return resources.service_request["id"], referral_bundle(resources)
 
 

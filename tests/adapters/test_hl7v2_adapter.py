@@ -95,6 +95,7 @@ def test_the_listen_command_serves_until_sigterm(tmp_path: Path) -> None:
         f"""
 [[connection]]
 name = "hl7"
+test_connection = true
 mapping = "{mapping}"
 provider_org = {{code = "IESO01"}}
 trust = {{adapter = "hl7v2", drop_folder = "in", listen = {{port = {port}}}}}

@@ -27,8 +27,9 @@ from ehr_bridge.sync.pull import pull
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures" / "hl7v2"
 NOT_A_REFERRAL = ("status", 'MSH[0]."9"')  # message type not REF^I12/I13/I14
-NO_DATA_SET_SOURCE = ("source_of_referral", 'RF1[0]."10"')  # US reason code, not A1..M5
-#: file -> None (maps) or (field, the segment and field its reason names)
+#: PRD-3 "RT" names another provider (PLN5010): left alone, neither stored nor quarantined
+NOT_OURS = ("referred_on_to", 'PRD[?"1"[0]."1" == \'RT\'] | [0]."7"')
+#: file -> None (maps), NOT_OURS, or (field, the segment and field its reason names)
 OUTCOMES: dict[str, tuple[str, str] | None] = {
     "medplum_ACK.hl7": NOT_A_REFERRAL,
     "medplum_ADT-A04_epic.hl7": NOT_A_REFERRAL,
@@ -45,9 +46,9 @@ OUTCOMES: dict[str, tuple[str, str] | None] = {
     "msftconv_MDM-T02-03.hl7": NOT_A_REFERRAL,
     "msftconv_ORU-R01-01.hl7": NOT_A_REFERRAL,
     "msftconv_ORU-R01-RMGEAD.hl7": NOT_A_REFERRAL,
-    "msftconv_REF-I12-01.hl7": NO_DATA_SET_SOURCE,
-    "msftconv_REF-I12-02.hl7": NO_DATA_SET_SOURCE,
-    "msftconv_REF-I14-01.hl7": NO_DATA_SET_SOURCE,
+    "msftconv_REF-I12-01.hl7": NOT_OURS,
+    "msftconv_REF-I12-02.hl7": NOT_OURS,
+    "msftconv_REF-I14-01.hl7": NOT_OURS,
     "msftconv_SIU-S12-01.hl7": NOT_A_REFERRAL,
     "msftconv_SIU-S12-02.hl7": NOT_A_REFERRAL,
     "msftconv_SIU-S12_1.hl7": NOT_A_REFERRAL,
@@ -86,9 +87,11 @@ def pulled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, str]:
         writer=adapter,
         provider=FolderProvider(root / "provider"),
         provider_ref=ProviderRef("IESO01", "Online therapy provider"),
+        test_connection=True,  # synthetic patients: test-range NHS numbers
     )
     counts = pull(conn, store)
     assert counts.seen == len(OUTCOMES)
+    assert counts.not_ours == sum(outcome == NOT_OURS for outcome in OUTCOMES.values())
     yield store, conn.name
     store.close()
 
@@ -103,7 +106,7 @@ def test_each_file_has_its_pinned_outcome(pulled: tuple[Store, str]) -> None:
     rows = store.quarantine_rows(connection=connection, state=None)
     quarantined = {_file(q.payload): q for q in rows}
     for name, expected in OUTCOMES.items():
-        if expected is None:
+        if expected is None or expected == NOT_OURS:
             assert name not in quarantined, quarantined[name].reason
             continue
         entry = quarantined[name]

@@ -36,6 +36,7 @@ url = "sqlite:///state/ehr-bridge.db"
 
 [[connection]]
 name = "pcmis-trust"
+test_connection = true
 mapping = "mappings/pcmis.yaml"
 
 [connection.provider_org]

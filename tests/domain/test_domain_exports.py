@@ -6,6 +6,7 @@ def test_public_surface_is_exactly_all():
     modules = {
         "codes",
         "facts",
+        "icd10",
         "ids",
         "measures",
         "nhs_number",

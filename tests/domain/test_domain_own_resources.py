@@ -23,7 +23,9 @@ def test_built_referral_resources_equal_their_canonical_dump() -> None:
     built = 0
     for record in dataset.referrals:
         facts = mapping.referral_facts(record)
-        resources = build_referral_resources("c1", provider, facts, today=date(2026, 11, 2))
+        resources = build_referral_resources(
+            "c1", provider, facts, today=date(2026, 11, 2), allow_test_range=True
+        )
         for resource in (resources.patient, resources.service_request):
             assert validate_resource(resource) == resource
             built += 1

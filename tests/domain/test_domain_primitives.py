@@ -329,7 +329,9 @@ def test_build_quarantines_with_fhir_code_only_what_the_model_refuses(
         _service_request("c1", provider, facts, pid),
     )
     try:
-        resources = build_referral_resources("c1", provider, facts, today=date(9999, 12, 31))
+        resources = build_referral_resources(
+            "c1", provider, facts, today=date(9999, 12, 31), allow_test_range=True
+        )
     except RecordValidationError as exc:
         assert exc.code == "fhir"
         assert not all(model_verdict(r) for r in unchecked)
@@ -350,7 +352,9 @@ def test_failure_names_record_path_and_rule_but_not_the_value() -> None:
         patient=PatientFacts(local_id="P1", given_names=["Alex", "\u2003"]),
     )
     with pytest.raises(RecordValidationError) as caught:
-        build_referral_resources("c1", ProviderRef("IESO01", "P"), facts, today=date(2026, 1, 3))
+        build_referral_resources(
+            "c1", ProviderRef("IESO01", "P"), facts, today=date(2026, 1, 3), allow_test_range=True
+        )
     error = caught.value
     assert (error.record, error.field, error.code) == ("SR1", "patient.name[0].given[1]", "fhir")
     assert "string" in error.reason
@@ -367,7 +371,9 @@ def test_value_text_never_reaches_the_message() -> None:
         patient=PatientFacts(local_id="P1"),
     )
     with pytest.raises(RecordValidationError) as caught:
-        build_referral_resources("c1", provider, facts, today=date(2026, 1, 3))
+        build_referral_resources(
+            "c1", provider, facts, today=date(2026, 1, 3), allow_test_range=True
+        )
     assert caught.value.field == "service_request.extension[0].valueCodeableConcept.coding[1].code"
     assert "SECRET" not in str(caught.value)
 

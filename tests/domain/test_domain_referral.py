@@ -47,6 +47,8 @@ def facts(**changes) -> ReferralFacts:
 
 
 def build(f: ReferralFacts | None = None, **kwargs):
+    """A test connection's build (the fixtures use test-range NHS numbers) unless told."""
+    kwargs.setdefault("allow_test_range", True)
     return build_referral_resources("trust-a", PROVIDER, f or facts(), today=TODAY, **kwargs)
 
 
@@ -121,7 +123,7 @@ def test_service_request_shape():
         "system": codes.ODS_ORGANISATION_SYSTEM,
         "value": "AXY01",
     }
-    assert sr["reasonCode"][0]["coding"][0] == {"system": codes.ICD10, "code": "F411"}
+    assert sr["reasonCode"][0]["coding"][0] == {"system": codes.ICD10, "code": "F41.1"}
     source = sr["extension"][0]
     assert source["url"] == codes.SOURCE_OF_SERVICE_REQUEST_EXTENSION
     assert [(c["system"], c["code"]) for c in source["valueCodeableConcept"]["coding"]] == [
@@ -132,7 +134,7 @@ def test_service_request_shape():
 
 def test_performer_falls_back_to_the_provider_code():
     sr = build_referral_resources(
-        "trust-a", ProviderRef("IESO01", "ieso"), facts(), today=TODAY
+        "trust-a", ProviderRef("IESO01", "ieso"), facts(), today=TODAY, allow_test_range=True
     ).service_request
     assert sr["performer"][0]["identifier"]["value"] == "IESO01"
 
@@ -218,3 +220,119 @@ def test_model_level_failure_is_tied_to_the_record():
     assert caught.value.field == "patient.name[0].given[1]"
     assert caught.value.code == "fhir"
     assert "Alex" not in str(caught.value)
+
+
+# --- NHS number policy: issued ranges, the test range, other UK schemes ---------------
+
+ISSUED = "4010232137"  # Modulus 11 valid, in the England/Wales/IoM range
+CHI = "0101901232"  # a Scottish CHI number: 1 January 1990, valid check digit
+HC = "3200000015"  # a Northern Ireland H&C number
+
+
+def _refused(f: ReferralFacts, **kwargs) -> RecordValidationError:
+    with pytest.raises(RecordValidationError) as caught:
+        build(f, **kwargs)
+    error = caught.value
+    assert (error.field, error.record) == ("patient.nhs_number", "SR0000123")
+    number = f.patient.nhs_number or ""
+    text = str(error).replace("SR0000123", "")
+    assert number not in text and number[:3] not in text
+    return error
+
+
+def test_a_live_connection_refuses_a_test_range_number():
+    error = _refused(facts(), allow_test_range=False)
+    assert error.code == "nhs_number_test_range"
+
+
+def test_the_default_build_is_a_live_connections():
+    with pytest.raises(RecordValidationError) as caught:
+        build_referral_resources("trust-a", PROVIDER, facts(), today=TODAY)
+    assert caught.value.code == "nhs_number_test_range"
+
+
+def test_an_issued_number_is_accepted_on_a_live_connection():
+    patient = build(facts(patient={"nhs_number": ISSUED}), allow_test_range=False).patient
+    assert patient["identifier"][0]["value"] == ISSUED
+
+
+@pytest.mark.parametrize("number", ["0000000000", "9999999999", "4444444444"])
+@pytest.mark.parametrize("test_connection", [False, True])
+def test_placeholders_are_refused_on_every_connection(number, test_connection):
+    error = _refused(facts(patient={"nhs_number": number}), allow_test_range=test_connection)
+    assert error.code == "nhs_number_placeholder"
+
+
+@pytest.mark.parametrize("number", ["5000000005", "8000000008"])
+def test_numbers_no_scheme_issues_are_refused(number):
+    assert _refused(facts(patient={"nhs_number": number})).code == "nhs_number_range"
+
+
+@pytest.mark.parametrize("number", [CHI, HC])
+def test_other_uk_scheme_numbers_are_quarantined_by_default(number):
+    error = _refused(facts(patient={"nhs_number": number}))
+    assert error.code == "nhs_number_other_scheme"
+
+
+@pytest.mark.parametrize("number", [CHI, HC])
+def test_local_id_policy_keeps_the_referral_but_never_the_number_as_an_nhs_number(number):
+    res = build(facts(patient={"nhs_number": number}), other_uk_numbers="local_id")
+    assert res.patient["identifier"] == [
+        {"system": codes.patient_identifier_system("trust-a"), "value": "P0000045"}
+    ]
+    assert number not in str(res.patient) and number not in str(res.service_request)
+    assert_valid_r4(res.patient)
+
+
+def test_local_id_policy_does_not_let_other_refusals_through():
+    policy = {"other_uk_numbers": "local_id"}
+    assert _refused(facts(), allow_test_range=False, **policy).code == "nhs_number_test_range"
+    placeholder = facts(patient={"nhs_number": "0000000000"})
+    assert _refused(placeholder, **policy).code == "nhs_number_placeholder"
+
+
+# --- ICD-10: data-set form inside, the code system's own form in FHIR -----------------
+
+
+def _referral(problem: str | None) -> ReferralFacts:
+    """Facts built as a mapping builds them (the model's validators run)."""
+    return ReferralFacts.model_validate(
+        facts().model_dump() | {"presenting_problem": problem}, strict=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "dataset", "fhir"),
+    [("F411", "F411", "F41.1"), ("F41.1", "F411", "F41.1"), ("F320", "F320", "F32.0"),
+     ("F32.0", "F320", "F32.0"), ("F42", "F42", "F42"), ("F42X", "F42", "F42"),
+     ("F431", "F431", "F43.1"), ("F43.1", "F431", "F43.1"), ("F0010", "F0010", "F00.10"),
+     ("F00.10", "F0010", "F00.10")],
+)  # fmt: skip
+def test_either_icd10_form_in_dataset_form_in_facts_fhir_form_in_reason_code(given, dataset, fhir):
+    f = _referral(given)
+    assert f.presenting_problem == dataset
+    sr = build(f).service_request
+    assert sr["reasonCode"] == [{"coding": [{"system": codes.ICD10, "code": fhir}]}]
+    assert_valid_r4(sr)
+
+
+def test_the_build_normalises_even_facts_that_skipped_the_model():
+    # model_copy does not run validators: the referral checks normalise on their own
+    sr = build(facts(presenting_problem="F32.0")).service_request
+    assert sr["reasonCode"][0]["coding"][0]["code"] == "F32.0"
+
+
+@pytest.mark.parametrize(
+    "problem",
+    ["anxiety", "F4.11", "F41.", "F41..1", "41.1", "FF411", "F41111", "F41.111", "f41.1", "F 411",
+     "F41-1", ""],
+)  # fmt: skip
+def test_malformed_icd10_is_quarantined_naming_the_field(problem):
+    f = _referral(problem)
+    assert f.presenting_problem == problem  # tidied only when ICD-10 shaped, never guessed
+    with pytest.raises(RecordValidationError) as caught:
+        build(f)
+    error = caught.value
+    assert (error.field, error.code, error.record) == ("presenting_problem", "code", "SR0000123")
+    if problem.strip():
+        assert problem not in str(error)

@@ -10,9 +10,15 @@ from ehr_bridge.domain.session import (
     build_episode_end,
     build_note,
     build_score,
+    score_quantity,
     session_bundle,
 )
-from ehr_bridge.domain.validate import note_text, questionnaire_items, validate_resource
+from ehr_bridge.domain.validate import (
+    note_text,
+    parse_session_bundle,
+    questionnaire_items,
+    validate_resource,
+)
 from ehr_bridge.errors import RecordValidationError
 from support.fhir_schema import assert_valid_r4
 
@@ -159,6 +165,19 @@ def test_wsas_missing_item_has_no_answer_and_a_substituted_total():
     assert response["item"][0] == {"linkId": "1"}
     assert observation["valueQuantity"]["value"] == 20
     assert_valid_r4(response)
+
+
+def test_wsas_pro_rated_total_is_a_decimal_valid_r4_and_accepted_by_collect():
+    response, observation = score("wsas", [3, 4, None, 4, 4])
+    assert observation["valueQuantity"]["value"] == 18.75
+    assert_valid_r4(observation)
+    parsed = parse_session_bundle(session_bundle("b", [response, observation]))
+    assert parsed.observations[0]["valueQuantity"]["value"] == 18.75
+
+
+def test_score_quantity_keeps_an_int_and_two_places():
+    assert score_quantity(13)["value"] == 13
+    assert score_quantity(6.25)["value"] == 6.25
 
 
 def test_score_without_encounter():

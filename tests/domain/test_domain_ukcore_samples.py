@@ -43,7 +43,9 @@ def _our_patient(nhs_number: str) -> dict:
         referred_on_to="IESO01",
         patient=PatientFacts(local_id="L1", nhs_number=nhs_number, nhs_number_status="01"),
     )
-    return build_referral_resources("t", ProviderRef("IESO01", "ieso"), facts).patient
+    return build_referral_resources(
+        "t", ProviderRef("IESO01", "ieso"), facts, allow_test_range=True
+    ).patient
 
 
 def test_nhs_number_identifier_matches_the_uk_core_example_exactly():
@@ -75,6 +77,11 @@ def test_a_total_of_a_measure_we_do_not_know_is_refused():
     observation = sample("Observation-NPEWSTotal")
     observation["subject"] = {"reference": "Patient/p"}
     observation["basedOn"] = [{"reference": "ServiceRequest/s"}]
+    with pytest.raises(RecordValidationError) as caught:
+        parse_session_bundle(session_bundle("b", [observation]))
+    # the example's date-only time is refused first (our rule: a score needs its time)
+    assert caught.value.code == "datetime_precision"
+    observation["effectiveDateTime"] = "2023-08-10T09:00:00+01:00"
     with pytest.raises(RecordValidationError) as caught:
         parse_session_bundle(session_bundle("b", [observation]))
     assert caught.value.code == "measure_unknown"

@@ -68,6 +68,7 @@ def test_builder_output_parses_and_is_grouped():
     assert [r["id"] for r in parsed.documents] == ["doc-1"]
     assert [r["id"] for r in parsed.episode_ends] == ["ep-1"]
     assert parsed.observations[0] == resource(bundle, OBS)
+    assert parsed.awaiting_items == {}  # its item set came in the same bundle
 
 
 def test_wsas_with_one_missing_item_parses():
@@ -156,13 +157,14 @@ def test_panel_only_coding_is_refused():
     bundle = make_bundle()
     _codings(bundle, (codes.LOINC, "44249-1"))
     error = rejected(bundle)
-    assert (error.field, error.code) == ("entry[2].resource.code", "panel_code")
+    assert (error.field, error.code) == ("entry[2].resource.code.coding[0]", "panel_code")
 
 
-def test_panel_code_beside_a_total_code_is_accepted():
+def test_panel_code_beside_a_total_code_is_refused_naming_the_coding():
     bundle = make_bundle()
-    _codings(bundle, (codes.LOINC, "44249-1"), (codes.LOINC, "44261-6"))
-    assert parse_session_bundle(bundle).observations
+    _codings(bundle, (codes.LOINC, "44261-6"), (codes.LOINC, "44249-1"))
+    error = rejected(bundle)
+    assert (error.field, error.code) == ("entry[2].resource.code.coding[1]", "panel_code")
 
 
 @pytest.mark.parametrize(
@@ -198,11 +200,13 @@ def test_total_must_equal_the_items():
     assert (error.field, error.code) == ("entry[2].resource.valueQuantity.value", "score_mismatch")
 
 
-def test_total_without_item_set_is_range_checked_only():
+def test_total_without_item_set_is_range_checked_and_listed_as_awaiting_items():
     bundle = make_bundle()
     del resource(bundle, OBS)["derivedFrom"]
     resource(bundle, OBS)["valueQuantity"]["value"] = 20
-    assert parse_session_bundle(bundle).observations[0]["valueQuantity"]["value"] == 20
+    parsed = parse_session_bundle(bundle)
+    assert parsed.observations[0]["valueQuantity"]["value"] == 20
+    assert parsed.awaiting_items == {"obs-1": None}
 
 
 def test_total_derived_from_another_measures_items_is_refused():

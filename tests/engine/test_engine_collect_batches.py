@@ -62,6 +62,7 @@ def _connection(provider: FolderProvider) -> Connection:
         writer=trust,
         provider=provider,
         provider_ref=ProviderRef(code="IESO01", display="Provider"),
+        test_connection=True,  # the simulator's patients have 999-range test NHS numbers
     )
 
 

@@ -35,6 +35,7 @@ def conn(tmp_path: Path) -> Connection:
         writer=trust,
         provider=FolderProvider(tmp_path / "provider"),
         provider_ref=ProviderRef(code="IESO01", display="Provider"),
+        test_connection=True,  # synthetic patients: test-range NHS numbers
         lease_seconds=0.3,
         owner="here:1",
     )

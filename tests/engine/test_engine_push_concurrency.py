@@ -118,6 +118,7 @@ def _connection(tmp_path: Path, trust: SlowTrust, width: int, max_attempts: int)
         writer=trust,  # type: ignore[arg-type]
         provider=FolderProvider(tmp_path / "provider"),
         provider_ref=ProviderRef(code="IESO01", display="Provider"),
+        test_connection=True,  # synthetic patients: test-range NHS numbers
         retry=RetryPolicy(max_attempts=max_attempts, base_delay=0, max_delay=0),
     )
     conn.push_concurrency = width

@@ -42,6 +42,7 @@ def _setup(
         writer=trust,
         provider=provider,
         provider_ref=ProviderRef(code="IESO01", display="Provider"),
+        test_connection=True,  # synthetic patients: test-range NHS numbers
         retry=RetryPolicy(max_attempts=max_attempts, base_delay=0, max_delay=0),
     )
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")

@@ -45,6 +45,7 @@ def _connection(root: Path, trust: MemoryTrust, attempts: int) -> Connection:
         writer=trust,
         provider=FolderProvider(root / "provider"),
         provider_ref=ProviderRef(code="IESO01", display="Provider"),
+        test_connection=True,  # synthetic patients: test-range NHS numbers
         retry=RetryPolicy(max_attempts=attempts, base_delay=0, max_delay=0),
     )
 

@@ -28,7 +28,9 @@ def test_trust_record_maps_to_the_expected_fhir(case: str) -> None:
     mapping = load_mapping(GOLDEN.parent / "iaptus.yaml")
     record = json.loads((GOLDEN / f"{case}.input.json").read_text("utf-8"))
     facts = mapping.referral_facts(record)
-    resources = build_referral_resources("golden-trust", PROVIDER, facts, today=date(2026, 11, 26))
+    resources = build_referral_resources(
+        "golden-trust", PROVIDER, facts, today=date(2026, 11, 26), allow_test_range=True
+    )
     bundle = referral_bundle(resources)
     expected = json.loads((GOLDEN / f"{case}.fhir.json").read_text("utf-8"))
     assert bundle == expected

@@ -40,7 +40,7 @@ from ehr_bridge.reports import (
     protocols_from_config,
 )
 from ehr_bridge.reports.governance import all_phrases
-from ehr_bridge.reports.model import LONDON
+from ehr_bridge.reports.times import Precision, read_when
 from ehr_bridge.store import PulledReferral, Store
 
 COHORT_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "cohort"
@@ -78,9 +78,19 @@ def options(period: Period, protocols: tuple[Protocol, ...]) -> ReportOptions:
 
 
 def session_start(text: str) -> datetime:
-    """A fixture start: with its own offset if it has one, else Europe/London wall time."""
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=LONDON)
+    """A fixture start: with its own offset if it has one, else Europe/London wall time.
+
+    A date-only start is midnight Europe/London, as the loader reads one (reports.times).
+    """
+    when = read_when(text)
+    assert when is not None, text
+    return when.at
+
+
+def _precision(text: str) -> Precision:
+    when = read_when(text)
+    assert when is not None, text
+    return when.precision
 
 
 def episode_from_fixture(raw: Raw, phrases: list[str]) -> Episode:
@@ -96,6 +106,7 @@ def episode_from_fixture(raw: Raw, phrases: list[str]) -> Episode:
                 attendance=item["attendance"],
                 therapist=item.get("therapist"),
                 notes=notes,
+                precision=_precision(item["start"]),
             )
         )
         for key, total in item.get("scores", {}).items():
@@ -121,16 +132,30 @@ def cohort_episodes(cohort: Raw, protocols: tuple[Protocol, ...]) -> list[Episod
 # --- the same cohort as stored FHIR ---------------------------------------------------------
 
 
-def items_for(key: str, total: int) -> list[int | None]:
-    """Item answers summing to ``total`` (filled item by item up to the item maximum)."""
+def items_for(key: str, total: float) -> list[int | None]:
+    """Item answers summing to ``total`` (filled item by item up to the item maximum).
+
+    A decimal total of a measure that allows a missing item (WSAS 18.75) is the pro-rated
+    sum of the answered items: the last item is left unanswered.
+    """
     measure = MEASURES[key]
+    if total != int(total):
+        answered = measure.item_count - 1
+        present = items_for_sum(measure.item_max, answered, total * answered / measure.item_count)
+        return [*present, None]
+    return items_for_sum(measure.item_max, measure.item_count, total)
+
+
+def items_for_sum(item_max: int, count: int, total: float) -> list[int | None]:
+    """``count`` answers of at most ``item_max`` adding up to the whole number ``total``."""
+    assert total == int(total), f"cannot make items for {total}"
     items: list[int | None] = []
-    left = total
-    for _ in range(measure.item_count):
-        value = min(measure.item_max, left)
+    left = int(total)
+    for _ in range(count):
+        value = min(item_max, left)
         items.append(value)
         left -= value
-    assert left == 0, f"{key} cannot total {total}"
+    assert left == 0, f"items cannot total {total}"
     return items
 
 
@@ -143,7 +168,9 @@ def _pull(store: Store, connection: str, raw: Raw) -> tuple[str, str]:
         referred_on_to=PROVIDER.code,
         patient=PatientFacts(local_id=f"P-{raw['id']}"),
     )
-    made = build_referral_resources(connection, PROVIDER, facts, today=date(2026, 1, 1))
+    made = build_referral_resources(
+        connection, PROVIDER, facts, today=date(2026, 1, 1), allow_test_range=True
+    )
     pulled = PulledReferral(
         trust_referral_id=raw["id"],
         source_hash=f"hash-{raw['id']}",
@@ -173,7 +200,29 @@ def _adsm_observation(ids: dict[str, str], key: str, total: int, at: datetime) -
     }
 
 
+def _as_stored(resource: Raw, item: Raw) -> Raw:
+    """With ``stored_as_written``, the fixture's literal start (date-only, no offset) as stored.
+
+    The builders always write full date-times with offsets; stores also hold what older
+    collects accepted, so such a session's start and score times are written as given.
+    """
+    raw_start = item["start"]
+    if not item.get("stored_as_written"):
+        return resource
+    if resource["resourceType"] == "Encounter":
+        resource["period"]["start"] = raw_start
+        resource["period"].pop("end", None)
+    elif resource["resourceType"] == "Observation":
+        resource["effectiveDateTime"] = raw_start
+    return resource
+
+
 def _session_resources(connection: str, ids: dict[str, str], item: Raw) -> Iterator[Raw]:
+    for resource in _built_session_resources(connection, ids, item):
+        yield _as_stored(resource, item)
+
+
+def _built_session_resources(connection: str, ids: dict[str, str], item: Raw) -> Iterator[Raw]:
     start = session_start(item["start"])
     end = start + timedelta(minutes=SESSION_MINUTES)
     yield build_encounter(
@@ -258,3 +307,38 @@ def cohort_store(cohort_db: str) -> Iterator[Store]:
     store = Store(cohort_db)
     yield store
     store.close()
+
+
+# --- the ADSM cohort (fixtures/cohort/adsm.json, working in ADSM.md) -----------------------
+
+
+@pytest.fixture(scope="session")
+def adsm_cohort() -> Raw:
+    return json.loads((COHORT_DIR / "adsm.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def adsm_expected() -> Raw:
+    return json.loads((COHORT_DIR / "adsm-expected.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def adsm_period(adsm_cohort: Raw) -> Period:
+    period = adsm_cohort["period"]
+    return Period(date.fromisoformat(period["from"]), date.fromisoformat(period["to"]))
+
+
+@pytest.fixture(scope="session")
+def adsm_episodes(adsm_cohort: Raw) -> list[Episode]:
+    return [episode_from_fixture(raw, []) for raw in adsm_cohort["episodes"]]
+
+
+@pytest.fixture(scope="session")
+def adsm_db(tmp_path_factory: pytest.TempPathFactory, adsm_cohort: Raw) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('adsm') / 'state.db'}"
+    store = Store(url)
+    try:
+        fill_store(store, adsm_cohort)
+    finally:
+        store.close()
+    return url

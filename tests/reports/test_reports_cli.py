@@ -125,8 +125,18 @@ def test_all_json_has_every_report(config):
     code, out = _run(config, "all", "--json")
     assert code == 0
     (report,) = json.loads(out)
-    assert set(report) == {"connection", "outcomes", "waits", "activity", "governance"}
+    assert set(report) == {
+        "connection",
+        "outcomes",
+        "waits",
+        "activity",
+        "governance",
+        "data_quality",
+    }
     assert report["outcomes"]["finished_treatment"] == 11  # no period: R11 (July) too
+    # the data-quality block is given once per connection, not inside each report
+    assert not any("data_quality" in report[name] for name in ("outcomes", "waits"))
+    assert report["data_quality"]["unreadable"] == []
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,8 @@ def test_roles_split_the_table_for_the_recovery_definition():
         "gad7",
         "pdss",
         "spin",
+        "mi",
+        "ocir",
         "iesr",
         "pcl5",
         "hai",

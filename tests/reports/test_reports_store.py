@@ -77,11 +77,15 @@ def test_unreadable_resources_are_skipped_and_logged_by_id_only(cohort_store, ca
     with caplog.at_level(logging.WARNING, logger="ehr_bridge.reports.load"):
         episode = episode_from_resources(row.id, row.trust_referral_id, broken, ["activity diary"])
     assert episode is not None and len(episode.sessions) == 2
-    assert {r.getMessage() for r in caplog.records} == {
-        "note not readable",
-        "encounter without a usable start",
+    assert {(u.resource, u.field) for u in episode.unreadable} == {
+        (f"DocumentReference/{note['id']}", "content"),
+        (f"Encounter/{encounter['id']}", "period.start"),
     }
-    assert all(getattr(r, "resource", None) for r in caplog.records)
+    assert {r.getMessage() for r in caplog.records} == {"resource not usable in reports"}
+    assert {getattr(r, "resource", None) for r in caplog.records} == {
+        f"DocumentReference/{note['id']}",
+        f"Encounter/{encounter['id']}",
+    }
 
 
 def test_referral_without_its_service_request_is_skipped(cohort_store):

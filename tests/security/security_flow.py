@@ -65,6 +65,7 @@ def run_flow(
         writer=trust,
         provider=FolderProvider(root / "provider"),
         provider_ref=ProviderRef(code="IESO01", display="Provider"),
+        test_connection=True,  # synthetic patients: test-range NHS numbers
         retry=RetryPolicy(max_attempts=5, base_delay=0, max_delay=0),
     )
     url = f"sqlite:///{root / 'state.db'}"

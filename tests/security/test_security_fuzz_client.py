@@ -74,7 +74,7 @@ def _mapped_or_refused(record: Any) -> None:
         return
     try:
         facts = MAPPING.referral_facts(record)
-        build_referral_resources("fuzz", ProviderRef("IESO01", "P"), facts)
+        build_referral_resources("fuzz", ProviderRef("IESO01", "P"), facts, allow_test_range=True)
     except RecordError as exc:
         assert exc.safe_message
 

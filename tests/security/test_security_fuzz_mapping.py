@@ -79,7 +79,7 @@ def _outcome(record: Any) -> str:
         return "not an object"
     try:
         facts = MAPPING.referral_facts(record)
-        build_referral_resources("fuzz", PROVIDER, facts)
+        build_referral_resources("fuzz", PROVIDER, facts, allow_test_range=True)
     except RecordError as exc:
         assert exc.code and exc.safe_message
         return exc.safe_message
@@ -116,6 +116,7 @@ def test_fuzz_a_page_of_hostile_records_commits_every_one_somewhere(
         writer=MemoryTrust(),
         provider=FolderProvider(root / "provider"),
         provider_ref=PROVIDER,
+        test_connection=True,  # synthetic patients: test-range NHS numbers
     )
     counts = pull(conn, store)
     quarantined = store.quarantine_rows(connection=name, state=None)

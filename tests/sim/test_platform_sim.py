@@ -39,7 +39,9 @@ def _referral(number: int, *, status: str = "active") -> tuple[str, JsonDict]:
             given_names=["Qqalex"],
         ),
     )
-    resources = build_referral_resources("trust", PROVIDER, facts, today=date(2026, 12, 31))
+    resources = build_referral_resources(
+        "trust", PROVIDER, facts, today=date(2026, 12, 31), allow_test_range=True
+    )
     return resources.service_request["id"], referral_bundle(resources)
 
 

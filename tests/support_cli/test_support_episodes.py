@@ -29,7 +29,9 @@ def resources(trust_id: str, received: date, status: str = "active") -> Referral
         status=status,
         patient=PatientFacts(local_id="P1", nhs_number="9434765919", gender="female"),
     )
-    return build_referral_resources("trust-a", PROVIDER, facts, today=date(2026, 11, 26))
+    return build_referral_resources(
+        "trust-a", PROVIDER, facts, today=date(2026, 11, 26), allow_test_range=True
+    )
 
 
 def test_an_earlier_finished_referral_becomes_a_finished_episode_with_its_end_code() -> None:

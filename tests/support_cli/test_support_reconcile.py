@@ -65,6 +65,7 @@ def connection(root: Path, trust: MemoryTrust) -> Connection:
         writer=trust,
         provider=FolderProvider(root / "provider"),
         provider_ref=ProviderRef(code="IESO01", display="Provider"),
+        test_connection=True,  # synthetic patients: test-range NHS numbers
         capabilities=EVERYTHING,
     )
 

@@ -19,6 +19,7 @@ from ehr_bridge.cli.quarantine import dismiss_entry, retry_entry
 from ehr_bridge.cli.support import one_referral
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store, operator
+from ehr_bridge.store.held_scores import HOLD_OVERDUE_AFTER
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ConnectionOpt = Annotated[
@@ -65,6 +66,8 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         )
         outbox = ", ".join(f"{k} {v}" for k, v in sorted(info["outbox"].items())) or "empty"
         cli.console.print(f"  outbox: {outbox}", highlight=False)
+        if info["held_scores"]["count"]:
+            cli.console.print(f"  {_held_line(info['held_scores'])}", highlight=False)
         rows = [
             [f, r["finished_at"], "ok" if r["ok"] else "FAILED", r["counts"]]
             for f, r in info["last_runs"].items()
@@ -84,6 +87,7 @@ def _status_of(store: Store, name: str) -> dict[str, Any]:
         "referrals": store.referral_counts(name),
         "outbox": store.outbox_counts(name),
         "quarantined": store.quarantine_count(name),
+        "held_scores": _held_of(store, name),
         "last_runs": {
             flow: {
                 "finished_at": r.finished_at.isoformat(timespec="seconds"),
@@ -99,6 +103,36 @@ def _status_of(store: Store, name: str) -> dict[str, Any]:
             else None
         ),
     }
+
+
+def _held_of(store: Store, name: str) -> dict[str, Any]:
+    """Scores stored but not written back: their item answers are not collected yet."""
+    summary = store.held_summary(name)
+    return {
+        "count": summary.count,
+        "oldest": summary.oldest.isoformat(timespec="seconds") if summary.oldest else None,
+        "overdue_after_days": HOLD_OVERDUE_AFTER.days,
+        "overdue": [
+            {
+                "observation": h.observation_id,
+                "response": h.response_id,
+                "referral": h.referral_id,
+                "held_at": h.held_at.isoformat(timespec="seconds") if h.held_at else None,
+            }
+            for h in summary.overdue
+        ],
+    }
+
+
+def _held_line(held: dict[str, Any]) -> str:
+    line = f"scores awaiting items {held['count']} (oldest held {held['oldest']})"
+    if held["overdue"]:
+        days = held["overdue_after_days"]
+        line += f"; {len(held['overdue'])} held over {days} days:"
+        line += " " + ", ".join(
+            f"{h['observation']} (referral {h['referral']})" for h in held["overdue"]
+        )
+    return line
 
 
 @referrals_app.command("list")

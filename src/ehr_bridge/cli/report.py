@@ -140,6 +140,7 @@ def _json_of(reports: ConnectionReports, names: Sequence[str]) -> dict[str, obje
     for name in names:
         body = report_json(reports, name)
         body.pop("connection")
+        combined["data_quality"] = body.pop("data_quality")
         combined[name] = body
     return combined
 

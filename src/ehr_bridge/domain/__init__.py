@@ -5,9 +5,10 @@ imports ``fhir.resources``. It builds our resources from canonical facts, checks
 numbers and outcome scores, and validates what the provider platform sends back, so the
 rules that protect patients live in one place and are tested once.
 
-Submodules: ``ids`` (deterministic ids), ``nhs_number``, ``measures`` (outcome-measure
-table and scoring), ``referral`` and ``session`` (builders), ``validate`` (checks on
-untrusted FHIR), ``codes`` (systems and code lists), ``facts`` (mapping output).
+Submodules: ``ids`` (deterministic ids), ``nhs_number``, ``icd10`` (its two code forms),
+``measures`` (outcome-measure table and scoring), ``referral`` and ``session`` (builders),
+``validate`` (checks on untrusted FHIR), ``codes`` (systems and code lists), ``facts``
+(mapping output).
 """
 
 from ehr_bridge.domain.ids import artefact_key, resource_id

@@ -85,6 +85,9 @@ ATTENDANCE_DISPLAY: dict[str, str] = {
 }
 #: AttendOrDNACode values that count as an attended contact (NHSE)
 ATTENDED_CODES: frozenset[str] = frozenset({"5", "6"})
+#: AttendOrDNACode as NHS England also receives it, zero-padded ("05"): its queries match
+#: both forms, so collect accepts "05" and stores the code list's own "5"
+ATTENDANCE_ALIASES: dict[str, str] = {f"0{code}": code for code in ATTENDANCE_DISPLAY}
 APPOINTMENT_TYPE_DISPLAY: dict[str, str] = {
     "01": "Assessment",
     "02": "Treatment",

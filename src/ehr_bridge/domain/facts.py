@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ehr_bridge.domain.icd10 import normalised_or_unchanged
 
 
 class _Facts(BaseModel):
@@ -48,7 +50,10 @@ class ReferralFacts(_Facts):
     source_of_referral_snomed: str | None = Field(
         default=None, description="SNOMED CT concept for the source, from the mapping's code map"
     )
-    presenting_problem: str | None = Field(default=None, description="ICD-10 code, e.g. F411")
+    presenting_problem: str | None = Field(
+        default=None,
+        description="ICD-10 code in the data-set form (F411); F41.1 is accepted and tidied",
+    )
     status: str = Field(
         default="active", description="FHIR ServiceRequest status: active|completed|revoked"
     )
@@ -60,3 +65,13 @@ class ReferralFacts(_Facts):
         default=None, description="When the trust last changed the record (cursor)"
     )
     patient: PatientFacts
+
+    @field_validator("presenting_problem")
+    @classmethod
+    def _dataset_form(cls, value: str | None) -> str | None:
+        """Every mapping's ICD-10 in one form (F32.0 -> F320): see ``domain.icd10``.
+
+        Only tidies: a value that is not ICD-10 shaped is kept, so the referral checks
+        quarantine it naming ``presenting_problem`` rather than the model rejecting it.
+        """
+        return normalised_or_unchanged(value)

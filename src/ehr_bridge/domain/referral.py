@@ -6,6 +6,13 @@ failure raises ``RecordValidationError`` naming the record and the field, and th
 is quarantined. Nothing is "fixed": a wrong NHS number must never reach a provider.
 Ids are deterministic from (connection, trust key), so a re-pull re-builds the same ids.
 
+NHS numbers follow the connection's policy (``domain.nhs_number``): 9xx test numbers only
+where the caller says the connection is a test one (``allow_test_range``), and a Scottish
+CHI or Northern Ireland H&C number is quarantined unless ``other_uk_numbers`` is
+``local_id``, when the patient is known by the trust's local id alone and that number
+is not carried. The presenting problem is stored in the data-set form in the facts and
+written to ``reasonCode`` in ICD-10's own form (``F32.0``: ``domain.icd10``).
+
 The built Patient and ServiceRequest are not parsed again with the fhir.resources model
 on this path (it cost most of the pull budget); ``primitives.check_built`` checks the FHIR
 rules on every value copied in from trust data instead, against a shape of exactly what
@@ -22,10 +29,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from ehr_bridge.domain import codes
+from ehr_bridge.domain import codes, icd10
 from ehr_bridge.domain.facts import PatientFacts, ReferralFacts
 from ehr_bridge.domain.ids import resource_id
-from ehr_bridge.domain.nhs_number import check_nhs_number
+from ehr_bridge.domain.nhs_number import OTHER_SCHEME_CODE, OtherUkNumbers, check_nhs_number
 from ehr_bridge.domain.primitives import check_built
 from ehr_bridge.domain.validate import validate_resource
 from ehr_bridge.errors import RecordValidationError
@@ -33,7 +40,6 @@ from ehr_bridge.errors import RecordValidationError
 JsonDict = dict[str, Any]
 
 _SOURCE_OF_REFERRAL = re.compile(r"[A-M][0-9]")
-_ICD10 = re.compile(r"[A-Z][0-9]{2}(\.?[0-9A-Z]{1,4})?")
 _GENDERS = frozenset({"male", "female", "other", "unknown"})
 #: FHIR request-status values (ServiceRequest.status is a required binding)
 _REQUEST_STATUSES = frozenset(
@@ -51,6 +57,14 @@ class ProviderRef:
 
 
 @dataclass(frozen=True)
+class _NhsPolicy:
+    """What this connection accepts as an NHS number besides an issued one."""
+
+    allow_test_range: bool
+    other_uk_numbers: OtherUkNumbers
+
+
+@dataclass(frozen=True)
 class ReferralResources:
     """The two resources one referral becomes."""
 
@@ -65,14 +79,19 @@ def build_referral_resources(
     *,
     patient_id: str | None = None,
     today: date | None = None,
+    allow_test_range: bool = False,
+    other_uk_numbers: OtherUkNumbers = "quarantine",
 ) -> ReferralResources:
     """Check ``facts`` and build the UK Core Patient and ServiceRequest for them.
 
     ``patient_id`` lets the caller reuse a patient already known by NHS number; otherwise
     the id comes from (connection, local patient id). ``today`` is for tests.
+    ``allow_test_range`` and ``other_uk_numbers`` are the connection's NHS number policy
+    (module doc); the defaults are a live connection's.
     """
     record = facts.trust_referral_id
-    nhs_number = _checked_facts(facts, today or date.today())
+    policy = _NhsPolicy(allow_test_range, other_uk_numbers)
+    nhs_number = _checked_facts(facts, today or date.today(), policy)
     pid = patient_id or resource_id(connection, "Patient", facts.patient.local_id)
     patient = _patient(connection, pid, facts.patient, nhs_number)
     service_request = _service_request(connection, provider, facts, pid)
@@ -97,33 +116,35 @@ def _fail(record: str | None, field: str, message: str, code: str) -> RecordVali
     return RecordValidationError(message, field=field, record=record, code=code)
 
 
-def _checked_facts(facts: ReferralFacts, today: date) -> str | None:
+def _checked_facts(facts: ReferralFacts, today: date, policy: _NhsPolicy) -> str | None:
     """Apply the referral rules; return the canonical NHS number (or None)."""
     record = facts.trust_referral_id
     if not record.strip():
         raise _fail(None, "trust_referral_id", "referral id is empty", "required")
-    nhs_number = _checked_patient(record, facts.patient, today)
+    nhs_number = _checked_patient(record, facts.patient, today, policy)
     if facts.received_date > today:
         raise _fail(record, "received_date", "date is in the future", "date_in_future")
     if not _SOURCE_OF_REFERRAL.fullmatch(facts.source_of_referral):
         raise _fail(record, "source_of_referral", "not a data-set code [A-M][0-9]", "code")
-    if facts.presenting_problem is not None and not _ICD10.fullmatch(facts.presenting_problem):
-        raise _fail(record, "presenting_problem", "not an ICD-10 code", "code")
+    _check_problem(record, facts.presenting_problem)
     if facts.status not in _REQUEST_STATUSES:
         raise _fail(record, "status", "not a FHIR request status", "code")
     return nhs_number
 
 
-def _checked_patient(record: str, patient: PatientFacts, today: date) -> str | None:
+def _check_problem(record: str, problem: str | None) -> None:
+    """The presenting problem must be ICD-10, in either form (``domain.icd10``)."""
+    if problem is not None and not icd10.is_icd10(problem):
+        raise _fail(record, "presenting_problem", "not an ICD-10 code", "code")
+
+
+def _checked_patient(
+    record: str, patient: PatientFacts, today: date, policy: _NhsPolicy
+) -> str | None:
     """Patient rules: local id, NHS number and status, birth date, gender."""
     if not patient.local_id.strip():
         raise _fail(record, "patient.local_id", "local patient id is empty", "required")
-    nhs_number = None
-    if patient.nhs_number is not None:
-        try:
-            nhs_number = check_nhs_number(patient.nhs_number, field="patient.nhs_number")
-        except RecordValidationError as exc:
-            raise _fail(record, "patient.nhs_number", exc.reason, exc.code) from exc
+    nhs_number = _checked_nhs_number(record, patient.nhs_number, policy)
     status = patient.nhs_number_status
     if status is not None and status not in codes.NHS_NUMBER_VERIFICATION_DISPLAY:
         raise _fail(record, "patient.nhs_number_status", "not a code 01..08", "code")
@@ -132,6 +153,24 @@ def _checked_patient(record: str, patient: PatientFacts, today: date) -> str | N
     if patient.gender is not None and patient.gender not in _GENDERS:
         raise _fail(record, "patient.gender", "not a FHIR administrative gender", "code")
     return nhs_number
+
+
+def _checked_nhs_number(record: str, number: str | None, policy: _NhsPolicy) -> str | None:
+    """The canonical NHS number, None when absent, or the policy's answer to another scheme.
+
+    A CHI or H&C number under ``local_id`` yields None: the patient is then matched and
+    built by local id only, and the other scheme's number never poses as an NHS number.
+    """
+    if number is None:
+        return None
+    try:
+        return check_nhs_number(
+            number, field="patient.nhs_number", allow_test_range=policy.allow_test_range
+        )
+    except RecordValidationError as exc:
+        if exc.code == OTHER_SCHEME_CODE and policy.other_uk_numbers == "local_id":
+            return None
+        raise _fail(record, "patient.nhs_number", exc.reason, exc.code) from exc
 
 
 def _patient(connection: str, pid: str, facts: PatientFacts, nhs_number: str | None) -> JsonDict:
@@ -223,9 +262,14 @@ def _service_request(
         "performer": [_performer(provider)],
     }
     if facts.presenting_problem:
-        coding = {"system": codes.ICD10, "code": facts.presenting_problem}
+        coding = {"system": codes.ICD10, "code": _icd10_code(facts.presenting_problem)}
         request["reasonCode"] = [{"coding": [coding]}]
     return request
+
+
+def _icd10_code(problem: str) -> str:
+    """ICD-10's own form (``F32.0``); the build checked the shape before it got here."""
+    return icd10.fhir_form(problem) if icd10.is_icd10(problem) else problem
 
 
 REFERRAL_CATEGORY: JsonDict = {

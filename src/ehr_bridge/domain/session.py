@@ -14,7 +14,12 @@ from datetime import date, datetime
 from typing import Any
 
 from ehr_bridge.domain import codes
-from ehr_bridge.domain.measures import MEASURES, Measure, measure_coding, total_from_items
+from ehr_bridge.domain.measures import (
+    Measure,
+    measure_coding,
+    measure_table,
+    total_from_items,
+)
 from ehr_bridge.domain.validate import validate_resource
 from ehr_bridge.errors import RecordValidationError
 
@@ -115,9 +120,9 @@ def _encounter_types(appointment_type: str, mechanism: str) -> list[JsonDict]:
     return [{"coding": [app]}, {"coding": [mech]}]
 
 
-def _enabled_measure(measure_key: str) -> Measure:
-    """The measure for ``measure_key`` if it exists and is enabled."""
-    measure = MEASURES.get(measure_key)
+def _enabled_measure(measure_key: str, adsm_enabled: bool = False) -> Measure:
+    """The measure for ``measure_key`` if it exists and is enabled (ADSMs: with the switch)."""
+    measure = measure_table(adsm_enabled=adsm_enabled).get(measure_key)
     if measure is None or not measure.enabled:
         raise RecordValidationError(
             "unknown or disabled measure", field="measure_key", code="measure_unknown"
@@ -135,13 +140,17 @@ def build_score(
     measure_key: str,
     items: Sequence[int | None],
     effective: datetime,
+    adsm_enabled: bool = False,
 ) -> tuple[JsonDict, JsonDict]:
     """A completed questionnaire as (QuestionnaireResponse, total-score Observation).
 
-    The total is computed here from the items (never taken from the caller), and the
-    Observation is ``derivedFrom`` the response so the pair can be rechecked on the way in.
+    ADSM rows are refused unless ``adsm_enabled`` (a provider platform that sends them).
+
+    The total is computed here from the items (never taken from the caller; a WSAS with a
+    missing item gives a decimal such as 18.75), and the Observation is ``derivedFrom`` the
+    response so the pair can be rechecked on the way in.
     """
-    measure = _enabled_measure(measure_key)
+    measure = _enabled_measure(measure_key, adsm_enabled)
     total = total_from_items(measure, items)
     when = _instant(effective, "effective")
     context: JsonDict = {
@@ -186,7 +195,7 @@ def _score_observation(
     observation_id: str,
     response_id: str,
     measure: Measure,
-    total: int,
+    total: int | float,
     when: str,
     context: JsonDict,
 ) -> JsonDict:
@@ -213,8 +222,11 @@ SURVEY_CATEGORY: JsonDict = {
 }
 
 
-def score_quantity(total: int) -> JsonDict:
-    """Observation.valueQuantity for a score (UCUM ``{ScoreOf}``, as UK Core's example)."""
+def score_quantity(total: int | float) -> JsonDict:
+    """Observation.valueQuantity for a score (UCUM ``{ScoreOf}``, as UK Core's example).
+
+    A decimal total (WSAS pro-rated for a missing item, a mean) keeps its two places.
+    """
     return {"value": total, "unit": "ScoreOf", "system": codes.UCUM, "code": "{ScoreOf}"}
 
 

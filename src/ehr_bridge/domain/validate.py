@@ -2,18 +2,28 @@
 
 Collect runs ``parse_session_bundle`` on untrusted provider output before anything is
 stored or queued for write-back. It parses every entry with the FHIR model, then applies
-our clinical rules (known measure, score range, total equals the items, attendance coded).
-It never repairs anything: the first broken rule raises ``RecordValidationError`` naming
-the entry's path and the rule, never the value, and the whole bundle is quarantined.
+our clinical rules (known measure, score range, total equals the items, attendance coded,
+times with a UTC offset). It never guesses: the first broken rule raises
+``RecordValidationError`` naming the entry's path and the rule, never the value, and the
+whole bundle is quarantined. What it returns is canonical, so every later step reads one
+form: a score's ``code`` is the catalogue's coding (SNOMED, LOINC total, our key), a
+decimal total has two places, ``effectiveInstant`` becomes ``effectiveDateTime``, and a
+zero-padded AttendOrDNACode ("05") is the code list's "5".
+
+A total whose item set is not in the bundle cannot be checked here; it is listed in
+``SessionArtefacts.awaiting_items`` for collect, which runs ``check_score_against_response``
+once the response is stored, or applies the item-less rule when there is none.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import pydantic
@@ -21,11 +31,13 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from ehr_bridge.domain import codes
 from ehr_bridge.domain.measures import (
-    MEASURES,
     PANEL_LOINC_CODES,
     Measure,
+    measure_coding,
     measure_for_code,
+    measure_table,
     total_from_items,
+    two_places,
 )
 from ehr_bridge.domain.primitives import check_built, has_shape
 from ehr_bridge.errors import RecordValidationError
@@ -44,6 +56,9 @@ class SessionArtefacts:
     questionnaire_responses: list[JsonDict]
     documents: list[JsonDict]
     episode_ends: list[JsonDict]
+    #: observation id -> id of the QuestionnaireResponse its derivedFrom names that is not
+    #: in this bundle (check it once that response is stored); None: no derivedFrom at all
+    awaiting_items: dict[str, str | None] = field(default_factory=dict)
 
 
 def _path(prefix: str, loc: Sequence[int | str]) -> str:
@@ -203,9 +218,11 @@ def _linked_ids(resource: JsonDict, prefix: str) -> tuple[str, str]:
 # --- per-resource rules ----------------------------------------------------------------
 @dataclass
 class _Context:
-    """What the per-resource checks need from the rest of the bundle."""
+    """What the per-resource checks need from the rest of the bundle, and what they found."""
 
+    table: Mapping[str, Measure]
     responses: dict[str, tuple[str, JsonDict]] = field(default_factory=dict)
+    awaiting_items: dict[str, str | None] = field(default_factory=dict)
 
 
 def _coding_in(concept: Any, system: str) -> JsonDict | None:
@@ -225,13 +242,21 @@ def _check_coded(coding: JsonDict | None, table: Mapping[str, str], path: str) -
         raise _invalid(f"{path}.code", "code not in the data-set code list", "code")
 
 
-def _check_encounter(resource: JsonDict, prefix: str, ctx: _Context) -> None:
-    """Encounters must carry the attendance code, the AppType and a start time."""
+def _check_encounter(resource: JsonDict, prefix: str, ctx: _Context) -> JsonDict:
+    """Encounters carry the attendance code, the AppType and a start and end time.
+
+    AttendOrDNACode "05" (zero-padded, as NHS England also receives it) becomes "5". AppType
+    and ConsMechanism are two-character codes in the data set and no source shows NHS
+    England accepting them unpadded, so "2" for "02" is refused, not guessed.
+    """
+    path = f"{prefix}.extension(attend-or-dna)"
     extensions = [e for e in resource.get("extension") or [] if e.get("url") == _ATTEND_URL]
     attendance = extensions[0].get("valueCoding") if len(extensions) == 1 else None
     if attendance is not None and attendance.get("system") != codes.DATASET_ATTENDANCE:
         attendance = None
-    _check_coded(attendance, codes.ATTENDANCE_DISPLAY, f"{prefix}.extension(attend-or-dna)")
+    if attendance is not None and attendance.get("code") in codes.ATTENDANCE_ALIASES:
+        attendance["code"] = codes.ATTENDANCE_ALIASES[attendance["code"]]
+    _check_coded(attendance, codes.ATTENDANCE_DISPLAY, path)
     types = resource.get("type") or []
     app = next((c for t in types if (c := _coding_in(t, codes.DATASET_APPOINTMENT_TYPE))), None)
     _check_coded(app, codes.APPOINTMENT_TYPE_DISPLAY, f"{prefix}.type(appointment-type)")
@@ -240,73 +265,204 @@ def _check_encounter(resource: JsonDict, prefix: str, ctx: _Context) -> None:
     if mech is not None:
         table = codes.CONSULTATION_MECHANISM_DISPLAY
         _check_coded(mech, table, f"{prefix}.type(consultation-mechanism)")
-    if not _lookup(resource, "period.start"):
-        raise _invalid(f"{prefix}.period.start", "session start time is required", "required")
+    _check_period(resource, prefix)
+    return resource
 
 
 _ATTEND_URL = codes.ATTENDANCE_EXTENSION
 
 
-def _observation_measure(resource: JsonDict, prefix: str) -> Measure:
-    """The one enabled measure an Observation's codings name; panel-only coding is refused."""
+def _check_period(resource: JsonDict, prefix: str) -> None:
+    """A session needs a start and an end (the trust records its duration), in order."""
+    start, end = _lookup(resource, "period.start"), _lookup(resource, "period.end")
+    if not start:
+        raise _invalid(f"{prefix}.period.start", "session start time is required", "required")
+    if not end:
+        raise _invalid(f"{prefix}.period.end", "session end time is required", "required")
+    if datetime.fromisoformat(end) < datetime.fromisoformat(start):
+        raise _invalid(f"{prefix}.period", "session ends before it starts", "period")
+
+
+# --- dates and times -------------------------------------------------------------------
+#: fields that must be a full date-time with a UTC offset: the data set needs CareContTime
+#: and AssToolCompTime, and the trust writes need a local date and time
+_FULL_TIMES: Mapping[str, tuple[str, ...]] = {
+    "Encounter": ("period.start", "period.end"),
+    "Observation": ("effectiveDateTime", "effectiveInstant"),
+    "QuestionnaireResponse": ("authored",),
+    "DocumentReference": ("date",),
+}
+#: fields that may also be a calendar date (ServDischDate is a date)
+_DATES: Mapping[str, tuple[str, ...]] = {"EpisodeOfCare": ("period.start", "period.end")}
+_FULL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _check_times(resource: JsonDict, prefix: str) -> None:
+    """Refuse a date-only, year/month or offset-less time where we need a full one.
+
+    Runs on the entry as sent, before the FHIR model: the model already refuses an
+    offset-less time, but as a generic FHIR error; this names the rule. A value of the
+    wrong type is left to the model.
+    """
+    kind = resource["resourceType"]
+    for dotted in _FULL_TIMES.get(kind, ()):
+        value = _lookup(resource, dotted)
+        if isinstance(value, str) and not is_full_datetime(value):
+            reason = "needs a date and time with a UTC offset"
+            raise _invalid(f"{prefix}.{dotted}", reason, "datetime_precision")
+    for dotted in _DATES.get(kind, ()):
+        value = _lookup(resource, dotted)
+        if isinstance(value, str) and not (_is_date(value) or is_full_datetime(value)):
+            reason = "needs a date, or a date and time with a UTC offset"
+            raise _invalid(f"{prefix}.{dotted}", reason, "datetime_precision")
+
+
+def is_full_datetime(value: str) -> bool:
+    """True for a FHIR dateTime to the second with a UTC offset that Python can read."""
+    if not _FULL_TIME.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:  # 30 February, a leap second: legal in the pattern, not a real time
+        return False
+    return True
+
+
+def _is_date(value: str) -> bool:
+    """True for a full calendar date (YYYY-MM-DD)."""
+    if not _DATE.fullmatch(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+# --- scores ----------------------------------------------------------------------------
+def _observation_measure(resource: JsonDict, prefix: str, table: Mapping[str, Measure]) -> Measure:
+    """The one enabled measure an Observation's codings name.
+
+    Any LOINC panel code is refused, even beside a correct total code: a trust or a report
+    that reads the panel code would file the total as the whole questionnaire. A coding in
+    our own measure system with an unknown key is refused too; other codings that name no
+    measure (a provider's local code) are dropped by normalisation.
+    """
     codings = _lookup(resource, "code.coding") or []
-    found = {m.key: m for c in codings if (m := measure_for_code(c.get("system"), c.get("code")))}
+    found: dict[str, Measure] = {}
+    for index, coding in enumerate(codings):
+        system, code = coding.get("system"), coding.get("code")
+        path = f"{prefix}.code.coding[{index}]"
+        if system == codes.LOINC and code in PANEL_LOINC_CODES:
+            raise _invalid(path, "a LOINC panel code cannot code a total score", "panel_code")
+        measure = measure_for_code(str(system), str(code))
+        if measure is None and system == codes.OUTCOME_MEASURE_SYSTEM:
+            raise _invalid(path, "not a known outcome measure", "measure_unknown")
+        if measure is not None:
+            found[measure.key] = measure
     if not found:
-        panel = any(
-            c.get("system") == codes.LOINC and c.get("code") in PANEL_LOINC_CODES for c in codings
-        )
-        reason = "coded only by a LOINC panel code" if panel else "not a known outcome measure"
-        raise _invalid(f"{prefix}.code", reason, "panel_code" if panel else "measure_unknown")
+        raise _invalid(f"{prefix}.code", "not a known outcome measure", "measure_unknown")
     if len(found) > 1:
         raise _invalid(f"{prefix}.code", "codings name different measures", "measure_conflict")
-    measure = next(iter(found.values()))
+    measure = table[next(iter(found))]
     if not measure.enabled:
         raise _invalid(f"{prefix}.code", "measure is not enabled", "measure_disabled")
     return measure
 
 
-def _score_value(resource: JsonDict, measure: Measure, prefix: str) -> int:
-    """The Observation's total: a whole number within the measure's total range."""
+def _score_value(resource: JsonDict, measure: Measure, prefix: str) -> int | float:
+    """The Observation's total in canonical form, within the measure's total range.
+
+    A measure whose total may be a decimal (WSAS pro-rated, a mean) is taken at two
+    decimal places, the catalogue's precision; any other total must be a whole number.
+    """
     path = f"{prefix}.valueQuantity.value"
     value = _lookup(resource, "valueQuantity.value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise _invalid(path, "score total is required as a number", "score_missing")
-    if value != int(value):
+    if measure.decimal_total:
+        total = two_places(value)
+    elif value != int(value):
         raise _invalid(path, "score total must be a whole number", "score_type")
-    if not measure.total_min <= value <= measure.total_max:
-        limits = f"{measure.total_min}..{measure.total_max}"
+    else:
+        total = int(value)
+    if not measure.total_min <= total <= measure.total_max:
+        limits = f"{_number(measure.total_min)}..{_number(measure.total_max)}"
         raise _invalid(path, f"score total outside {limits}", "score_range")
-    return int(value)
+    return total
 
 
-def _check_observation(resource: JsonDict, prefix: str, ctx: _Context) -> None:
+def _number(value: float) -> str:
+    """A range bound as people write it (0, not 0.0)."""
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def _derived_response(resource: JsonDict, prefix: str) -> str | None:
+    """The id of the one QuestionnaireResponse a total is derived from, or None."""
+    sources = resource.get("derivedFrom") or []
+    if len(sources) > 1:
+        path = f"{prefix}.derivedFrom"
+        raise _invalid(path, "a total is derived from one item set", "derived_from")
+    if not sources:
+        return None
+    return _reference_id(sources[0], "QuestionnaireResponse", f"{prefix}.derivedFrom[0]")
+
+
+def _effective(resource: JsonDict, prefix: str) -> None:
+    """A score needs one completion time: effectiveDateTime, or an instant (moved there).
+
+    An instant is always a full time with an offset, so it is the same fact in the field
+    every trust mapping reads. A period or timing is refused: which moment the form was
+    completed (AssToolCompDate/Time) would be a guess.
+    """
+    if "effectiveInstant" in resource:
+        resource["effectiveDateTime"] = resource.pop("effectiveInstant")
+    for other in ("effectivePeriod", "effectiveTiming"):
+        if other in resource:
+            reason = "score needs one completion time, not a period or timing"
+            raise _invalid(f"{prefix}.{other}", reason, "effective_type")
+    if not resource.get("effectiveDateTime"):
+        raise _invalid(f"{prefix}.effectiveDateTime", "score date is required", "required")
+
+
+def _check_observation(resource: JsonDict, prefix: str, ctx: _Context) -> JsonDict:
     """A final score of an enabled measure, in range, equal to its items when we have them."""
     if resource.get("status") not in {"final", "amended", "corrected"}:
         raise _invalid(f"{prefix}.status", "score must be final", "status")
-    if not resource.get("effectiveDateTime"):
-        raise _invalid(f"{prefix}.effectiveDateTime", "score date is required", "required")
-    measure = _observation_measure(resource, prefix)
+    _effective(resource, prefix)
+    measure = _observation_measure(resource, prefix, ctx.table)
     total = _score_value(resource, measure, prefix)
-    for index, source in enumerate(resource.get("derivedFrom") or []):
-        ref_path = f"{prefix}.derivedFrom[{index}]"
-        response_id = _reference_id(source, "QuestionnaireResponse", ref_path)
-        if response_id in ctx.responses:
-            _check_against_items(measure, total, ctx.responses[response_id], prefix)
+    response_id = _derived_response(resource, prefix)
+    if response_id is not None and response_id in ctx.responses:
+        response_prefix, response = ctx.responses[response_id]
+        _check_against_items(measure, total, response, prefix, response_prefix)
+    else:
+        ctx.awaiting_items[resource["id"]] = response_id
+    return _normalised_score(resource, measure, total)
+
+
+def _normalised_score(resource: JsonDict, measure: Measure, total: int | float) -> JsonDict:
+    """The Observation with the catalogue's coding (text kept) and the canonical total."""
+    resource["code"] = {**resource["code"], "coding": measure_coding(measure)}
+    resource["valueQuantity"] = {**resource["valueQuantity"], "value": total}
+    return resource
 
 
 def _check_against_items(
-    measure: Measure, total: int, response: tuple[str, JsonDict], prefix: str
+    measure: Measure, total: int | float, response: JsonDict, prefix: str, response_prefix: str
 ) -> None:
-    """Recompute the total from the response's items and require the same number."""
-    response_prefix, body = response
-    if body.get("questionnaire") != measure.questionnaire_url:
+    """Recompute the total from a completed response of the same measure; require equality."""
+    if response.get("status") != "completed":
+        raise _invalid(f"{response_prefix}.status", "response must be completed", "status")
+    if response.get("questionnaire") != measure.questionnaire_url:
         raise _invalid(f"{prefix}.derivedFrom", "response is for another measure", "measure")
-    if _response_total(body, measure, response_prefix) != total:
+    if _response_total(response, measure, response_prefix) != total:
         path = f"{prefix}.valueQuantity.value"
         raise _invalid(path, "total differs from the sum of the items", "score_mismatch")
 
 
-def _response_total(response: JsonDict, measure: Measure, prefix: str) -> int:
+def _response_total(response: JsonDict, measure: Measure, prefix: str) -> int | float:
     """The total of a response's items, with item errors placed under ``prefix``."""
     try:
         return total_from_items(measure, questionnaire_items(response))
@@ -314,19 +470,48 @@ def _response_total(response: JsonDict, measure: Measure, prefix: str) -> int:
         raise _prefixed(exc, prefix) from exc
 
 
-def _check_response(resource: JsonDict, prefix: str, ctx: _Context) -> None:
-    """A completed response to one of our enabled measures' questionnaires."""
+def check_score_against_response(
+    observation: JsonDict,
+    response: JsonDict,
+    *,
+    adsm_enabled: bool = False,
+    observation_path: str = "Observation",
+    response_path: str = "QuestionnaireResponse",
+) -> None:
+    """Check a stored total against the stored item set it is derived from.
+
+    For a total whose items came in another bundle: the same rules as inside one bundle
+    (a completed response of the same measure, valid items, an equal total), plus the two
+    belonging to the same patient and referral. Raises ``RecordValidationError`` with the
+    field path (under ``observation_path`` or ``response_path``) and the rule.
+    """
+    table = measure_table(adsm_enabled=adsm_enabled)
+    measure = _observation_measure(observation, observation_path, table)
+    total = _score_value(observation, measure, observation_path)
+    if _derived_response(observation, observation_path) != response.get("id"):
+        path = f"{observation_path}.derivedFrom"
+        raise _invalid(path, "is not derived from this response", "derived_from")
+    if _linked_ids(response, response_path) != _linked_ids(observation, observation_path):
+        raise _invalid(response_path, "refers to another patient or referral", "reference_mismatch")
+    _check_against_items(measure, total, response, observation_path, response_path)
+
+
+def _check_response(resource: JsonDict, prefix: str, ctx: _Context) -> JsonDict:
+    """A completed response to one of the enabled measures' questionnaires."""
     if resource.get("status") != "completed":
         raise _invalid(f"{prefix}.status", "response must be completed", "status")
-    by_url = {m.questionnaire_url: m for m in MEASURES.values() if m.enabled}
+    by_url = {m.questionnaire_url: m for m in ctx.table.values() if m.enabled}
     measure = by_url.get(resource.get("questionnaire", ""))
     if measure is None:
         raise _invalid(f"{prefix}.questionnaire", "not a known measure", "measure_unknown")
     _response_total(resource, measure, prefix)
+    return resource
 
 
-def _check_document(resource: JsonDict, prefix: str, ctx: _Context) -> None:
-    """A note must hold non-empty plain text (UTF-8, base64) in its first attachment."""
+def _check_document(resource: JsonDict, prefix: str, ctx: _Context) -> JsonDict:
+    """A note needs its time and non-empty plain text (UTF-8, base64) in its first attachment."""
+    if not resource.get("date"):
+        raise _invalid(f"{prefix}.date", "note time is required", "required")
     path = f"{prefix}.content[0].attachment"
     content_type = _lookup((resource.get("content") or [{}])[0], "attachment.contentType")
     if not isinstance(content_type, str) or not content_type.startswith("text/plain"):
@@ -337,9 +522,10 @@ def _check_document(resource: JsonDict, prefix: str, ctx: _Context) -> None:
         raise _prefixed(exc, prefix) from exc
     if not text.strip():
         raise _invalid(f"{path}.data", "note text is empty", "note_empty")
+    return resource
 
 
-def _check_episode(resource: JsonDict, prefix: str, ctx: _Context) -> None:
+def _check_episode(resource: JsonDict, prefix: str, ctx: _Context) -> JsonDict:
     """An episode end must be finished, with an end date and a data-set EndCode."""
     if resource.get("status") != "finished":
         raise _invalid(f"{prefix}.status", "episode end must be finished", "status")
@@ -350,9 +536,10 @@ def _check_episode(resource: JsonDict, prefix: str, ctx: _Context) -> None:
     if coding is not None and coding.get("system") != codes.DATASET_END_CODE:
         coding = None
     _check_coded(coding, codes.END_CODE_DISPLAY, f"{prefix}.extension(end-code)")
+    return resource
 
 
-_Check = Callable[[JsonDict, str, _Context], None]
+_Check = Callable[[JsonDict, str, _Context], JsonDict]
 _CHECKS: Mapping[str, tuple[str, _Check]] = {
     "Encounter": ("encounters", _check_encounter),
     "Observation": ("observations", _check_observation),
@@ -363,30 +550,42 @@ _CHECKS: Mapping[str, tuple[str, _Check]] = {
 
 
 # --- the bundle ------------------------------------------------------------------------
-def parse_session_bundle(bundle: JsonDict) -> SessionArtefacts:
-    """Check an untrusted provider session bundle and group its resources.
+def parse_session_bundle(bundle: JsonDict, *, adsm_enabled: bool = False) -> SessionArtefacts:
+    """Check an untrusted provider session bundle and group its resources, normalised.
 
     Every entry is parsed with the FHIR model, must be one of the five artefact types,
     must refer to the same Patient and ServiceRequest as the others, and must pass its
-    type's rules. The first failure raises; nothing is dropped or repaired silently.
+    type's rules. The first failure raises; nothing is dropped silently. With
+    ``adsm_enabled`` (the service has verified the ADSM rows) ADSM scores are accepted.
     """
     entries = _bundle_entries(bundle)
-    resources = [validate_resource(e["resource"], path=p) for p, e in entries]
+    resources = [_parsed_entry(e["resource"], p) for p, e in entries]
     prefixes = [p for p, _ in entries]
     patient_id, request_id = _common_links(resources, prefixes)
     ctx = _Context(
+        table=measure_table(adsm_enabled=adsm_enabled),
         responses={
             r["id"]: (p, r)
             for p, r in zip(prefixes, resources, strict=True)
             if r["resourceType"] == "QuestionnaireResponse"
-        }
+        },
     )
     groups: dict[str, list[JsonDict]] = {name: [] for name, _ in _CHECKS.values()}
     for prefix, resource in zip(prefixes, resources, strict=True):
         group, check = _CHECKS[resource["resourceType"]]
-        check(resource, prefix, ctx)
-        groups[group].append(resource)
-    return SessionArtefacts(service_request_id=request_id, patient_id=patient_id, **groups)
+        groups[group].append(check(resource, prefix, ctx))
+    return SessionArtefacts(
+        service_request_id=request_id,
+        patient_id=patient_id,
+        awaiting_items=ctx.awaiting_items,
+        **groups,
+    )
+
+
+def _parsed_entry(resource: JsonDict, prefix: str) -> JsonDict:
+    """One entry's time rules, then its FHIR model parse (a fresh dict we may normalise)."""
+    _check_times(resource, prefix)
+    return validate_resource(resource, path=prefix)
 
 
 def _bundle_entries(bundle: JsonDict) -> list[tuple[str, JsonDict]]:

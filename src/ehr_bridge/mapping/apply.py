@@ -27,6 +27,8 @@ from ehr_bridge.mapping.transforms import BoundTransform, TransformError
 JsonDict = dict[str, Any]
 #: the context key every outbound kind must copy into its payload (our idempotency key)
 REFERENCE_PATH = "context.client_reference"
+#: the inbound field that says which provider a referral is addressed to
+ADDRESSEE_FIELD = "referred_on_to"
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,22 @@ class Mapping:
             return ReferralFacts.model_validate(data)
         except ValidationError as exc:
             raise self._invalid(exc, record_id) from None
+
+    def addressee(self, record: JsonDict) -> str | None:
+        """The provider a referral is referred on to (rule ``referred_on_to``); never raises.
+
+        Read on its own, before the rest of the record is mapped, so that a referral for
+        another provider can be left alone without storing (or quarantining) its patient's
+        data. None when the rule is absent or cannot be read.
+        """
+        rule = next((r for r in self._inbound if r.target == ADDRESSEE_FIELD), None)
+        if rule is None:
+            return None
+        try:
+            value = evaluate(rule, record)
+        except _RuleFailure:
+            return None
+        return _as_text(value)
 
     def outbound_kinds(self) -> frozenset[str]:
         """The write-back kinds this mapping can produce payloads for."""

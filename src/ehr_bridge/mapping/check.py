@@ -42,7 +42,10 @@ _INBOUND_VALUES: dict[str, tuple[str, Any]] = {
     "end_code": ("a data-set EndCode", codes.END_CODE_DISPLAY),
     "source_of_referral": ("a data-set SourceOfReferralMH code", re.compile(r"[A-M][0-9]")),
     "source_of_referral_snomed": ("a SNOMED CT concept id", re.compile(r"[1-9][0-9]{5,17}")),
-    "presenting_problem": ("an ICD-10 code", re.compile(r"[A-Z][0-9]{2}(\.?[0-9A-Z]{1,4})?")),
+    "presenting_problem": (
+        "an ICD-10 code (F32.0 or F320)",
+        re.compile(r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,2}|[0-9A-Z]{0,2})"),  # as domain.icd10
+    ),
 }
 #: our code lists by the code system or extension a rule extracts them with
 _BY_SYSTEM: dict[str, Iterable[str]] = {
@@ -109,7 +112,10 @@ def _ours(rule: CompiledRule) -> tuple[Iterable[str], tuple[BoundTransform, ...]
     if rule.source in _BY_CONTEXT:
         return _BY_CONTEXT[rule.source], rule.steps
     for index, step in enumerate(rule.steps):
-        if step.name == "coding_code":
+        listed: Iterable[str] | None
+        if step.name == "measure_code":
+            listed = _measure_codes(step.args["code"])
+        elif step.name == "coding_code":
             system = SYSTEM_ALIASES.get(step.args["system"], step.args["system"])
             listed = _BY_SYSTEM.get(system)
         elif step.name == "extension_value":
@@ -118,6 +124,12 @@ def _ours(rule: CompiledRule) -> tuple[Iterable[str], tuple[BoundTransform, ...]
             continue
         return (listed, rule.steps[index + 1 :]) if listed is not None else None
     return None
+
+
+def _measure_codes(code: str) -> list[str]:
+    """The codes ``measure_code`` can yield: of every enabled measure that has one."""
+    values = (getattr(m, code) for m in MEASURES.values() if m.enabled)
+    return [v for v in values if v]
 
 
 def _as_sent(code: str, steps: tuple[BoundTransform, ...]) -> Any:

@@ -63,7 +63,10 @@ def preview(
         payload = mapping.outbound(kind, document.get("resource") or {}, document["context"])
         return Preview(kind, payload)
     facts = mapping.referral_facts(document if isinstance(document, dict) else {})
-    resources = build_referral_resources(connection, provider, facts, today=today)
+    # sample records use test NHS numbers (9xx): a preview stores nothing and goes nowhere
+    resources = build_referral_resources(
+        connection, provider, facts, today=today, allow_test_range=True
+    )
     return Preview("referral", referral_bundle(resources), facts.model_dump(mode="json"))
 
 

@@ -8,10 +8,13 @@ reaches a transform (the engine passes it straight through), so every transform 
 it has a value.
 
 Parameterised transforms (``zero_pad``, ``remove_chars``, ``parse_date``, ``format_date``,
-``coding_code``, ``extension_value``) check their arguments when the mapping loads, so a
-typo fails at start-up rather than mid-run. Code system and extension URLs can be written as
-short aliases resolved from ``domain.codes``. Date formats are strftime patterns, which
-read and write text only: a mapping still cannot run code.
+``coding_code``, ``measure_code``, ``extension_value``) check their arguments when the
+mapping loads, so a typo fails at start-up rather than mid-run. Code system and extension
+URLs can be written as short aliases resolved from ``domain.codes``. Date formats are
+strftime patterns, which read and write text only: a mapping still cannot run code.
+``measure_code`` and ``measure_concept`` read the measure catalogue
+(``domain.measures``), so a total is recognised by any code the catalogue knows and the
+trust gets codes from the catalogue, never whatever the provider happened to send.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ehr_bridge.domain import codes
+from ehr_bridge.domain.measures import Measure, measure_coding, measure_for_code
 
 JsonDict = dict[str, Any]
 TransformFn = Callable[[Any], Any]
@@ -239,6 +243,50 @@ def _coding_code(value: Any, *, system: str) -> Any:
     return next((c.get("code") for c in _codings(value) if c.get("system") == system), None)
 
 
+def _named_measure(value: Any) -> Measure | None:
+    """The catalogue measure the codings name (SNOMED CT, LOINC total or our key), if any.
+
+    A provider may code a total any of those ways, in any order and alongside codings we
+    do not know (a LOINC panel code names no measure). Codings naming two different
+    measures are refused rather than guessed between.
+    """
+    found = {
+        measure.key: measure
+        for c in _codings(value)
+        if isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
+        for measure in [measure_for_code(c["system"], c["code"].strip())]
+        if measure is not None
+    }
+    if len(found) > 1:
+        raise TransformError("codings name more than one outcome measure")
+    return next(iter(found.values()), None)
+
+
+def _measure_code(value: Any, *, code: str) -> str | None:
+    """The code the mapping asks for, from the catalogue, not the one the provider sent."""
+    measure = _named_measure(value)
+    return _MEASURE_CODES[code](measure) if measure is not None else None
+
+
+def _measure_concept(value: Any) -> JsonDict | None:
+    """A total's CodeableConcept rebuilt from the catalogue: SNOMED CT, LOINC total, our key.
+
+    Whatever the provider sent (a panel code, a display of its own, a SNOMED code alone),
+    the trust gets the national codings the catalogue holds for the measure, and only those.
+    """
+    measure = _named_measure(value)
+    if measure is None:
+        return None
+    return {"coding": measure_coding(measure), "text": f"{measure.name} total score"}
+
+
+_MEASURE_CODES: Mapping[str, Callable[[Measure], str | None]] = {
+    "key": lambda m: m.key,
+    "snomed": lambda m: m.snomed,
+    "loinc": lambda m: m.loinc,
+}
+
+
 def _extension_value(value: Any, *, url: str) -> Any:
     items = value if isinstance(value, list) else [value]
     ext = next((e for e in items if isinstance(e, dict) and e.get("url") == url), None)
@@ -324,6 +372,14 @@ def _build_coding_code(args: JsonDict) -> TransformFn:
     return functools.partial(_coding_code, system=system)
 
 
+def _build_measure_code(args: JsonDict) -> TransformFn:
+    _check_args(args, ("code",))
+    code = args["code"]
+    if code not in _MEASURE_CODES:
+        raise TransformArgsError(f"code must be one of: {', '.join(_MEASURE_CODES)}")
+    return functools.partial(_measure_code, code=code)
+
+
 def _build_extension_value(args: JsonDict) -> TransformFn:
     _check_args(args, ("url",))
     url = _resolve_url(args["url"], EXTENSION_ALIASES, "url")
@@ -366,6 +422,17 @@ _ENTRIES: tuple[Transform, ...] = (
     _plain("base64_text", "base64 attachment data -> UTF-8 text", _base64_text),
     Transform(
         "coding_code", "code of the first coding in a system", ("system",), _build_coding_code
+    ),
+    Transform(
+        "measure_code",
+        "the catalogue's key, SNOMED CT or LOINC total code of the measure any coding names",
+        ("code",),
+        _build_measure_code,
+    ),
+    _plain(
+        "measure_concept",
+        "the catalogue's CodeableConcept (SNOMED CT, LOINC total, our key) of the measure",
+        _measure_concept,
     ),
     Transform(
         "extension_value", "value of the extension with a URL", ("url",), _build_extension_value

@@ -8,7 +8,8 @@ can trust the figures without a spreadsheet.
 Layers: ``model`` (the FHIR-free read model), ``load`` (store -> model, one referral at a
 time, notes reduced to phrase counts), pure functions per report (``outcomes``, ``waits``,
 ``activity``, ``governance``), ``build`` (all four for a connection) and outputs
-(``text`` tables, ``export`` JSON/CSV, ``html`` page with ``svg`` charts).
+(``text`` tables, ``export`` JSON/CSV, ``html`` page with ``svg`` charts). ``times`` reads
+every FHIR date/time form into an aware instant; ``quality`` counts what could not be read.
 """
 
 from ehr_bridge.reports.activity import ActivityReport, activity_report
@@ -29,7 +30,7 @@ from ehr_bridge.reports.governance import (
 )
 from ehr_bridge.reports.html import render_page
 from ehr_bridge.reports.load import episode_from_resources, load_episodes
-from ehr_bridge.reports.model import Episode, Period, Rate, Score, Session
+from ehr_bridge.reports.model import Episode, Period, Rate, Score, Session, Unreadable
 from ehr_bridge.reports.outcomes import (
     EpisodeOutcome,
     OutcomeCounts,
@@ -37,7 +38,9 @@ from ehr_bridge.reports.outcomes import (
     episode_outcome,
     outcomes_report,
 )
+from ehr_bridge.reports.quality import DataQuality, data_quality
 from ehr_bridge.reports.text import print_report, summary_lines
+from ehr_bridge.reports.times import When, read_when
 from ehr_bridge.reports.waits import WaitsReport, wait_days, waits_report
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "REPORTS",
     "ActivityReport",
     "ConnectionReports",
+    "DataQuality",
     "Episode",
     "EpisodeOutcome",
     "GovernanceReport",
@@ -56,11 +60,14 @@ __all__ = [
     "ReportOptions",
     "Score",
     "Session",
+    "Unreadable",
     "WaitsReport",
+    "When",
     "activity_report",
     "build_reports",
     "count_phrases",
     "csv_rows",
+    "data_quality",
     "episode_from_resources",
     "episode_outcome",
     "governance_report",
@@ -69,6 +76,7 @@ __all__ = [
     "outcomes_report",
     "print_report",
     "protocols_from_config",
+    "read_when",
     "render_page",
     "report_json",
     "reports_from_store",

@@ -7,6 +7,11 @@ bank holidays are not known here and count as weekdays). The did-not-attend rate
 (AttendOrDNACode 3) over every appointment with an attendance code in the period, and
 sessions per finished episode is the mean number of attended treatment sessions of the
 referrals that finished a course of treatment in the period.
+
+A session stored with a date but no time of day counts as an appointment, in its weekday
+and in course length, but not in the hour figures or the office-hours share, whose
+denominator is the attended sessions with a time (``attended_without_time`` says how many
+were left out).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class ActivityReport:
     by_weekday: list[int] = field(default_factory=lambda: [0] * 7)
     finished_episodes: int = 0
     finished_treatment_sessions: int = 0
+    #: attended sessions whose start has no time of day (not in the hour figures)
+    attended_without_time: int = 0
 
     @property
     def dna_rate(self) -> Rate:
@@ -43,8 +50,8 @@ class ActivityReport:
 
     @property
     def outside_office_share(self) -> Rate:
-        """Attended sessions starting outside 09:00-17:00 Monday-Friday."""
-        return Rate(self.outside_office_hours, self.attended)
+        """Attended sessions starting outside 09:00-17:00 Monday-Friday (of those with a time)."""
+        return Rate(self.outside_office_hours, self.attended - self.attended_without_time)
 
     @property
     def sessions_per_finished_episode(self) -> float | None:
@@ -62,8 +69,10 @@ def activity_report(episodes: Iterable[Episode], period: Period) -> ActivityRepo
             if session.day in period:
                 if attendance_code(session.attendance) is not None:
                     _count_session(report, session.attended, session.did_not_attend)
-                if session.attended:
+                if session.attended and session.has_time:
                     _count_when(report, session.local_start, not session.in_office_hours)
+                elif session.attended:
+                    _count_day_only(report, session.local_start)
         if episode.finished_treatment and episode.ended in period:
             report.finished_episodes += 1
             report.finished_treatment_sessions += len(episode.attended_treatment_sessions)
@@ -75,6 +84,12 @@ def _count_session(report: ActivityReport, attended: bool, missed: bool) -> None
     report.appointments += 1
     report.attended += attended
     report.did_not_attend += missed
+
+
+def _count_day_only(report: ActivityReport, local_start: datetime) -> None:
+    """One attended session known only by its day: its weekday, no hour."""
+    report.attended_without_time += 1
+    report.by_weekday[local_start.weekday()] += 1
 
 
 def _count_when(report: ActivityReport, local_start: datetime, outside: bool) -> None:

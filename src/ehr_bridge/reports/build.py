@@ -21,8 +21,9 @@ from ehr_bridge.reports.governance import (
     governance_report,
 )
 from ehr_bridge.reports.load import load_episodes
-from ehr_bridge.reports.model import Episode, Period
+from ehr_bridge.reports.model import Episode, Period, Unreadable
 from ehr_bridge.reports.outcomes import OutcomesReport, outcomes_report
+from ehr_bridge.reports.quality import DataQuality, data_quality
 from ehr_bridge.reports.waits import Cohort, WaitsReport, waits_report
 from ehr_bridge.store import Store
 
@@ -46,6 +47,7 @@ class ConnectionReports:
     waits: WaitsReport
     activity: ActivityReport
     governance: GovernanceReport
+    data_quality: DataQuality = field(default_factory=DataQuality)
 
 
 def protocols_from_config(config: ReportsConfig) -> tuple[Protocol, ...]:
@@ -73,9 +75,15 @@ def options_from_config(
 
 
 def build_reports(
-    connection: str, episodes: Iterable[Episode], options: ReportOptions
+    connection: str,
+    episodes: Iterable[Episode],
+    options: ReportOptions,
+    skipped: Iterable[Unreadable] = (),
 ) -> ConnectionReports:
-    """Outcomes, waits, activity and governance over the same episodes."""
+    """Outcomes, waits, activity and governance over the same episodes, and data quality.
+
+    ``skipped`` names referrals the loader could not make an Episode of.
+    """
     held = list(episodes)
     table = measure_table(adsm_enabled=options.adsm_enabled)
     return ConnectionReports(
@@ -90,10 +98,13 @@ def build_reports(
         waits=waits_report(held, options.period, options.cohort),
         activity=activity_report(held, options.period),
         governance=governance_report(held, options.period, options.protocols),
+        data_quality=data_quality(held, skipped),
     )
 
 
 def reports_from_store(store: Store, connection: str, options: ReportOptions) -> ConnectionReports:
     """Load a connection's episodes (counting the options' phrases) and build the reports."""
     phrases = all_phrases(options.protocols)
-    return build_reports(connection, load_episodes(store, connection, phrases), options)
+    skipped: list[Unreadable] = []
+    episodes = list(load_episodes(store, connection, phrases, skipped))
+    return build_reports(connection, episodes, options, skipped)

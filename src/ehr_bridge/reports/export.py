@@ -4,6 +4,10 @@ JSON keeps each report's shape (counts, denominators, rates as fractions rounded
 places). CSV is one long table for every report, ``connection, report, metric, group,
 count, denominator, rate, value``, so one spreadsheet pivot reads any of them; ``group`` is
 a month, an hour, a weekday, a week of waiting, an episode or a therapist where it applies.
+
+Every report carries its connection's data-quality block (``reports.quality``): in JSON as
+``data_quality``, in CSV as ``data_quality/...`` rows (one per unreadable resource, grouped
+by its internal reference, the field at fault as the value).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from ehr_bridge.reports.build import ConnectionReports
 from ehr_bridge.reports.governance import GovernanceReport, GovernanceRow
 from ehr_bridge.reports.model import Period, Rate
 from ehr_bridge.reports.outcomes import OutcomeCounts, OutcomesReport
+from ehr_bridge.reports.quality import DataQuality
 from ehr_bridge.reports.waits import (
     EIGHTEEN_WEEK_STANDARD,
     SIX_WEEK_STANDARD,
@@ -111,6 +116,7 @@ def activity_json(report: ActivityReport) -> JsonDict:
         "by_hour": {f"{h:02d}": n for h, n in enumerate(report.by_hour)},
         "by_hour_outside_office": {f"{h:02d}": n for h, n in enumerate(report.by_hour_outside)},
         "by_weekday": dict(zip(WEEKDAYS, report.by_weekday, strict=True)),
+        "attended_without_time": report.attended_without_time,
         "finished_episodes": report.finished_episodes,
         "attended_treatment_sessions": report.finished_treatment_sessions,
         "sessions_per_finished_episode": rounded(report.sessions_per_finished_episode),
@@ -148,15 +154,29 @@ def governance_json(report: GovernanceReport) -> JsonDict:
     }
 
 
+def quality_json(quality: DataQuality) -> JsonDict:
+    """What could not be read (internal references and fields only), and partial dates."""
+    return {
+        "unreadable": [{"resource": u.resource, "field": u.field} for u in quality.unreadable],
+        "sessions_without_time": quality.sessions_without_time,
+        "imprecise_dates": list(quality.imprecise_dates),
+    }
+
+
 def report_json(reports: ConnectionReports, name: str) -> JsonDict:
-    """One named report of a connection, with the connection's name."""
+    """One named report of a connection, with the connection's name and data quality."""
     makers = {
         "outcomes": lambda: outcomes_json(reports.outcomes),
         "waits": lambda: waits_json(reports.waits),
         "activity": lambda: activity_json(reports.activity),
         "governance": lambda: governance_json(reports.governance),
     }
-    return {"connection": reports.connection, **makers[name]()}
+    body = makers[name]()
+    return {
+        "connection": reports.connection,
+        **body,
+        "data_quality": quality_json(reports.data_quality),
+    }
 
 
 def csv_rows(reports: ConnectionReports, name: str) -> Iterator[Row]:
@@ -167,8 +187,16 @@ def csv_rows(reports: ConnectionReports, name: str) -> Iterator[Row]:
         "activity": _activity_rows,
         "governance": _governance_rows,
     }
-    for row in makers[name](reports):
+    for row in (*makers[name](reports), *_quality_rows(reports.data_quality)):
         yield tuple(safe_cell(cell) for cell in (reports.connection, name, *row))
+
+
+def _quality_rows(quality: DataQuality) -> Iterator[Row]:
+    yield _count_row("data_quality/unreadable", "", len(quality.unreadable))
+    for item in quality.unreadable:
+        yield _value_row("data_quality/unreadable_resource", item.resource, item.field)
+    yield _count_row("data_quality/sessions_without_time", "", quality.sessions_without_time)
+    yield _count_row("data_quality/imprecise_dates", "", len(quality.imprecise_dates))
 
 
 def safe_cell(cell: object) -> object:
@@ -229,6 +257,7 @@ def _activity_rows(reports: ConnectionReports) -> Iterator[Row]:
     yield _count_row("attended", "", activity.attended)
     yield _rate_row("did_not_attend", "", activity.dna_rate)
     yield _rate_row("outside_office_hours", "", activity.outside_office_share)
+    yield _count_row("attended_without_time", "", activity.attended_without_time)
     for hour, count in enumerate(activity.by_hour):
         yield _count_row("attended_by_hour", f"{hour:02d}", count)
     for hour, count in enumerate(activity.by_hour_outside):

@@ -277,7 +277,28 @@ def _sections(reports: ConnectionReports, names: Sequence[str]) -> str:
         "activity": lambda: _activity_section(reports.connection, reports.activity),
         "governance": lambda: _governance_section(reports),
     }
-    return "".join(makers[name]() for name in names)
+    return "".join(makers[name]() for name in names) + _quality_section(reports)
+
+
+def _quality_section(reports: ConnectionReports) -> str:
+    """What could not be fully read, by internal reference; nothing when all was read."""
+    quality = reports.data_quality
+    if quality.clean:
+        return ""
+    rows = [
+        [
+            "records that could not be read",
+            len(quality.unreadable),
+            ", ".join(f"{u.resource} ({u.field})" for u in quality.unreadable),
+        ],
+        ["sessions without a time of day", quality.sessions_without_time, ""],
+        [
+            "dated to a year or month only",
+            len(quality.imprecise_dates),
+            ", ".join(quality.imprecise_dates),
+        ],
+    ]
+    return f"<h3>Data quality</h3>{_table(['', 'count', 'records'], rows)}"
 
 
 def render_page(

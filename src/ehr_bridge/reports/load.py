@@ -5,15 +5,19 @@ referrals one by one, reads that referral's resources, and builds an ``Episode``
 decoded only to count the configured phrases and is gone before the next referral is read,
 so memory holds one referral's notes at most and the model never holds any text.
 
-Resources were validated when they were collected, but a report must not fail on one odd
-row: a resource that cannot be read is skipped and logged by type and id.
+Resources were validated when they were collected, but by the rules of their day: a store
+may hold any date/time form FHIR allows, ICD-10 written either way, decimal totals. Every
+time goes through ``reports.times`` (always aware, never a naive/aware mix), and a
+resource that still cannot be used is never dropped silently: it is logged by type and id
+and listed on its Episode (``unreadable``), which the reports count as data quality.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from ehr_bridge.domain import codes
@@ -21,16 +25,51 @@ from ehr_bridge.domain.measures import measure_for_code
 from ehr_bridge.domain.validate import note_text
 from ehr_bridge.errors import RecordValidationError
 from ehr_bridge.reports.governance import count_phrases
-from ehr_bridge.reports.model import Episode, Score, Session
+from ehr_bridge.reports.model import Episode, Score, Session, Unreadable, problem_code
+from ehr_bridge.reports.times import When, read_when
 from ehr_bridge.store import Store
 
 log = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
 _UNUSABLE_STATUSES = frozenset({"entered-in-error", "cancelled"})
+#: Observation.effective[x] forms that carry a time, in the order they are tried
+_EFFECTIVE = ("effectiveDateTime", "effectiveInstant")
 
 
-def load_episodes(store: Store, connection: str, phrases: Sequence[str] = ()) -> Iterator[Episode]:
-    """Every referral of ``connection`` as an Episode, oldest first, one read per referral."""
+class _Found:
+    """What one referral's loading could not use, collected as it goes."""
+
+    def __init__(self) -> None:
+        self.unreadable: list[Unreadable] = []
+        self.imprecise: list[str] = []
+
+    def skip(self, resource: JsonDict, field: str) -> None:
+        """Record (and log, by type and id only) a resource the reports cannot use."""
+        ref = _reference(resource)
+        log.warning("resource not usable in reports", extra={"resource": ref, "field": field})
+        self.unreadable.append(Unreadable(ref, field))
+
+    def dated(self, resource: JsonDict, when: When) -> None:
+        """Note a resource dated to a year or month only."""
+        if not when.has_day:
+            self.imprecise.append(_reference(resource))
+
+
+def _reference(resource: JsonDict) -> str:
+    return f"{resource.get('resourceType')}/{resource.get('id')}"
+
+
+def load_episodes(
+    store: Store,
+    connection: str,
+    phrases: Sequence[str] = (),
+    skipped: list[Unreadable] | None = None,
+) -> Iterator[Episode]:
+    """Every referral of ``connection`` as an Episode, oldest first, one read per referral.
+
+    A referral whose ServiceRequest cannot be read gives no Episode; it is appended to
+    ``skipped`` (when given) so the reports can still count it.
+    """
     for referral in store.list_referrals(connection):
         resources = store.resources_for_referral(referral.id)
         episode = episode_from_resources(
@@ -38,6 +77,8 @@ def load_episodes(store: Store, connection: str, phrases: Sequence[str] = ()) ->
         )
         if episode is not None:
             yield episode
+        elif skipped is not None:
+            skipped.append(Unreadable(f"ServiceRequest/{referral.id}", "authoredOn"))
 
 
 def episode_from_resources(
@@ -53,51 +94,48 @@ def episode_from_resources(
     request = next(
         (r for r in by_type.get("ServiceRequest", []) if r.get("id") == referral_id), None
     )
-    received = _day(request.get("authoredOn")) if request else None
+    received = read_when(request.get("authoredOn")) if request else None
     if request is None or received is None:
         log.warning("referral without a readable ServiceRequest", extra={"referral": referral_id})
         return None
-    notes = _note_hits(by_type.get("DocumentReference", []), phrases)
-    ended, end_code = _episode_end(by_type.get("EpisodeOfCare", []))
+    found = _Found()
+    found.dated(request, received)
+    notes = _note_hits(by_type.get("DocumentReference", []), phrases, found)
+    ended, end_code = _episode_end(by_type.get("EpisodeOfCare", []), found)
     return Episode(
         referral_id=referral_id,
         trust_referral_id=trust_referral_id,
-        received=received,
+        received=received.local_day,
         presenting_problem=_presenting_problem(request),
-        sessions=_sessions(by_type.get("Encounter", []), notes),
-        scores=_scores(by_type.get("Observation", [])),
+        sessions=_sessions(by_type.get("Encounter", []), notes, found),
+        scores=_scores(by_type.get("Observation", []), found),
         ended=ended,
         end_code=end_code,
+        unreadable=tuple(found.unreadable),
+        imprecise=tuple(found.imprecise),
     )
 
 
-def _day(value: Any) -> date | None:
-    """The calendar day of a FHIR date or dateTime string (its own local date)."""
-    if not isinstance(value, str) or len(value) < 10:
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-
-
-def _instant(value: Any) -> datetime | None:
-    """A FHIR dateTime with its offset; None when missing or unreadable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
 def _presenting_problem(request: JsonDict) -> str | None:
-    """The ICD-10 code in ServiceRequest.reasonCode, if any."""
+    """The ICD-10 code in ServiceRequest.reasonCode, in the data set's form (F41.0 -> F410).
+
+    FHIR writes ICD-10 with the dot (its code system's form), the data set without; stores
+    hold both, and the ADSM and protocol prefixes are in the data set's form.
+    """
     for concept in request.get("reasonCode") or []:
         for coding in concept.get("coding") or []:
-            if coding.get("system") == codes.ICD10 and coding.get("code"):
-                return str(coding["code"])
+            if _is_icd10(coding.get("system")) and isinstance(coding.get("code"), str):
+                code = problem_code(coding["code"])
+                if code:
+                    return code
     return None
+
+
+def _is_icd10(system: object) -> bool:
+    """The FHIR ICD-10 system, or a national variant of it (``.../icd-10-uk``)."""
+    if not isinstance(system, str):
+        return False
+    return system == codes.ICD10 or system.startswith(codes.ICD10 + "-")
 
 
 def _coding_code(codings: Iterable[JsonDict], system: str) -> str | None:
@@ -108,106 +146,157 @@ def _coding_code(codings: Iterable[JsonDict], system: str) -> str | None:
 
 
 def _sessions(
-    encounters: Iterable[JsonDict], notes: dict[str, list[dict[str, int]]]
+    encounters: Iterable[JsonDict], notes: dict[str, list[dict[str, int]]], found: _Found
 ) -> tuple[Session, ...]:
     """Encounters as Sessions, in time order, each with its notes' phrase counts."""
     sessions = []
     for encounter in encounters:
-        start = _instant((encounter.get("period") or {}).get("start"))
-        if start is None or start.tzinfo is None:
-            log.warning("encounter without a usable start", extra={"resource": encounter.get("id")})
+        period = encounter.get("period")
+        when = read_when(period.get("start") if isinstance(period, dict) else None)
+        if when is None:
+            found.skip(encounter, "period.start")
             continue
-        sessions.append(_session(encounter, start, notes.get(str(encounter.get("id")), [])))
+        found.dated(encounter, when)
+        notes_of = notes.get(str(encounter.get("id")), [])
+        sessions.append(_session(encounter, when, notes_of))
     return tuple(sorted(sessions, key=lambda s: s.start))
 
 
-def _session(encounter: JsonDict, start: datetime, notes: list[dict[str, int]]) -> Session:
+def _session(encounter: JsonDict, when: When, notes: list[dict[str, int]]) -> Session:
     """One Encounter as a Session."""
-    extensions = encounter.get("extension") or []
+    extensions = _dicts(encounter.get("extension"))
     attendance = next(
         (
-            (e.get("valueCoding") or {}).get("code")
+            _text((e.get("valueCoding") or {}).get("code"))
             for e in extensions
             if e.get("url") == codes.ATTENDANCE_EXTENSION
         ),
         None,
     )
-    type_codings = [c for t in encounter.get("type") or [] for c in t.get("coding") or []]
-    participants = encounter.get("participant") or []
+    type_codings = [c for t in _dicts(encounter.get("type")) for c in _dicts(t.get("coding"))]
     therapist = next(
         (
-            p["individual"]["display"]
-            for p in participants
-            if (p.get("individual") or {}).get("display")
+            _text(p["individual"]["display"])
+            for p in _dicts(encounter.get("participant"))
+            if isinstance(p.get("individual"), dict) and p["individual"].get("display")
         ),
         None,
     )
     return Session(
         id=str(encounter.get("id")),
-        start=start,
+        start=when.at,
         appointment_type=_coding_code(type_codings, codes.DATASET_APPOINTMENT_TYPE),
         attendance=attendance,
         therapist=therapist,
         notes=tuple(notes),
+        precision=when.precision,
     )
 
 
-def _scores(observations: Iterable[JsonDict]) -> tuple[Score, ...]:
+def _dicts(value: object) -> list[JsonDict]:
+    """The dict members of a JSON array (anything else reads as empty)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _scores(observations: Iterable[JsonDict], found: _Found) -> tuple[Score, ...]:
     """Total-score Observations of any known measure, with their completion time."""
     scores = []
     for observation in observations:
         if observation.get("status") in _UNUSABLE_STATUSES:
             continue
-        measure = next(
-            (
-                found
-                for c in (observation.get("code") or {}).get("coding") or []
-                if (found := measure_for_code(str(c.get("system")), str(c.get("code"))))
-            ),
-            None,
-        )
-        value = (observation.get("valueQuantity") or {}).get("value")
-        at = _instant(observation.get("effectiveDateTime"))
-        if measure is None or not isinstance(value, int | float) or at is None:
-            log.warning("observation skipped", extra={"resource": observation.get("id")})
-            continue
-        scores.append(Score(measure=measure.key, value=value, at=at))
+        score = _score(observation, found)
+        if score is not None:
+            scores.append(score)
     return tuple(sorted(scores, key=lambda s: s.at))
 
 
+def _score(observation: JsonDict, found: _Found) -> Score | None:
+    """One Observation as a Score, or None (recorded in ``found``) when it cannot be used."""
+    codings = _dicts((observation.get("code") or {}).get("coding"))
+    measure = next(
+        (
+            m
+            for c in codings
+            if (m := measure_for_code(str(c.get("system")), str(c.get("code")))) is not None
+        ),
+        None,
+    )
+    if measure is None:
+        found.skip(observation, "code")
+        return None
+    value = _number((observation.get("valueQuantity") or {}).get("value"))
+    if value is None:
+        found.skip(observation, "valueQuantity.value")
+        return None
+    when = _effective(observation)
+    if when is None:
+        found.skip(observation, "effective[x]")
+        return None
+    found.dated(observation, when)
+    return Score(measure=measure.key, value=value, at=when.at, precision=when.precision)
+
+
+def _number(value: object) -> float | None:
+    """A finite JSON number (an int stays an int); booleans and text are not scores."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _effective(observation: JsonDict) -> When | None:
+    """When the questionnaire was completed: effectiveDateTime/Instant, else the period start."""
+    for name in _EFFECTIVE:
+        if name in observation:
+            return read_when(observation[name])
+    period = observation.get("effectivePeriod")
+    if isinstance(period, dict):
+        return read_when(period.get("start") or period.get("end"))
+    return None
+
+
 def _note_hits(
-    documents: Iterable[JsonDict], phrases: Sequence[str]
+    documents: Iterable[JsonDict], phrases: Sequence[str], found: _Found
 ) -> dict[str, list[dict[str, int]]]:
     """Phrase counts per encounter id, one mapping per note; the text is dropped here."""
     hits: dict[str, list[dict[str, int]]] = {}
     for document in documents:
         if document.get("status") == "entered-in-error":
             continue
-        encounters = (document.get("context") or {}).get("encounter") or [{}]
+        encounters = _dicts((document.get("context") or {}).get("encounter")) or [{}]
         reference = str(encounters[0].get("reference", ""))
         encounter_id = reference.rsplit("/", 1)[-1]
         try:
             counts = count_phrases(note_text(document), phrases)
         except RecordValidationError:
-            log.warning("note not readable", extra={"resource": document.get("id")})
+            found.skip(document, "content")
             continue
         hits.setdefault(encounter_id, []).append(counts)
     return hits
 
 
-def _episode_end(episodes: Iterable[JsonDict]) -> tuple[date | None, str | None]:
-    """The latest EpisodeOfCare end date and its EndCode."""
+def _episode_end(episodes: Iterable[JsonDict], found: _Found) -> tuple[date | None, str | None]:
+    """The latest EpisodeOfCare end date (Europe/London day) and its EndCode."""
     latest: tuple[date | None, str | None] = (None, None)
     for episode in episodes:
         if episode.get("status") != "finished":
             continue
-        end = _day((episode.get("period") or {}).get("end"))
-        if end is None or (latest[0] is not None and end <= latest[0]):
+        period = episode.get("period")
+        when = read_when(period.get("end") if isinstance(period, dict) else None)
+        if when is None:
+            found.skip(episode, "period.end")
+            continue
+        found.dated(episode, when)
+        end = when.local_day
+        if latest[0] is not None and end <= latest[0]:
             continue
         end_code = next(
             (
-                (e.get("valueCoding") or {}).get("code")
-                for e in episode.get("extension") or []
+                _text((e.get("valueCoding") or {}).get("code"))
+                for e in _dicts(episode.get("extension"))
                 if e.get("url") == codes.END_CODE_EXTENSION
             ),
             None,

@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from zoneinfo import ZoneInfo
 
 from ehr_bridge.domain.codes import ATTENDED_CODES
+from ehr_bridge.reports.times import LONDON, Precision
 
-LONDON = ZoneInfo("Europe/London")
 #: AppType codes NHSE counts as treatment appointments (02 treatment, 03 assessment and
 #: treatment, 05 review and treatment)
 TREATMENT_APPOINTMENT_TYPES: frozenset[str] = frozenset({"02", "03", "05"})
@@ -42,6 +41,13 @@ def appointment_type_code(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
     return raw.strip().zfill(2)
+
+
+def problem_code(raw: str | None) -> str | None:
+    """ICD-10 in the data set's form: no dot, no spaces, upper case (``f41.0`` -> ``F410``)."""
+    if raw is None:
+        return None
+    return "".join(raw.split()).replace(".", "").upper() or None
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class Score:
     measure: str
     value: float
     at: datetime
+    precision: Precision = "time"
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,13 @@ class Session:
     attendance: str | None
     therapist: str | None = None
     notes: tuple[Mapping[str, int], ...] = ()
+    #: how much of ``start`` the source gave: a date-only start is midnight with no time
+    precision: Precision = "time"
+
+    @property
+    def has_time(self) -> bool:
+        """True when the start has a time of day (hour figures need one)."""
+        return self.precision == "time"
 
     @property
     def local_start(self) -> datetime:
@@ -125,6 +139,17 @@ class Session:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A stored resource a report could not use: its reference and the field at fault.
+
+    Only internal ids and field paths, never a value, so it can be printed and exported.
+    """
+
+    resource: str
+    field: str
+
+
+@dataclass(frozen=True)
 class Episode:
     """One referral as the reports see it.
 
@@ -140,6 +165,10 @@ class Episode:
     scores: tuple[Score, ...] = ()
     ended: date | None = None
     end_code: str | None = None
+    #: resources of this referral that could not be read (counted in data quality)
+    unreadable: tuple[Unreadable, ...] = ()
+    #: resources dated to a year or a month only, read as the start of that year or month
+    imprecise: tuple[str, ...] = ()
 
     @property
     def attended_treatment_sessions(self) -> tuple[Session, ...]:
@@ -160,9 +189,7 @@ class Episode:
 
     def problem_code(self) -> str | None:
         """The ICD-10 presenting problem without dots, upper case (F41.1 -> F411)."""
-        if not self.presenting_problem:
-            return None
-        return self.presenting_problem.replace(".", "").strip().upper() or None
+        return problem_code(self.presenting_problem)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,16 @@
 
 For each referral that finished a course of treatment (ended with at least two attended
 treatment sessions) in the period, the first and last scores of the depression measure
-(PHQ-9) and of the anxiety measure (GAD-7, or the ADSM for the presenting problem when the
-ADSM rows are switched on and the referral has a pair of them) decide:
+(PHQ-9) and of the anxiety measure decide the outcome. The anxiety measure is the
+anxiety-disorder-specific measure (ADSM) the catalogue pairs with the provisional diagnosis
+(``Measure.problems``: SPIN for F40.1, PDSS for F41.0, ...), when that row is enabled and
+the referral has a pair of its scores; otherwise GAD-7, the national back-up "if the
+recommended measure is missing" (Clark et al. 2018, Table 2). Where two ADSMs share a
+diagnosis (IES-R and PCL-5 for PTSD) the first in catalogue order that has a pair is used.
+Then:
 
-- at caseness at start: first PHQ-9 >= 10 or first anxiety score >= its cut-off;
+- at caseness at start: first PHQ-9 >= 10 or first anxiety score at its cut-off
+  (``Measure.at_caseness``: ``>=``, or ``>`` for the Mobility Inventory's 2.3);
 - recovery: at caseness at start and below both cut-offs at the last scores;
 - reliable improvement: a reliable decrease on at least one measure and no reliable
   increase on the other; reliable deterioration: a reliable increase on either;
@@ -23,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from ehr_bridge.domain.measures import Measure
 from ehr_bridge.reports.model import Episode, Period, Rate
@@ -43,8 +50,12 @@ class Pair:
 
     @property
     def change(self) -> float:
-        """Last minus first: negative is better on every measure we use."""
-        return self.last - self.first
+        """Last minus first: negative is better on every measure we use.
+
+        Worked in decimal, so a Mobility Inventory change of 3.1 -> 2.37 is exactly -0.73
+        (binary floats make it -0.7300000000000004, one side of the RCI or the other).
+        """
+        return float(Decimal(str(self.last)) - Decimal(str(self.first)))
 
 
 @dataclass(frozen=True)
@@ -74,15 +85,22 @@ def pair_of(episode: Episode, measure: Measure) -> Pair | None:
     return Pair(measure=measure, first=scores[0].value, last=scores[-1].value)
 
 
+def adsms_for(problem: str | None, table: Mapping[str, Measure]) -> list[Measure]:
+    """The enabled ADSMs for a provisional diagnosis (data-set form), in catalogue order."""
+    if not problem:
+        return []
+    return [
+        m
+        for m in table.values()
+        if m.enabled and m.role == "anxiety" and any(problem.startswith(p) for p in m.problems)
+    ]
+
+
 def anxiety_measure(episode: Episode, table: Mapping[str, Measure]) -> Measure:
-    """GAD-7, unless an enabled ADSM matches the presenting problem and has a pair."""
-    problem = episode.problem_code()
-    if problem:
-        for measure in table.values():
-            matches = any(problem.startswith(prefix) for prefix in measure.problems)
-            usable = measure.enabled and measure.role == "anxiety" and matches
-            if usable and pair_of(episode, measure) is not None:
-                return measure
+    """The first enabled ADSM for the diagnosis with a pair of scores, else GAD-7."""
+    for measure in adsms_for(episode.problem_code(), table):
+        if pair_of(episode, measure) is not None:
+            return measure
     return table[DEFAULT_ANXIETY_MEASURE]
 
 

@@ -180,6 +180,21 @@ def print_report(console: Console, reports: ConnectionReports, name: str) -> Non
         print_activity(console, reports.connection, reports.activity)
     else:
         print_governance(console, reports.connection, reports.governance)
+    print_quality(console, reports)
+
+
+def print_quality(console: Console, reports: ConnectionReports) -> None:
+    """A data-quality table when any record could not be fully used (ids only, no values)."""
+    quality = reports.data_quality
+    if quality.clean:
+        return
+    table = _table(f"Data quality: {reports.connection}", ["", "count", "records"], (0, 2))
+    unreadable = ", ".join(f"{u.resource} ({u.field})" for u in quality.unreadable)
+    _add(table, "records that could not be read", len(quality.unreadable), unreadable)
+    _add(table, "sessions without a time of day", quality.sessions_without_time, "")
+    imprecise = ", ".join(quality.imprecise_dates)
+    _add(table, "dated to a year or month only", len(quality.imprecise_dates), imprecise)
+    console.print(table)
 
 
 def summary_lines(reports: ConnectionReports) -> list[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ehr_bridge.sim.fhir_message import process_message
+from ehr_bridge.sim.fhir_rules import checked_write
 from ehr_bridge.sim.fhir_search import parse_query, search
 from ehr_bridge.sim.fhir_store import (
     FHIR_ID,
@@ -30,7 +31,6 @@ from ehr_bridge.sim.fhir_store import (
     FhirStore,
     JsonDict,
     Written,
-    checked,
 )
 from ehr_bridge.sim.fhir_transaction import find_matches, run_transaction
 
@@ -120,7 +120,7 @@ def _read(store: FhirStore, kind: str, resource_id: str) -> FhirResponse:
 
 
 def _create(store: FhirStore, kind: str, request: FhirRequest) -> FhirResponse:
-    resource = checked(request.body, kind)
+    resource = checked_write(request.body, kind)
     if resource.get("resourceType") != kind:
         raise FhirSimError(400, "invalid", "resourceType differs from the URL", kind)
     with store.locked():
@@ -135,7 +135,7 @@ def _create(store: FhirStore, kind: str, request: FhirRequest) -> FhirResponse:
 
 
 def _update(store: FhirStore, kind: str, resource_id: str, body: object) -> FhirResponse:
-    resource = checked(body, kind)
+    resource = checked_write(body, kind)
     if resource.get("resourceType") != kind or resource.get("id", resource_id) != resource_id:
         raise FhirSimError(400, "invalid", "resourceType or id differs from the URL", kind)
     written: Written = store.put({**resource, "id": resource_id})

@@ -92,8 +92,15 @@ def service_request_resource(referral: JsonDict) -> JsonDict:
                 "identifier": {"system": ODS, "value": referral["referred_on_to"]},
             }
         ],
-        "reasonCode": [{"coding": [{"system": ICD10, "code": referral["presenting_problem"]}]}],
+        "reasonCode": [
+            {"coding": [{"system": ICD10, "code": _dotted(referral["presenting_problem"])}]}
+        ],
     }
+
+
+def _dotted(code: str) -> str:
+    """ICD-10 as a FHIR trust writes it (F411 -> F41.1; F42 stays): the code system's form."""
+    return code if len(code) <= 3 else f"{code[:3]}.{code[3:]}"
 
 
 def _nhs_mod11(request: JsonDict, patient: JsonDict) -> None:

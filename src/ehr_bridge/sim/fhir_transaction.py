@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from ehr_bridge.sim.fhir_rules import checked_write
 from ehr_bridge.sim.fhir_search import parse_query
 from ehr_bridge.sim.fhir_store import (
     FHIR_ID,
@@ -21,7 +22,6 @@ from ehr_bridge.sim.fhir_store import (
     FhirSimError,
     FhirStore,
     JsonDict,
-    checked,
 )
 
 
@@ -53,7 +53,7 @@ def run_transaction(store: FhirStore, bundle: object) -> JsonDict:
         for plan in plans:
             if plan.resource is not None:
                 plan.resource = rewrite_references(plan.resource, targets)
-                checked(plan.resource, f"Bundle.entry[{plan.index}].resource")
+                checked_write(plan.resource, f"Bundle.entry[{plan.index}].resource")
         answers = [_commit(store, plan) for plan in plans]
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": answers}
 

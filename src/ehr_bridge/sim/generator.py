@@ -37,6 +37,10 @@ _SOURCES = [("A1", 45), ("B1", 40), ("A2", 3), ("B2", 2), ("C1", 2), ("D1", 2), 
             ("H1", 2), ("I1", 1), ("M3", 1)]  # fmt: skip
 _PROBLEMS = [("F320", 10), ("F321", 12), ("F329", 6), ("F411", 30), ("F412", 10),
              ("F400", 5), ("F401", 8), ("F410", 8), ("F431", 11)]  # fmt: skip
+#: an opt-in caseload whose provisional diagnoses all have an anxiety-disorder-specific
+#: measure (agoraphobia, social phobia, panic, OCD, PTSD, health anxiety), for ADSM runs
+ADSM_PROBLEMS = [("F400", 1), ("F401", 1), ("F410", 1), ("F42", 1), ("F431", 1),
+                 ("F452", 1)]  # fmt: skip
 _GENDERS = [("2", 60), ("1", 36), ("9", 2), ("X", 2)]
 _OTHER_PROVIDERS = ["SILVER01", "TALKWELL02", "INHOUSE01"]
 _BIRTH_FIRST = date(1950, 1, 1)
@@ -90,9 +94,12 @@ def _weighted(rng: random.Random, options: list[tuple[str, int]]) -> str:
 class ReferralFactory:
     """Mints referrals and patients with unique ids and NHS numbers from one seeded RNG."""
 
-    def __init__(self, rng: random.Random, now: datetime) -> None:
+    def __init__(
+        self, rng: random.Random, now: datetime, problems: list[tuple[str, int]] | None = None
+    ) -> None:
         self.rng = rng
         self.now = now
+        self.problems = problems or _PROBLEMS
         self._referral_seq = 0
         self._patient_seq = 0
         self._nhs_numbers: set[str] = set()
@@ -108,7 +115,7 @@ class ReferralFactory:
             "updated_at": format_timestamp(self._updated_at(referred_on)),
             "received_date": format_date(received),
             "source_of_referral": _weighted(self.rng, _SOURCES),
-            "presenting_problem": _weighted(self.rng, _PROBLEMS),
+            "presenting_problem": _weighted(self.rng, self.problems),
             "status": "referred_on",
             "referred_on_to": referred_on_to,
             "referred_on_date": format_date(referred_on),
@@ -189,14 +196,18 @@ def generate(
     hostile: int = 0,
     provider_code: str = "IESO01",
     now: datetime = REFERENCE_NOW,
+    problems: list[tuple[str, int]] | None = None,
 ) -> Dataset:
     """The caseload for one seed: good referrals, then ``hostile`` malformed ones of ours.
+
+    ``problems`` (weighted ICD-10 codes, e.g. ``ADSM_PROBLEMS``) replaces the default mix of
+    provisional diagnoses; without it the output is the default caseload, byte for byte.
 
     Hostile records cycle through ``HOSTILE_KINDS`` so any run of twelve or more covers them
     all; their ``updated_at`` falls among the good ones, so they turn up mid-listing.
     """
     rng = random.Random(seed)
-    factory = ReferralFactory(rng, now)
+    factory = ReferralFactory(rng, now, problems)
     dataset = Dataset(factory=factory)
     for code in destinations(rng, referrals, provider_code):
         dataset.add(factory.referral(code))

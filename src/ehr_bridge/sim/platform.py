@@ -15,6 +15,12 @@ storing it. Resources are built only by ``ehr_bridge.domain.session``.
 written) by ``now``, the episode end once its date has passed. With ``now=None`` there is no
 clock and a referral's whole course is written in one ``step()``. File times are set to when
 each artefact was produced, so the folder's (mtime, name) order is the clinical order.
+
+``adsm=True`` (off by default; the default output is unchanged byte for byte) adds the
+anxiety-disorder-specific measure the catalogue pairs with the referral's provisional
+diagnosis (``ServiceRequest.reasonCode``, ICD-10 either way: PDSS for F41.0, SPIN for F40.1,
+...) at the first and last attended sessions, like WSAS, from an RNG of its own so the rest
+of the course is the same course. A folder remembers the mode, as it remembers the seed.
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ehr_bridge.domain.codes import ICD10
 from ehr_bridge.domain.ids import resource_id
-from ehr_bridge.domain.measures import MEASURES, total_from_items
+from ehr_bridge.domain.measures import MEASURES, Measure, measure_table, total_from_items
 from ehr_bridge.domain.session import (
     build_encounter,
     build_episode_end,
@@ -91,7 +98,7 @@ class ExpectedArtefact:
     attendance: str | None = None
     measure: str | None = None
     items: tuple[int | None, ...] = ()
-    total: int | None = None
+    total: float | None = None
     text: str | None = None
     end_code: str | None = None
     end_date: date | None = None
@@ -156,12 +163,15 @@ class SyntheticPlatform:
     writes the same files again, byte for byte, which collect treats as repeats.
     """
 
-    def __init__(self, root: Path, *, seed: int = 1, now: datetime | None = None) -> None:
+    def __init__(
+        self, root: Path, *, seed: int = 1, now: datetime | None = None, adsm: bool = False
+    ) -> None:
         if now is not None and now.tzinfo is None:
             raise ConfigError("must be timezone-aware", key="now")
         self.root = Path(root)
         self.seed = seed
         self.now = now
+        self.adsm = adsm
         self.referrals_dir = self.root / "referrals"
         self.sessions_dir = self.root / "sessions"
         try:
@@ -190,7 +200,7 @@ class SyntheticPlatform:
         """Everything written so far, regenerated from the seed (nothing is stored twice)."""
         found: list[ExpectedArtefact] = []
         for referral in sorted(self._state.values(), key=lambda r: r.service_request_id):
-            course = _plan_course(self.seed, referral)
+            course = self._plan(referral)
             for session in course.sessions[: referral.sessions_written]:
                 found.extend(_session_artefacts(referral, session))
             if referral.ended:
@@ -208,7 +218,7 @@ class SyntheticPlatform:
         if progress.stopped:
             self._state[sr_id] = progress
             return result
-        course = _plan_course(self.seed, progress)
+        course = self._plan(progress)
         for session in course.sessions[progress.sessions_written :]:
             if not self._due(session.produced):
                 break
@@ -223,6 +233,14 @@ class SyntheticPlatform:
             result = replace(result, discharges=result.discharges + 1)
         self._state[sr_id] = progress
         return result
+
+    def _plan(self, referral: _Referral) -> _Course:
+        """The referral's course, with its ADSM in ADSM mode."""
+        course = _plan_course(self.seed, referral)
+        if not self.adsm:
+            return course
+        measure = _adsm_for(_referral_problem(self.referrals_dir, referral.service_request_id))
+        return course if measure is None else _with_adsm(self.seed, referral, course, measure)
 
     def _due(self, produced: datetime) -> bool:
         return self.now is None or produced <= self.now
@@ -240,13 +258,17 @@ class SyntheticPlatform:
             raw = json.loads(path.read_text(encoding="utf-8"))
             if raw["seed"] != self.seed:
                 raise ConfigError("differs from the seed this folder was built with", key="seed")
+            if raw.get("adsm", False) != self.adsm:
+                raise ConfigError("differs from the mode this folder was built with", key="adsm")
             return {sr: _referral_from_json(item) for sr, item in raw["referrals"].items()}
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError("is not a platform state file", key=STATE_FILE) from exc
 
     def _save_state(self) -> None:
         referrals = {sr: _referral_to_json(r) for sr, r in sorted(self._state.items())}
-        body = {"version": 1, "seed": self.seed, "referrals": referrals}
+        body: JsonDict = {"version": 1, "seed": self.seed, "referrals": referrals}
+        if self.adsm:
+            body["adsm"] = True
         _atomic_write(self.root / STATE_FILE, _encode(body), None)
 
 
@@ -412,6 +434,68 @@ def _items(
     return tuple(items)
 
 
+# --- ADSM mode -----------------------------------------------------------------------------
+
+
+def _referral_problem(folder: Path, service_request_id: str) -> str | None:
+    """The ICD-10 provisional diagnosis of a delivered referral, in data-set form (F410)."""
+    try:
+        bundle = json.loads((folder / f"{service_request_id}.json").read_text(encoding="utf-8"))
+        request = next(r for r in _resources(bundle) if r["resourceType"] == "ServiceRequest")
+        codings = [c for concept in request.get("reasonCode", []) for c in concept["coding"]]
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return None
+    code = next((c.get("code") for c in codings if c.get("system") == ICD10), None)
+    return code.replace(".", "").upper() if isinstance(code, str) else None
+
+
+def _adsm_for(problem: str | None) -> Measure | None:
+    """The first ADSM (catalogue order) the switched-on catalogue pairs with ``problem``."""
+    if not problem:
+        return None
+    for measure in measure_table(adsm_enabled=True).values():
+        if measure.enabled and any(problem.startswith(p) for p in measure.problems):
+            return measure
+    return None
+
+
+def _with_adsm(seed: int, referral: _Referral, course: _Course, measure: Measure) -> _Course:
+    """The course with ``measure`` at the first and last attended sessions.
+
+    Its own RNG, so the PHQ-9/GAD-7/WSAS answers and the schedule stay those of the plain
+    course; the ADSM starts above its cut-off and moves as PHQ-9 moves over the course.
+    """
+    rng = random.Random(f"ehr-bridge-platform-adsm|{seed}|{referral.service_request_id}")
+    scored = [s for s in course.sessions if s.scores]
+    if not scored:
+        return course
+    phq = [total_from_items(MEASURES["phq9"], dict(s.scores)["phq9"]) for s in scored]
+    ratio = phq[-1] / phq[0] if phq[0] else 1.0
+    cut = float(measure.caseness or measure.item_max)
+    start = rng.uniform(cut * 1.1, cut + (float(measure.total_max) - cut) * 0.6)
+    targets = {scored[0].number: start, scored[-1].number: start * ratio}
+    sessions = tuple(
+        replace(s, scores=(*s.scores, (measure.key, _adsm_items(rng, measure, targets[s.number]))))
+        if s.number in targets
+        else s
+        for s in course.sessions
+    )
+    return replace(course, sessions=sessions)
+
+
+def _adsm_items(rng: random.Random, measure: Measure, target: float) -> tuple[int | None, ...]:
+    """Item answers whose total (a sum, or the mean for a mean measure) is near ``target``."""
+    count = measure.item_count
+    wanted = target * count if measure.total_kind == "mean" else target
+    units = round(wanted) - measure.item_min * count
+    units = max(0, min(units, (measure.item_max - measure.item_min) * count))
+    items: list[int | None] = [measure.item_min] * count
+    for _ in range(units):
+        pick = rng.choice([i for i in range(count) if (items[i] or 0) < measure.item_max])
+        items[pick] = (items[pick] or 0) + 1
+    return tuple(items)
+
+
 # --- building bundles ----------------------------------------------------------------------
 
 
@@ -460,6 +544,7 @@ def _session_bundle(referral: _Referral, session: _Session) -> JsonDict:
                 measure_key=measure,
                 items=items,
                 effective=session.scored,
+                adsm_enabled=True,  # only an ADSM-mode course holds ADSM scores
             )
         )
     if session.note:

@@ -97,6 +97,15 @@ class BodyReader:
             raise _invalid(name, "must be an ISO 8601 timestamp with a time zone") from None
         return value
 
+    def score(self, name: str, high: int) -> float:
+        """A number ``0..high`` with at most two decimal places (a pro-rated total)."""
+        value = self.body.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _invalid(name, f"must be a number 0..{high}")
+        if not 0 <= value <= high or round(value, 2) != value:
+            raise _invalid(name, f"must be a number 0..{high}, at most 2 decimal places")
+        return float(value) if value != int(value) else int(value)
+
     def integer(self, name: str, low: int, high: int) -> int:
         """A JSON integer (not a boolean, not a float) in ``low..high``."""
         value = self.body.get(name)
@@ -164,7 +173,13 @@ def assessment(body: object, care_contacts: Collection[str]) -> JsonDict:
         "tool_code", _TOOL_CODE, "must be a SNOMED CT concept id or a LOCAL- code"
     )
     rule = KNOWN_TOOLS.get(tool_code)
-    score = reader.integer("score", 0, rule.max_score if rule else OTHER_TOOL_MAX_SCORE)
+    high = rule.max_score if rule else OTHER_TOOL_MAX_SCORE
+    # a total with a missing item is pro-rated, so may be a decimal (WSAS 18.75, NHS DD)
+    score = (
+        reader.score("score", high)
+        if rule and rule.max_missing
+        else reader.integer("score", 0, high)
+    )
     return {
         "client_reference": client_reference,
         "care_contact_id": link,
@@ -175,7 +190,7 @@ def assessment(body: object, care_contacts: Collection[str]) -> JsonDict:
     }
 
 
-def _items(value: Any, tool_code: str, score: int) -> list[int | None] | None:
+def _items(value: Any, tool_code: str, score: float) -> list[int | None] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value:

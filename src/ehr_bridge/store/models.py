@@ -141,6 +141,24 @@ class SubmissionRow(SQLModel, table=True):
     collected_at: datetime = Field(default_factory=utcnow)
 
 
+class HeldScoreRow(SQLModel, table=True):
+    """A stored total score waiting for its item answers, which have not been collected yet.
+
+    Its QuestionnaireResponse (``response_id``, named by ``derivedFrom``) comes in another
+    bundle; until it is here and the items agree, no write-back exists for the score. The
+    row goes when that bundle is stored: the score is then queued or quarantined.
+    """
+
+    __tablename__ = "held_score"
+    connection: str = Field(primary_key=True)
+    observation_id: str = Field(primary_key=True)
+    response_id: str = Field(index=True)
+    referral_id: str = Field(index=True)
+    #: the care contact the score's write-back waits for, as when it was collected
+    depends_on: str | None = None
+    held_at: datetime = Field(default_factory=utcnow, index=True)
+
+
 class RunRow(SQLModel, table=True):
     """One run of one flow, for `status` (last run, last error)."""
 

@@ -22,7 +22,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, and_, bindparam, case, exists, insert, or_, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    update,
+)
 from sqlalchemy import select as core_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -156,8 +168,15 @@ def _claim_values() -> dict[str, Any]:
 
 
 def _write_inputs_query() -> Any:
-    """The row's referral, resource and dependency by outer joins (built once: it is hot)."""
+    """The row's referral, resource, patient and dependency by outer joins (built once: hot).
+
+    The patient is the one the trust's own record of the referral names (its *natural*
+    patient, not the one an operator link leads to): the trust files what we write against
+    its identifiers for that patient.
+    """
     dependency = aliased(OutboxRow)
+    patient = aliased(ResourceRow)
+    natural = func.coalesce(col(ReferralRow.natural_patient_id), col(ReferralRow.patient_id))
     return (
         core_select(
             col(ReferralRow.trust_referral_id),
@@ -166,6 +185,10 @@ def _write_inputs_query() -> Any:
             col(ResourceRow.purged_at),
             col(dependency.state),
             col(dependency.trust_id),
+            col(patient.id),
+            col(patient.body),
+            col(patient.key_id),
+            col(patient.purged_at),
         )
         .select_from(OutboxRow)
         .outerjoin(ReferralRow, col(ReferralRow.id) == col(OutboxRow.referral_id))
@@ -177,6 +200,9 @@ def _write_inputs_query() -> Any:
             ),
         )
         .outerjoin(dependency, col(dependency.id) == col(OutboxRow.depends_on))
+        .outerjoin(
+            patient, and_(col(patient.resource_type) == "Patient", col(patient.id) == natural)
+        )
         .where(col(OutboxRow.id) == bindparam("key"))
     )
 
@@ -192,6 +218,8 @@ class WriteInputs:
     resource: dict[str, Any] | None
     dependency_state: str | None
     dependency_trust_id: str | None
+    #: the FHIR Patient the trust's referral names; only read when asked for (``with_patient``)
+    patient: dict[str, Any] | None = None
 
 
 class OutboxLeases:
@@ -226,18 +254,27 @@ class OutboxLeases:
             row: OutboxRow | None = s.get(OutboxRow, key)
             return row
 
-    def write_inputs(self, row: OutboxRow) -> WriteInputs:
-        """What one write needs besides the row, in one read instead of one per table."""
+    def write_inputs(self, row: OutboxRow, *, with_patient: bool = False) -> WriteInputs:
+        """What one write needs besides the row, in one read instead of one per table.
+
+        ``with_patient`` also opens the referral's Patient, for a trust whose messages name
+        the patient (HL7 v2 PID): it is read at push time and never copied into the row.
+        """
         with self.engine.connect() as c:
             found = c.execute(_WRITE_INPUTS, {"key": row.id}).first()
         if found is None:
             return WriteInputs(None, None, None, None)
-        referral, body, key_id, purged_at, dependency_state, dependency_trust_id = found
+        referral, body, key_id, purged_at, dependency_state, dependency_trust_id = found[:6]
         resource = None
         if body is not None and purged_at is None:
             aad = resource_aad(row.resource_type, row.resource_id)
             resource = json.loads(self.cipher.open(body, key_id, aad))
-        return WriteInputs(referral, resource, dependency_state, dependency_trust_id)
+        patient_id, patient_body, patient_key, patient_purged = found[6:]
+        patient = None
+        if with_patient and patient_body is not None and patient_purged is None:
+            aad = resource_aad("Patient", patient_id)
+            patient = json.loads(self.cipher.open(patient_body, patient_key, aad))
+        return WriteInputs(referral, resource, dependency_state, dependency_trust_id, patient)
 
     def finish_attempt(
         self,

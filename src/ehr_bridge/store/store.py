@@ -27,6 +27,7 @@ from ehr_bridge.security.crypto import PayloadCipher, quarantine_aad, resource_a
 from ehr_bridge.store.audit import AuditEntry, AuditLog, add_audit
 from ehr_bridge.store.bulk import canonical_json, chunks, close_open_quarantine, content_hash
 from ehr_bridge.store.flow_leases import FlowLeases
+from ehr_bridge.store.held_scores import HeldScores
 from ehr_bridge.store.identity import Identity
 from ehr_bridge.store.lineage import Lineage, add_delivery, add_version
 from ehr_bridge.store.migrate import current_revision, head_revision, upgrade
@@ -129,7 +130,9 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class Store(OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Submissions):
+class Store(
+    OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Submissions, HeldScores
+):
     """All reads and writes of ehr-bridge's state."""
 
     def __init__(

@@ -6,6 +6,11 @@ write-backs, its receipt), so a batch is written with a few set-based statements
 (``store.bulk``) instead; only a quarantine entry, which is rare, takes the ORM path. The
 receipt (``submission`` row) commits with the bundle's data, which is what lets collect
 answer "already stored" for a bundle whose acknowledgement was lost.
+
+A bundle also carries what it does to scores held for their items (``store.held_scores``):
+the scores it holds, the holds it ends, the scores it checked and those it refused. They
+commit with it too, so a hold is ended exactly when its outcome (a write-back or a
+quarantine entry) is recorded.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ from ehr_bridge.store.bulk import (
     text_hash,
     upsert,
     upsert_resources,
+)
+from ehr_bridge.store.held_scores import (
+    HeldScore,
+    remove_observations,
+    resolve_score_entries,
+    save_holds,
 )
 from ehr_bridge.store.models import (
     OutboxRow,
@@ -56,6 +67,14 @@ class CollectedBundle:
     resources: Sequence[JsonDict] = ()
     outbox: Sequence[NewOutboxItem] = ()
     quarantine: NewQuarantine | None = None
+    #: scores stored but not queued: their items are not collected yet
+    holds: Sequence[HeldScore] = ()
+    #: observation ids whose holds end with this bundle (released, refused or sent again)
+    unheld: Sequence[str] = ()
+    #: observation ids whose items were checked and agree (their open entries resolve)
+    checked_scores: Sequence[str] = ()
+    #: entries for held scores whose items disagree (``record_ref``: the observation id)
+    refused_scores: Sequence[NewQuarantine] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,7 @@ class Submissions:
             for bundle in bundles:
                 if bundle.quarantine is not None:
                     self._add_quarantine(s, connection, bundle.quarantine)
+            self._save_score_outcomes(s, connection, stored, now)
             upsert(
                 s,
                 _SUBMISSIONS,
@@ -135,6 +155,27 @@ class Submissions:
                 keys=("connection", "bundle_hash"),
                 update=("handle", "referral_id", "collected_at"),
             )
+
+    def _save_score_outcomes(
+        self, s: Session, connection: str, stored: Sequence[CollectedBundle], now: datetime
+    ) -> None:
+        """Holds, refused and checked scores, each score ending as its last bundle left it."""
+        holds: dict[str, HeldScore | None] = {}
+        verdicts: dict[str, bool] = {}  # observation id -> checked (True) or refused
+        for bundle in stored:
+            holds.update(dict.fromkeys(bundle.unheld))
+            holds.update((hold.observation_id, hold) for hold in bundle.holds)
+            for resource in bundle.resources:
+                if resource["resourceType"] == "Observation":
+                    verdicts.pop(resource["id"], None)  # stored again: not refused any more
+            verdicts.update(dict.fromkeys(bundle.checked_scores, True))
+            for entry in bundle.refused_scores:
+                self._add_quarantine(s, connection, entry)
+                verdicts[entry.record_ref] = False
+        passed = [obs for obs, checked in verdicts.items() if checked]
+        resolve_score_entries(s, connection, passed, now)
+        remove_observations(s, connection, [obs for obs, ok in verdicts.items() if not ok])
+        save_holds(s, connection, holds, now)
 
     def _resource_rows(
         self, connection: str, bundles: Sequence[CollectedBundle], now: datetime

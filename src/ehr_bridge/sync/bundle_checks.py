@@ -6,7 +6,9 @@ set-based. A backlog of many thousand bundles is therefore checked in worker pro
 one per core, while this process reads files and writes the previous batch.
 
 The check is pure (no store, no logging, no files), so a worker can do nothing but return
-a verdict: a ``SessionArtefacts`` or a ``Refusal``. Nothing is stored or acknowledged
+a verdict: a ``SessionArtefacts`` or a ``Refusal``. What it depends on beyond the bundle
+travels as plain picklable values (``adsm_enabled`` is a bool, never the connection or a
+``MappingProxyType`` measure table, which do not pickle). Nothing is stored or acknowledged
 until its verdict is back in this process. If the pool breaks (a worker killed, out of
 memory), the batch in hand is checked here instead and the pool is not used again this
 run: a crash costs time, never a bundle.
@@ -57,24 +59,28 @@ class Refusal:
 Verdict = SessionArtefacts | Refusal
 
 
-def check_bundle(bundle: JsonDict) -> Verdict:
-    """The checked artefacts of a bundle, or why it is refused (never raises for the bundle)."""
+def check_bundle(bundle: JsonDict, *, adsm_enabled: bool = False) -> Verdict:
+    """The checked artefacts of a bundle, or why it is refused (never raises for the bundle).
+
+    ``adsm_enabled`` accepts the anxiety-disorder-specific measures (``[reports]
+    adsm_enabled`` of the connection): without it their scores are refused.
+    """
     try:
         unreadable = bundle.get("_unreadable")
         if unreadable:
             raise RecordValidationError(
                 f"file unreadable ({unreadable})", field="(file)", code="unreadable"
             )
-        return parse_session_bundle(bundle)
+        return parse_session_bundle(bundle, adsm_enabled=adsm_enabled)
     except RecordError as exc:
         return Refusal(exc.code, exc.reason, exc.field)
     except Exception as exc:  # a shape nobody foresaw: refuse it by type, keep going
         return Refusal("internal_error", f"unexpected {type(exc).__name__}", None)
 
 
-def check_bundles(bundles: Sequence[JsonDict]) -> list[Verdict]:
+def check_bundles(bundles: Sequence[JsonDict], adsm_enabled: bool = False) -> list[Verdict]:
     """Verdicts for a chunk of bundles (one task for a worker)."""
-    return [check_bundle(bundle) for bundle in bundles]
+    return [check_bundle(bundle, adsm_enabled=adsm_enabled) for bundle in bundles]
 
 
 class PendingVerdicts:
@@ -89,8 +95,9 @@ class PendingVerdicts:
 
     def result(self) -> list[Verdict]:
         """The verdicts in bundle order; waits for the pool, or checks here."""
+        adsm = self._checker.adsm_enabled
         if not self._futures:
-            return check_bundles(self._bundles)
+            return check_bundles(self._bundles, adsm)
         try:
             verdicts: list[Verdict] = []
             for future in self._futures:
@@ -98,7 +105,7 @@ class PendingVerdicts:
             return verdicts
         except Exception as exc:  # BrokenProcessPool and kin: the batch is intact here
             self._checker.give_up_pool(exc)
-            return check_bundles(self._bundles)
+            return check_bundles(self._bundles, adsm)
 
 
 class BundleChecker:
@@ -107,10 +114,14 @@ class BundleChecker:
     ``workers`` below 2 never starts a pool. The pool starts once more than
     ``pool_after`` bundles were submitted in this run: a collect of a few hundred never
     pays the workers' start-up (about a second of imports each). It lives until ``close``.
+    ``adsm_enabled`` is passed to every check (see ``check_bundle``).
     """
 
-    def __init__(self, workers: int | None = None, *, pool_after: int = 400) -> None:
+    def __init__(
+        self, workers: int | None = None, *, pool_after: int = 400, adsm_enabled: bool = False
+    ) -> None:
         self.workers = default_workers() if workers is None else workers
+        self.adsm_enabled = adsm_enabled
         self.pool_after = pool_after
         self._submitted = 0
         self._pool: ProcessPoolExecutor | None = None
@@ -136,7 +147,7 @@ class BundleChecker:
         size = -(-len(bundles) // (2 * self.workers))  # two chunks a worker: even load
         chunks = [bundles[i : i + size] for i in range(0, len(bundles), size)]
         try:
-            futures = [pool.submit(check_bundles, chunk) for chunk in chunks]
+            futures = [pool.submit(check_bundles, chunk, self.adsm_enabled) for chunk in chunks]
         except Exception as exc:  # the pool broke before this batch: check it here
             self.give_up_pool(exc)
             futures = []

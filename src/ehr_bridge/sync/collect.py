@@ -12,6 +12,10 @@ acknowledged, in the order offered. A crash between commit and acknowledge leave
 bundles offered again, and their receipts (by content hash) make them "already stored":
 acknowledged, never stored twice. While one batch is written, the next is checked,
 in worker processes when the backlog is large (``bundle_checks``).
+
+A score is queued only once its items are checked; when they come in another bundle it
+is held until they do (``score_items``), and that bundle's transaction queues or
+quarantines it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,13 @@ from ehr_bridge.sync.bundle_checks import (
     check_bundle,
 )
 from ehr_bridge.sync.connection import Connection
+from ehr_bridge.sync.score_items import (
+    BatchScores,
+    ScorePlan,
+    assessment_item,
+    contact_key,
+    ref_id,
+)
 
 log = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
@@ -55,6 +66,10 @@ class CollectCounts:
     already_stored: int = 0
     quarantined: int = 0
     queued: int = 0
+    #: scores stored but held until their items are collected
+    held: int = 0
+    #: held scores whose items, once collected, disagreed (quarantined on their own)
+    scores_refused: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,7 @@ def collect(
     two, one per core; 0 or 1: no pool).
     """
     counts = CollectCounts()
-    with BundleChecker(workers) as checker:
+    with BundleChecker(workers, adsm_enabled=conn.adsm_enabled) as checker:
         in_hand: _Batch | None = None
         for taken in _batches(conn.provider.pending_submissions(), batch_size, stop):
             batch = _open_batch(conn, store, taken, checker, counts, in_hand)
@@ -146,11 +161,13 @@ def _open_batch(
 def _finish_batch(conn: Connection, store: Store, batch: _Batch, counts: CollectCounts) -> None:
     """Commit the batch's bundles together, then acknowledge every one taken."""
     verdicts = batch.verdicts.result()
-    owners = store.referral_owners(
-        [v.service_request_id for v in verdicts if isinstance(v, SessionArtefacts)]
-    )
+    artefacts = [v for v in verdicts if isinstance(v, SessionArtefacts)]
+    owners = store.referral_owners([a.service_request_id for a in artefacts])
+    scores = BatchScores.load(conn, store, artefacts)
     records = [
-        _record(conn, store, submission, bundle_hash, verdict, owners)
+        _record(
+            conn, store, submission.handle, bundle_hash, submission.bundle, verdict, owners, scores
+        )
         for (submission, bundle_hash), verdict in zip(batch.new, verdicts, strict=True)
     ]
     store.save_submissions(conn.name, records)
@@ -163,33 +180,56 @@ def _finish_batch(conn: Connection, store: Store, batch: _Batch, counts: Collect
 def _record(
     conn: Connection,
     store: Store,
-    submission: ProviderSubmission,
+    handle: str,
     bundle_hash: str,
+    bundle: JsonDict,
     verdict: Verdict,
     owners: dict[str, ReferralOwner],
+    scores: BatchScores,
 ) -> CollectedBundle:
     """What to store for one checked bundle: its artefacts, or its quarantine entry."""
-    if isinstance(verdict, SessionArtefacts):
-        refusal = _referral_refusal(conn, store, verdict, owners.get(verdict.service_request_id))
-        if refusal is None:
-            return _stored_record(conn, submission.handle, bundle_hash, verdict)
-        verdict = refusal
-    error = verdict.error()
-    entry = NewQuarantine(
-        source="submission",
-        record_ref=submission.handle,
-        code=error.code,
-        reason=error.safe_message,
-        field=error.field,
-        payload=submission.bundle,
-    )
-    return CollectedBundle(submission.handle, bundle_hash, None, quarantine=entry)
+    accepted = _accepted(conn, store, bundle, verdict, owners, scores)
+    if isinstance(accepted, Refusal):
+        error = accepted.error()
+        entry = NewQuarantine(
+            source="submission",
+            record_ref=handle,
+            code=error.code,
+            reason=error.safe_message,
+            field=error.field,
+            payload=bundle,
+        )
+        return CollectedBundle(handle, bundle_hash, None, quarantine=entry)
+    artefacts, plan = accepted
+    scores.commit(artefacts, plan)
+    return _stored_record(conn, handle, bundle_hash, artefacts, plan)
+
+
+def _accepted(
+    conn: Connection,
+    store: Store,
+    bundle: JsonDict,
+    verdict: Verdict,
+    owners: dict[str, ReferralOwner],
+    scores: BatchScores,
+) -> tuple[SessionArtefacts, ScorePlan] | Refusal:
+    """The bundle's artefacts and score plan, or why it is refused whole."""
+    if not isinstance(verdict, SessionArtefacts):
+        return verdict
+    owner = owners.get(verdict.service_request_id)
+    refusal = _referral_refusal(conn, store, verdict, owner)
+    if refusal is not None:
+        return refusal
+    plan = scores.plan(verdict, bundle)
+    if isinstance(plan, Refusal):
+        return plan
+    return verdict, plan
 
 
 def _stored_record(
-    conn: Connection, handle: str, bundle_hash: str, artefacts: SessionArtefacts
+    conn: Connection, handle: str, bundle_hash: str, artefacts: SessionArtefacts, plan: ScorePlan
 ) -> CollectedBundle:
-    outbox = [item for item in outbox_items(conn.name, artefacts) if conn.writes(item.kind)]
+    items = outbox_items(conn.name, artefacts, plan)
     resources = [
         *artefacts.encounters,
         *artefacts.questionnaire_responses,
@@ -197,7 +237,17 @@ def _stored_record(
         *artefacts.documents,
         *artefacts.episode_ends,
     ]
-    return CollectedBundle(handle, bundle_hash, artefacts.service_request_id, resources, outbox)
+    return CollectedBundle(
+        handle,
+        bundle_hash,
+        artefacts.service_request_id,
+        resources,
+        [item for item in items if conn.writes(item.kind)],
+        holds=plan.holds,
+        unheld=plan.unheld,
+        checked_scores=plan.checked,
+        refused_scores=plan.refused,
+    )
 
 
 def _count(conn: Connection, record: CollectedBundle, counts: CollectCounts) -> None:
@@ -215,14 +265,27 @@ def _count(conn: Connection, record: CollectedBundle, counts: CollectCounts) -> 
         return
     counts.stored += 1
     counts.queued += len(record.outbox)
+    counts.held += len(record.holds)
+    counts.scores_refused += len(record.refused_scores)
     log.info(
         "submission stored",
         extra={
             "connection": conn.name,
             "referral": record.referral_id,
             "queued": len(record.outbox),
+            "held": len(record.holds),
         },
     )
+    for entry in record.refused_scores:
+        log.warning(
+            "held score quarantined",
+            extra={
+                "connection": conn.name,
+                "observation": entry.record_ref,
+                "code": entry.code,
+                "field": entry.field,
+            },
+        )
 
 
 def _referral_refusal(
@@ -252,24 +315,32 @@ def collect_again(
     """Check and store a quarantined provider bundle again (`quarantine retry`).
 
     Useful when what stopped it has changed on our side: its referral is now pulled, or
-    its patient was merged. Returns the error when it still fails (nothing is stored, the
-    entry stays open); on success its write-backs are queued and the entry is resolved.
+    its patient was merged, or the items it waited for are now stored. A held score's
+    entry (source ``score``) holds the score and its items as a bundle and is checked
+    the same way. Returns the error when it still fails (nothing is stored, the entry
+    stays open); on success its write-backs are queued and the entry is resolved.
     """
-    verdict = check_bundle(bundle)
-    if isinstance(verdict, SessionArtefacts):
-        owners = store.referral_owners([verdict.service_request_id])
-        owner = owners.get(verdict.service_request_id)
-        refusal = _referral_refusal(conn, store, verdict, owner)
-        if refusal is None:
-            record = _stored_record(conn, handle, content_hash(bundle), verdict)
-            store.save_submissions(conn.name, [record])
-            return None
-        verdict = refusal
-    return verdict.error()
+    verdict = check_bundle(bundle, adsm_enabled=conn.adsm_enabled)
+    batch = [verdict] if isinstance(verdict, SessionArtefacts) else []
+    owners = store.referral_owners([a.service_request_id for a in batch])
+    scores = BatchScores.load(conn, store, batch)
+    accepted = _accepted(conn, store, bundle, verdict, owners, scores)
+    if isinstance(accepted, Refusal):
+        return accepted.error()
+    record = _stored_record(conn, handle, content_hash(bundle), *accepted)
+    store.save_submissions(conn.name, [record])
+    return None
 
 
-def outbox_items(connection: str, artefacts: SessionArtefacts) -> list[NewOutboxItem]:
-    """The write-backs a bundle implies: contact first, then its note and scores."""
+def outbox_items(
+    connection: str, artefacts: SessionArtefacts, plan: ScorePlan | None = None
+) -> list[NewOutboxItem]:
+    """The write-backs a bundle implies: contact first, then its note and scores.
+
+    With a ``plan``, scores it holds are left out, scores checked against stored items
+    carry those items, and the held scores it releases follow the bundle's own.
+    """
+    plan = plan or ScorePlan()
     referral_id = artefacts.service_request_id
     contact_keys = {
         enc["id"]: artefact_key(connection, "care_contact", enc["id"])
@@ -280,7 +351,7 @@ def outbox_items(connection: str, artefacts: SessionArtefacts) -> list[NewOutbox
         for enc in artefacts.encounters
     ]
     for doc in artefacts.documents:
-        encounter = _ref_id(doc.get("context", {}).get("encounter", [{}])[0])
+        encounter = ref_id(doc.get("context", {}).get("encounter", [{}])[0])
         items.append(
             NewOutboxItem(
                 artefact_key(connection, "clinical_note", doc["id"]),
@@ -292,22 +363,18 @@ def outbox_items(connection: str, artefacts: SessionArtefacts) -> list[NewOutbox
             )
         )
     responses = {qr["id"]: qr for qr in artefacts.questionnaire_responses}
+    held = plan.held_ids
     for obs in artefacts.observations:
-        derived = [_ref_id(d) for d in obs.get("derivedFrom", [])]
-        items_answers = next(
-            (questionnaire_items(responses[d]) for d in derived if d in responses), None
+        if obs["id"] in held:
+            continue
+        derived = [ref_id(d) for d in obs.get("derivedFrom", [])]
+        answers = next(
+            (questionnaire_items(responses[d]) for d in derived if d in responses),
+            plan.items.get(obs["id"]),
         )
-        items.append(
-            NewOutboxItem(
-                artefact_key(connection, "assessment", obs["id"]),
-                referral_id,
-                "assessment",
-                "Observation",
-                obs["id"],
-                depends_on=contact_keys.get(_ref_id(obs.get("encounter", {})) or ""),
-                context={"items": items_answers} if items_answers is not None else {},
-            )
-        )
+        depends_on = contact_key(connection, obs, set(contact_keys))
+        items.append(assessment_item(connection, referral_id, obs, depends_on, answers))
+    items.extend(plan.released)
     items.extend(_discharges(connection, referral_id, artefacts.episode_ends))
     return items
 
@@ -340,11 +407,3 @@ def _discharges(connection: str, referral_id: str, episodes: list[JsonDict]) -> 
             )
         )
     return result
-
-
-def _ref_id(reference: JsonDict) -> str | None:
-    """The id from ``Kind/id`` or ``urn:uuid:id``."""
-    text = reference.get("reference") if isinstance(reference, dict) else None
-    if not isinstance(text, str):
-        return None
-    return text.rsplit("/", 1)[-1].rsplit(":", 1)[-1]

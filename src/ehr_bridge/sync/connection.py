@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ehr_bridge.adapters.base import ProviderPort, TrustSource, TrustWriter
 from ehr_bridge.adapters.registry import ALL_WRITES, create_adapter, spec_for
@@ -52,6 +53,8 @@ class Connection:
     capabilities: frozenset[str] = ALL_WRITES | {"find_by_reference", "updated_since"}
     #: a test connection: 999-range test NHS numbers are accepted ([[connection]] test_connection)
     test_connection: bool = False
+    #: CHI / H&C numbers: "quarantine" or "local_id" ([[connection]] other_uk_numbers)
+    other_uk_numbers: Literal["quarantine", "local_id"] = "quarantine"
     #: measures whose totals may be written back without items ([connection.scores])
     itemless_totals: frozenset[str] = frozenset()
     #: the anxiety-disorder-specific measures are in use ([reports] adsm_enabled)
@@ -107,6 +110,7 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
         push_concurrency=config.schedule.push_concurrency,
         capabilities=spec_for(config.trust.adapter, "trust", f"{key}.trust").capabilities,
         test_connection=config.test_connection,
+        other_uk_numbers=config.other_uk_numbers,
         itemless_totals=frozenset(config.scores.itemless_totals),
         adsm_enabled=app.reports.adsm_enabled,
     )

@@ -39,6 +39,8 @@ class PullCounts:
     quarantined: int = 0
     pages: int = 0
     identity_changes: int = 0
+    #: referrals addressed to another provider: left alone, never stored
+    not_ours: int = 0
 
 
 PageHook = Callable[[PullCounts], None]
@@ -79,7 +81,12 @@ def pull(
         _log_identity(conn, changes, counts)
         log.info(
             "pull page committed",
-            extra={"connection": conn.name, "records": len(page.records), "page": counts.pages},
+            extra={
+                "connection": conn.name,
+                "records": len(page.records),
+                "page": counts.pages,
+                "not_ours": counts.not_ours,
+            },
         )
         if on_page is not None:
             on_page(counts)
@@ -154,8 +161,9 @@ class _PageWork:
         self.counts.seen += len(records)
         candidates = self._changed(records)
         mapped = [c for c in candidates if self._guarded(c, self._map)]
+        test = self.conn.test_connection
         keys = [
-            (_canonical(c.facts.patient.nhs_number), c.facts.patient.local_id)
+            (_canonical(c.facts.patient.nhs_number, test), c.facts.patient.local_id)
             for c in mapped
             if c.facts
         ]
@@ -180,9 +188,38 @@ class _PageWork:
             if key in seen or state.unchanged(*key):
                 self.counts.unchanged += 1
                 continue
+            if not self._addressed_to_us(candidate, known=candidate.ref in state.source_hashes):
+                continue
             seen.add(key)
             fresh.append(candidate)
         return fresh
+
+    def _addressed_to_us(self, candidate: _Candidate, *, known: bool) -> bool:
+        """False for a referral another provider was sent: it is left alone, never stored.
+
+        A feed may carry every onward referral of the service; taking one addressed
+        elsewhere would hand a patient's details to a provider they were never referred
+        to. A referral we hold already and that is now addressed elsewhere is quarantined
+        instead (``readdressed``), so support staff see it and tell the provider. A record
+        whose addressee cannot be read goes on to the mapping, whose required rule then
+        quarantines it naming the field.
+        """
+        record = candidate.record
+        addressee = self.conn.mapping.addressee(record) if isinstance(record, dict) else None
+        if addressee is None or _is_our_code(self.conn, addressee):
+            return True
+        if known:
+            error = RecordError(
+                "referral is now addressed to another provider",
+                field="referred_on_to",
+                record=candidate.ref,
+                code="readdressed",
+            )
+            self._quarantine(candidate, error)
+            return False
+        self.counts.not_ours += 1
+        log.debug("referral for another provider left alone", extra={"connection": self.conn.name})
+        return False
 
     def _map(self, candidate: _Candidate) -> None:
         if not isinstance(candidate.record, dict):
@@ -196,7 +233,12 @@ class _PageWork:
         assert facts is not None and match is not None  # mapped and matched before built
         conn = self.conn
         resources = build_referral_resources(
-            conn.name, conn.provider_ref, facts, patient_id=match.effective_id
+            conn.name,
+            conn.provider_ref,
+            facts,
+            patient_id=match.effective_id,
+            allow_test_range=conn.test_connection,
+            other_uk_numbers=conn.other_uk_numbers,
         )
         natural = match.natural_id if match.natural_id != match.effective_id else None
         self.referrals.append(
@@ -247,17 +289,28 @@ class _PageWork:
         )
 
 
+def _is_our_code(conn: Connection, addressee: str) -> bool:
+    """True when a referral's addressee is this connection's provider (code or ODS code)."""
+    ours = {conn.provider_ref.code, conn.provider_ref.ods_code}
+    wanted = addressee.strip().upper()
+    return any(code is not None and code.strip().upper() == wanted for code in ours)
+
+
 def _unexpected(exc: Exception, ref: str) -> RecordError:
     """A bug or a shape nobody foresaw: named by type only, as its text may hold data."""
     return RecordError(f"unexpected {type(exc).__name__}", record=ref, code="internal_error")
 
 
-def _canonical(nhs_number: str | None) -> str | None:
-    """The stored form of an NHS number, to look the patient up (None if it is not valid)."""
+def _canonical(nhs_number: str | None, test_connection: bool) -> str | None:
+    """The stored form of an NHS number, to look the patient up (None if it is not valid).
+
+    The same policy as the build: a number the build would refuse (or, for another UK
+    scheme, drop) never matches a stored patient.
+    """
     if nhs_number is None:
         return None
     try:
-        return check_nhs_number(nhs_number)
+        return check_nhs_number(nhs_number, allow_test_range=test_connection)
     except RecordError:
         return None
 

@@ -33,6 +33,7 @@ from datetime import timedelta
 from typing import Any
 
 from ehr_bridge.adapters.base import WriteItem, WriteReceipt
+from ehr_bridge.domain import codes
 from ehr_bridge.errors import (
     ConnectionStopError,
     EhrBridgeError,
@@ -279,8 +280,14 @@ def _done(conn: Connection, store: Store, row: OutboxRow, receipt: WriteReceipt)
 
 
 def build_write_item(conn: Connection, store: Store, row: OutboxRow) -> WriteItem:
-    """Map a row's stored resource to the trust's payload (also used by tests and repair)."""
-    inputs = store.write_inputs(row)
+    """Map a row's stored resource to the trust's payload (also used by tests and repair).
+
+    ``context.patient`` (the trust's identifiers of the patient, and the name and birth
+    date) is read from the store here, only for a kind whose mapping reads it, and lives
+    only in this payload: the row's stored context never holds patient data.
+    """
+    with_patient = _reads_patient(conn, row.kind)
+    inputs = store.write_inputs(row, with_patient=with_patient)
     if inputs.trust_referral_id is None or inputs.resource is None:
         raise TerminalError(f"outbox {row.id}: its referral or resource is missing", code="missing")
     if row.depends_on is not None and inputs.dependency_state not in (None, "done"):
@@ -292,8 +299,44 @@ def build_write_item(conn: Connection, store: Store, row: OutboxRow) -> WriteIte
     context: dict[str, Any] = json.loads(row.context)
     context.update(client_reference=row.id, trust_referral_id=inputs.trust_referral_id)
     context["care_contact_id"] = inputs.dependency_trust_id if row.depends_on else None
+    if with_patient:
+        context["patient"] = patient_context(inputs.patient, row.connection)
     payload = conn.mapping.outbound(row.kind, inputs.resource, context)
     return WriteItem(row.kind, inputs.trust_referral_id, row.id, payload)
+
+
+def _reads_patient(conn: Connection, kind: str) -> bool:
+    """True when an outbound rule of ``kind`` reads ``context.patient``."""
+    if kind not in conn.mapping.outbound_kinds():
+        return False
+    return any("context.patient" in rule.source for rule in conn.mapping.rules(kind))
+
+
+def patient_context(patient: dict[str, Any] | None, connection: str) -> dict[str, Any]:
+    """``context.patient`` for the outbound mappings, from the referral's FHIR Patient.
+
+    ``local_id`` is the identifier this connection's trust issued (a patient known to two
+    trusts carries one per trust); ``nhs_number`` the UK Core ``nhsNumber`` slice; the name
+    is the official one (else the first). Absent parts are None, so a mapping's rule for a
+    field the trust never gave us yields nothing rather than failing.
+    """
+    if patient is None:
+        return {}
+    local_system = codes.patient_identifier_system(connection)
+    names = patient.get("name") or [{}]
+    name = next((n for n in names if n.get("use") == "official"), names[0])
+    return {
+        "nhs_number": _identifier(patient, codes.NHS_NUMBER_SYSTEM),
+        "local_id": _identifier(patient, local_system),
+        "family_name": name.get("family"),
+        "given_names": list(name.get("given") or []) or None,
+        "birth_date": patient.get("birthDate"),
+    }
+
+
+def _identifier(patient: dict[str, Any], system: str) -> str | None:
+    found = (i.get("value") for i in patient.get("identifier") or [] if i.get("system") == system)
+    return next(found, None)
 
 
 def _retry_or_bury(

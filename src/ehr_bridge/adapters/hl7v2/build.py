@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from hl7apy.consts import VALIDATION_LEVEL
@@ -38,6 +38,10 @@ class _Payload(BaseModel):
     referral_id: str = ModelField(min_length=1)
     patient_nhs_number: str | None = None
     patient_local_id: str | None = None
+    #: PID-5 and PID-7, sent only when the trust's mapping has rules for them
+    patient_family_name: str | None = None
+    patient_given_names: list[str] | None = None
+    patient_birth_date: date | None = None
 
 
 class AssessmentPayload(_Payload):
@@ -132,6 +136,11 @@ def _message(kind: str, trigger: str, header: Header, control_id: str) -> Messag
 
 
 def _patient(pid: Segment, payload: _Payload, header: Header) -> None:
+    """PID-3 with the NHS number (``^^^NHS^NH``) and the trust's id (``^^^<authority>^MR``).
+
+    PID-5 (XPN family^given^further given names) and PID-7 (DT) follow where the mapping
+    gave them. Every part is escaped, so a name holding a separator stays one component.
+    """
     _put(pid, 1, "1")
     identifiers = []
     if payload.patient_nhs_number:
@@ -141,6 +150,12 @@ def _patient(pid: Segment, payload: _Payload, header: Header) -> None:
         identifiers.append(_components(payload.patient_local_id, None, None, authority, "MR"))
     if identifiers:
         _put(pid, 3, *identifiers)
+    given = payload.patient_given_names or []
+    if payload.patient_family_name or given:
+        middle = " ".join(given[1:]) or None
+        _put(pid, 5, _components(payload.patient_family_name, given[0] if given else None, middle))
+    if payload.patient_birth_date:
+        _put(pid, 7, payload.patient_birth_date.strftime("%Y%m%d"))
 
 
 def _our_id(control_id: str, header: Header) -> str:

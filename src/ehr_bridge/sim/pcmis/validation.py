@@ -95,7 +95,9 @@ def questionnaire(body: object, appointments: Collection[int]) -> JsonDict:
     reference = _reference(reader)
     link = _appointment_link(reader, appointments)
     measure = reader.code("Measure", MEASURES)
-    total = reader.integer("TotalScore", 0, MEASURES[measure][0])
+    high, _, _, may_miss = MEASURES[measure]
+    # a form with an unanswered item is pro-rated, so its total may be a decimal (WSAS)
+    total = reader.score("TotalScore", high) if may_miss else reader.integer("TotalScore", 0, high)
     return {
         "ExternalRef": reference,
         "AppointmentId": link,
@@ -106,7 +108,7 @@ def questionnaire(body: object, appointments: Collection[int]) -> JsonDict:
     }
 
 
-def _answers(value: Any, measure: str, total: int) -> list[int | None] | None:
+def _answers(value: Any, measure: str, total: float) -> list[int | None] | None:
     if value is None:
         return None
     _, count, item_max, may_miss = MEASURES[measure]

@@ -1,0 +1,77 @@
+"""The simulated FHIR trust's business rules for a written total score (an Observation).
+
+A trust's FHIR facade files a score under the assessment tool its code names, so it
+refuses what it cannot file safely, as a strict simulator should: a total coded with a
+LOINC *panel* code (the whole questionnaire, not its total), codings that name two
+different tools, a score outside its tool's range, or a score coded only in systems the
+trust does not know. Errors name the element path and the rule, never the value.
+
+The codes are the trust's own list, restated here rather than read from the engine's
+measure catalogue: the simulator stands for someone else's system, so a wrong code in the
+catalogue must show up as a refusal here, not leak into the check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ehr_bridge.sim.fhir_store import FhirSimError, JsonDict, checked
+
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+#: the local code system this trust agreed with the provider for tools without national codes
+AGREED_LOCAL = "https://fhir.ehr-bridge.dev/CodeSystem/outcome-measure"
+#: (system, code) -> (tool, highest total)
+KNOWN_TOOLS: dict[tuple[str, str], tuple[str, float]] = {
+    (SNOMED, "720433000"): ("PHQ-9", 27),
+    (LOINC, "44261-6"): ("PHQ-9", 27),
+    (SNOMED, "445455005"): ("GAD-7", 21),
+    (LOINC, "70274-6"): ("GAD-7", 21),
+    (AGREED_LOCAL, "phq9"): ("PHQ-9", 27),
+    (AGREED_LOCAL, "gad7"): ("GAD-7", 21),
+    (AGREED_LOCAL, "wsas"): ("WSAS", 40),
+}
+PANEL_CODES = frozenset({"44249-1", "69737-5"})
+
+
+def checked_write(resource: object, path: str = "") -> JsonDict:
+    """A resource a client writes: parsed as any FHIR server would, then this trust's rules."""
+    parsed = checked(resource, path)
+    if parsed.get("resourceType") == "Observation":
+        check_observation(parsed, path or "Observation")
+    return parsed
+
+
+def check_observation(resource: JsonDict, path: str = "Observation") -> None:
+    """Refuse a total score this trust could not file under the right tool (422)."""
+    codings = _codings(resource)
+    tools = set()
+    for index, (system, code) in enumerate(codings):
+        where = f"{path}.code.coding[{index}]"
+        if system == LOINC and code in PANEL_CODES:
+            raise FhirSimError(422, "business-rule", "a panel code cannot code a total", where)
+        if (system, code) in KNOWN_TOOLS:
+            tools.add(KNOWN_TOOLS[(system, code)])
+    if len(tools) > 1:
+        raise FhirSimError(422, "business-rule", "codings name different tools", f"{path}.code")
+    if not tools:
+        raise FhirSimError(
+            422, "code-invalid", "no assessment tool this trust knows", f"{path}.code"
+        )
+    ((_, highest),) = tools
+    value = _number((resource.get("valueQuantity") or {}).get("value"))
+    if value is None or not 0 <= value <= highest:
+        raise FhirSimError(
+            422, "business-rule", "score outside the tool's range", f"{path}.valueQuantity.value"
+        )
+
+
+def _codings(resource: JsonDict) -> list[tuple[Any, Any]]:
+    coding = (resource.get("code") or {}).get("coding") or []
+    return [(c.get("system"), c.get("code")) for c in coding if isinstance(c, dict)]
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
