@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ehr_bridge.cli.app import app
+from ehr_bridge.retry import RetryPolicy
 from ehr_bridge.sim.faults import Fault
-from ehr_bridge.sync.retry import RetryPolicy
 from support.bridge import running_bridge
 
 runner = CliRunner()

@@ -22,6 +22,7 @@ from ehr_bridge.demo import bundled_mapping
 from ehr_bridge.domain.referral import ProviderRef
 from ehr_bridge.errors import ConfigError, ConnectionStopError
 from ehr_bridge.mapping import load_mapping
+from ehr_bridge.retry import RetryPolicy
 from ehr_bridge.sim import TrustSimulator
 from ehr_bridge.sim.platform import SyntheticPlatform
 from ehr_bridge.store import Store
@@ -31,7 +32,6 @@ from ehr_bridge.sync.deliver import deliver
 from ehr_bridge.sync.events import subscribe, unsubscribe
 from ehr_bridge.sync.pull import pull
 from ehr_bridge.sync.push import push, push_concurrency
-from ehr_bridge.sync.retry import RetryPolicy
 
 
 class SlowTrust:

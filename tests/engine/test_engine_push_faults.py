@@ -12,6 +12,7 @@ from ehr_bridge.demo import bundled_mapping
 from ehr_bridge.domain.referral import ProviderRef
 from ehr_bridge.errors import ConnectionStopError
 from ehr_bridge.mapping import load_mapping
+from ehr_bridge.retry import RetryPolicy
 from ehr_bridge.sim import TrustSimulator
 from ehr_bridge.sim.platform import SyntheticPlatform
 from ehr_bridge.store import Store
@@ -20,7 +21,6 @@ from ehr_bridge.sync.connection import Connection
 from ehr_bridge.sync.deliver import deliver
 from ehr_bridge.sync.pull import pull
 from ehr_bridge.sync.push import build_write_item, push
-from ehr_bridge.sync.retry import RetryPolicy
 
 
 def _referral_records(count: int) -> list[dict]:

@@ -19,6 +19,7 @@ from ehr_bridge.adapters.memory import Faults, MemoryTrust
 from ehr_bridge.demo import bundled_mapping
 from ehr_bridge.domain.referral import ProviderRef
 from ehr_bridge.mapping import load_mapping
+from ehr_bridge.retry import RetryPolicy
 from ehr_bridge.sim import TrustSimulator
 from ehr_bridge.sim.platform import SyntheticPlatform
 from ehr_bridge.store import Store
@@ -27,7 +28,6 @@ from ehr_bridge.sync.connection import Connection
 from ehr_bridge.sync.deliver import deliver
 from ehr_bridge.sync.pull import pull
 from ehr_bridge.sync.push import push
-from ehr_bridge.sync.retry import RetryPolicy
 
 OUTCOMES = st.sampled_from(["ok", "ok", "transient", "ambiguous", "terminal"])
 REFERRALS = [

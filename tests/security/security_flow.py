@@ -11,6 +11,7 @@ from ehr_bridge.adapters.memory import MemoryTrust
 from ehr_bridge.demo import bundled_mapping
 from ehr_bridge.domain.referral import ProviderRef
 from ehr_bridge.mapping import load_mapping
+from ehr_bridge.retry import RetryPolicy
 from ehr_bridge.security import PayloadCipher
 from ehr_bridge.sim import TrustSimulator
 from ehr_bridge.sim.platform import SyntheticPlatform
@@ -20,7 +21,6 @@ from ehr_bridge.sync.connection import Connection
 from ehr_bridge.sync.deliver import deliver
 from ehr_bridge.sync.pull import pull
 from ehr_bridge.sync.push import push
-from ehr_bridge.sync.retry import RetryPolicy
 
 PATIENT_KEYS = ("nhs_number", "family_name", "given_name", "email", "phone", "postcode")
 

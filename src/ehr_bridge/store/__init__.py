@@ -17,7 +17,8 @@ from ehr_bridge.store.models import (
     WriteAttemptRow,
     utcnow,
 )
-from ehr_bridge.store.store import NewOutboxItem, NewQuarantine, PulledReferral, Store
+from ehr_bridge.store.store import Store
+from ehr_bridge.store.values import NewOutboxItem, NewQuarantine, PulledReferral
 
 __all__ = [
     "AuditEntry",

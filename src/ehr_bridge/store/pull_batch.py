@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Table
 from sqlmodel import Session, col, select
@@ -40,9 +40,7 @@ from ehr_bridge.store.models import (
     ReferralRow,
     ReferralVersionRow,
 )
-
-if TYPE_CHECKING:
-    from ehr_bridge.store.store import PulledReferral
+from ehr_bridge.store.values import PulledReferral
 
 JsonDict = dict[str, Any]
 

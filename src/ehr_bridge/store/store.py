@@ -11,7 +11,6 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,66 +43,9 @@ from ehr_bridge.store.models import (
 from ehr_bridge.store.outbox import OutboxLeases
 from ehr_bridge.store.repair import Repairs
 from ehr_bridge.store.submissions import Submissions
+from ehr_bridge.store.values import NewOutboxItem, NewQuarantine, PageState, PulledReferral
 
 JsonDict = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PulledReferral:
-    """A mapped and validated trust referral, ready to upsert."""
-
-    trust_referral_id: str
-    source_hash: str
-    source_version: str | None
-    status: str
-    patient_local_id: str
-    nhs_number: str | None
-    patient: JsonDict
-    service_request: JsonDict
-    #: the patient the trust record names, when operator links make ``patient`` another
-    natural_patient_id: str | None = None
-
-
-@dataclass(frozen=True)
-class PageState:
-    """The stored state of a pull page's records, looked up once per page."""
-
-    #: trust record id -> hash of the version last stored
-    source_hashes: dict[str, str]
-    #: (record ref, payload hash) of every open quarantine entry
-    quarantined: set[tuple[str, str]]
-
-    def unchanged(self, record_ref: str, source_hash: str) -> bool:
-        """True if this exact version is stored already, or set aside already."""
-        return (
-            self.source_hashes.get(record_ref) == source_hash
-            or (record_ref, source_hash) in self.quarantined
-        )
-
-
-@dataclass(frozen=True)
-class NewQuarantine:
-    """A record to set aside with the field and reason that stopped it."""
-
-    source: str
-    record_ref: str
-    code: str
-    reason: str
-    field: str | None
-    payload: JsonDict
-
-
-@dataclass(frozen=True)
-class NewOutboxItem:
-    """A write-back to queue; ``key`` is deterministic, so queueing twice is a no-op."""
-
-    key: str
-    referral_id: str
-    kind: str
-    resource_type: str
-    resource_id: str
-    depends_on: str | None = None
-    context: JsonDict = field(default_factory=dict)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

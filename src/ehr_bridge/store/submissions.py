@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Table
 from sqlmodel import Session, col, select
@@ -46,9 +46,7 @@ from ehr_bridge.store.models import (
     SubmissionRow,
     utcnow,
 )
-
-if TYPE_CHECKING:
-    from ehr_bridge.store.store import NewOutboxItem, NewQuarantine
+from ehr_bridge.store.values import NewOutboxItem, NewQuarantine
 
 JsonDict = dict[str, Any]
 Row = dict[str, Any]

@@ -15,7 +15,7 @@ from ehr_bridge.domain.measures import MEASURES
 from ehr_bridge.domain.referral import ProviderRef
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.mapping import Mapping, load_mapping
-from ehr_bridge.sync.retry import RetryPolicy
+from ehr_bridge.retry import RetryPolicy
 
 
 def worker_id() -> str:

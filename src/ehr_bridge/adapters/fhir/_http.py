@@ -27,8 +27,8 @@ from ehr_bridge.errors import (
     TerminalError,
     TransientError,
 )
+from ehr_bridge.retry import RetryPolicy, call_with_retries
 from ehr_bridge.security.transport import SecureSession
-from ehr_bridge.sync.retry import RetryPolicy, call_with_retries
 
 FHIR_JSON = "application/fhir+json"
 

@@ -26,8 +26,8 @@ from ehr_bridge.errors import (
     TerminalError,
     TransientError,
 )
+from ehr_bridge.retry import RetryPolicy, call_with_retries
 from ehr_bridge.security.transport import SecureSession, TransportOptions, build_session
-from ehr_bridge.sync.retry import RetryPolicy, call_with_retries
 
 ENDPOINTS = {
     "care_contact": "care-contacts",

@@ -23,8 +23,8 @@ from ehr_bridge.config import Secret, read_secret
 from ehr_bridge.errors import ConfigError, ConflictError, TerminalError
 from ehr_bridge.mapping import OUTBOUND_KINDS, Mapping, load_mapping
 from ehr_bridge.mapping.api import Api, WriteSpec, render
+from ehr_bridge.retry import RetryPolicy, call_with_retries
 from ehr_bridge.security.transport import TransportOptions, build_session
-from ehr_bridge.sync.retry import RetryPolicy, call_with_retries
 
 
 class RestOptions(TransportOptions):
