@@ -9,6 +9,7 @@ record alone: not stored, not quarantined (that would store the data too), not d
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -99,5 +100,38 @@ def test_another_providers_referral_in_the_feed_is_never_stored_or_delivered(
         assert (second.quarantined, second.not_ours) == (1, 0)
         (entry,) = store.quarantine_rows(connection=conn.name)
         assert (entry.code, entry.field) == ("readdressed", "referred_on_to")
+    finally:
+        store.close()
+
+
+def test_a_cancel_for_a_referral_we_never_held_is_left_alone(tmp_path: Path) -> None:
+    """REF^I14 for a referral never seen: nothing to cancel, no patient details delivered."""
+    (tmp_path / "ehr-bridge.toml").write_text(
+        CONFIG.format(mapping=ROOT / "mappings" / "hl7v2-ref-i12.yaml")
+    )
+    config = load_config(tmp_path / "ehr-bridge.toml")
+    (conn,) = build_connections(config)
+    store = Store(config.database_url())
+    inbox = tmp_path / "hl7" / "in"
+    inbox.mkdir(parents=True, exist_ok=True)
+    never_seen, cancelled_later = _referrals()[:2]
+
+    def cancel(referral: dict) -> str:
+        return uk_referral({**referral, "version": 2}).replace("REF^I12^REF_I12", "REF^I14^REF_I12")
+
+    messages = [cancel(never_seen), uk_referral(cancelled_later), cancel(cancelled_later)]
+    for order, message in enumerate(messages):  # arrival order: the drop folder's mtimes
+        path = inbox / f"{order}.hl7"
+        path.write_text(message)
+        os.utime(path, (1_700_000_000 + order, 1_700_000_000 + order))
+    try:
+        counts = pull(conn, store)
+        assert counts.unknown_cancels == 1
+        stored = {r.trust_referral_id: r for r in store.list_referrals(conn.name)}
+        assert set(stored) == {cancelled_later["id"]}  # its cancel, in the same page, applies
+        assert stored[cancelled_later["id"]].status == "revoked"
+        deliver(conn, store)
+        delivered = [p.read_text() for p in (tmp_path / "provider").rglob("*.json")]
+        assert not any(never_seen["id"] in text for text in delivered)
     finally:
         store.close()

@@ -41,6 +41,8 @@ class PullCounts:
     identity_changes: int = 0
     #: referrals addressed to another provider: left alone, never stored
     not_ours: int = 0
+    #: cancellations of referrals we never held: nothing to cancel, nothing stored
+    unknown_cancels: int = 0
 
 
 PageHook = Callable[[PullCounts], None]
@@ -155,12 +157,16 @@ class _PageWork:
         self.conn, self.store, self.counts = conn, store, counts
         self.referrals: list[PulledReferral] = []
         self.quarantines: list[NewQuarantine] = []
+        #: trust referral ids of this page that the store holds already
+        self.known: set[str] = set()
 
     def take(self, records: list[Any]) -> None:
         """Every record of the page ends up stored, unchanged or quarantined (counted)."""
         self.counts.seen += len(records)
         candidates = self._changed(records)
-        mapped = [c for c in candidates if self._guarded(c, self._map)]
+        mapped = [
+            c for c in candidates if self._guarded(c, self._map) and not self._unknown_cancel(c)
+        ]
         test = self.conn.test_connection
         keys = [
             (_canonical(c.facts.patient.nhs_number, test), c.facts.patient.local_id)
@@ -182,6 +188,7 @@ class _PageWork:
             )
             candidates.append(_Candidate(record, ref, source_hash))
         state = self.store.pull_page_state(self.conn.name, [c.ref for c in candidates])
+        self.known = set(state.source_hashes)
         fresh, seen = [], set()
         for candidate in candidates:
             key = (candidate.ref, candidate.source_hash)
@@ -220,6 +227,23 @@ class _PageWork:
         self.counts.not_ours += 1
         log.debug("referral for another provider left alone", extra={"connection": self.conn.name})
         return False
+
+    def _unknown_cancel(self, candidate: _Candidate) -> bool:
+        """True for a cancellation of a referral we never held: it is not stored or delivered.
+
+        Storing it would deliver a revoked referral, with the patient's details, to a
+        provider that never had the patient (a trust may cancel before we saw the
+        referral, or cancel one addressed elsewhere).
+        """
+        facts = candidate.facts
+        if facts is None or facts.status != "revoked" or candidate.ref in self.known:
+            self.known.add(candidate.ref)  # a cancel later in this page has its referral
+            return False
+        self.counts.unknown_cancels += 1
+        log.debug(
+            "cancellation of an unknown referral left alone", extra={"connection": self.conn.name}
+        )
+        return True
 
     def _map(self, candidate: _Candidate) -> None:
         if not isinstance(candidate.record, dict):
