@@ -10,7 +10,8 @@ real collect and push flows (``sync``), and reads what the trust itself now hold
 (``trust_scores`` and friends), normalised so one assertion fits every kind.
 
 ``score_bundle`` builds a session bundle through the domain builders, with the total's
-``Observation.code`` replaced by whatever codings a test wants the provider to send.
+``Observation.code`` replaced by whatever codings a test wants the provider to send;
+``with_times`` rewrites its date/time strings as sent (date-only, offset-less, any offset).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -49,6 +50,7 @@ TOKEN = "harness-token"
 PROVIDER = "IESO01"
 LOCAL_ID_AUTHORITY = "RXX"
 SNOMED = "http://snomed.info/sct"
+NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 LOINC = "http://loinc.org"
 _LONDON = ZoneInfo("Europe/London")
 _HEAD = """\
@@ -57,7 +59,7 @@ url = "sqlite:///state/ehr-bridge.db"
 
 [[connection]]
 name = "{name}"
-test_connection = true
+test_connection = {test_connection}
 mapping = "mappings/{mapping}"
 
 [connection.provider_org]
@@ -130,6 +132,33 @@ class HarnessReferral:
     service_request_id: str
     patient_id: str
     trust_referral_id: str
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What a test asks the trust to hold on the referrals of ours, before the first pull."""
+
+    #: ICD-10 in data-set form (``F410``) on every referral, written the trust's own way
+    problem: str | None = None
+    #: exact strings, one per referral of ours in order (None: the simulator's own value)
+    problems: Sequence[str | None] = ()
+    #: NHS numbers, one per referral of ours in order (None: the simulator's own number)
+    nhs_numbers: Sequence[str | None] = ()
+
+    def problem_of(self, index: int, trust_form: Callable[[str], str]) -> str | None:
+        """The presenting problem the ``index``-th referral of ours gets, if any."""
+        exact = self.problems[index] if index < len(self.problems) else None
+        if exact is not None:
+            return exact
+        return trust_form(self.problem) if self.problem is not None else None
+
+    def nhs_number_of(self, index: int) -> str | None:
+        """The NHS number the ``index``-th referral of ours gets, if any."""
+        return self.nhs_numbers[index] if index < len(self.nhs_numbers) else None
+
+
+def _as_given(code: str) -> str:
+    return code
 
 
 class _Trust(Protocol):
@@ -224,6 +253,10 @@ def trust_harness(
     referrals: int = 2,
     seed: int = 3,
     patient: JsonDict | None = None,
+    test_connection: bool = True,
+    referral_problems: Sequence[str | None] = (),
+    nhs_numbers: Sequence[str | None] = (),
+    expect_delivered: bool = True,
 ) -> Iterator[TrustHarness]:
     """A connection to a simulated ``kind`` trust with ``referrals`` of ours pulled and delivered.
 
@@ -233,18 +266,25 @@ def trust_harness(
     the way that kind of trust writes it. ``patient`` (HL7 v2 only) overrides fields of
     every referral's patient in the trust simulator's shape (``family_name``,
     ``given_name``, ``birth_date``...), e.g. a name full of HL7 delimiters.
+
+    ``test_connection=False`` makes it a live connection (the simulators' 999-range NHS
+    numbers are then refused at pull). ``referral_problems`` and ``nhs_numbers`` set, one
+    per referral of ours in pull order, the exact presenting-problem string (``F41.0`` or
+    ``F410``, as sent, not re-formed) and patient NHS number the trust holds (None keeps
+    the simulator's). ``expect_delivered=False`` lets a test expect every referral refused.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     if patient is not None and kind != "hl7v2":
         raise ValueError("patient overrides are only supported for the hl7v2 trust")
     with ExitStack() as stack:
         starter = _STARTERS[kind]
-        trust, text = starter(stack, workdir, referrals, seed, referral_problem)
+        setup = _Setup(referral_problem, tuple(referral_problems), tuple(nhs_numbers))
+        trust, text = starter(stack, workdir, referrals, seed, setup)
         if isinstance(trust, _Hl7Trust) and patient is not None:
             trust.referrals = [
                 {**r, "patient": {**r["patient"], **patient}} for r in trust.referrals
             ]
-        config_path = _write_config(workdir, kind, text, extra_config)
+        config_path = _write_config(workdir, kind, text, extra_config, test_connection)
         config = load_config(config_path)
         (conn,) = build_connections(config)
         store = Store(config.database_url())
@@ -255,17 +295,21 @@ def trust_harness(
         report = run_cycle(conn, store, flows=("pull", "deliver"))
         assert "error" not in report["pull"], report
         harness.referrals = _delivered(workdir / "provider" / "referrals")
-        assert harness.referrals, f"no referral of ours was delivered: {report}"
+        assert harness.referrals or not expect_delivered, f"nothing was delivered: {report}"
         yield harness
 
 
-def _write_config(workdir: Path, kind: TrustKind, trust_section: str, extra: str) -> Path:
+def _write_config(
+    workdir: Path, kind: TrustKind, trust_section: str, extra: str, test_connection: bool = True
+) -> Path:
     (workdir / "mappings").mkdir(exist_ok=True)
     mapping = _MAPPINGS[kind]
     shutil.copyfile(ROOT / "mappings" / mapping, workdir / "mappings" / mapping)
     (workdir / "secrets").mkdir(exist_ok=True)
     (workdir / "secrets" / "token").write_text(TOKEN)
-    head = _HEAD.format(name=f"{kind}-trust", mapping=mapping)
+    head = _HEAD.format(
+        name=f"{kind}-trust", mapping=mapping, test_connection=str(test_connection).lower()
+    )
     config_path = workdir / "ehr-bridge.toml"
     config_path.write_text(head + trust_section + "\n" + extra, "utf-8")
     return config_path
@@ -366,6 +410,43 @@ def _rid(kind: str, key: str) -> str:
     return resource_id(connection="harness-platform", kind=kind, key=key)
 
 
+def with_times(
+    bundle: JsonDict,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    effective: str | None = None,
+    authored: str | None = None,
+    bundle_id: str | None = None,
+) -> JsonDict:
+    """A copy of a session bundle with its times as a provider wrote them, strings as given.
+
+    ``start`` / ``end`` go to ``Encounter.period``, ``effective`` to the total's
+    ``effectiveDateTime``, ``authored`` to its response's ``authored`` and a note's
+    ``date``, so a test can send a date-only, offset-less or any-offset time in exactly
+    one field. ``bundle_id`` gives the copy an id of its own.
+    """
+    copied: JsonDict = json.loads(json.dumps(bundle))
+    if bundle_id is not None:
+        copied["id"] = bundle_id
+    fields = {
+        "Encounter": {"period.start": start, "period.end": end},
+        "Observation": {"effectiveDateTime": effective},
+        "QuestionnaireResponse": {"authored": authored},
+        "DocumentReference": {"date": authored},
+    }
+    for entry in copied["entry"]:
+        resource = entry["resource"]
+        for dotted, value in fields.get(resource["resourceType"], {}).items():
+            if value is not None:
+                *parents, last = dotted.split(".")
+                target = resource
+                for part in parents:
+                    target = target[part]
+                target[last] = value
+    return copied
+
+
 # --- the IAPTUS-style trust ----------------------------------------------------------------
 @dataclass
 class _IaptusTrust:
@@ -399,13 +480,13 @@ class _IaptusTrust:
 
 
 def _start_iaptus(
-    stack: ExitStack, workdir: Path, referrals: int, seed: int, problem: str | None
+    stack: ExitStack, workdir: Path, referrals: int, seed: int, setup: _Setup
 ) -> tuple[_Trust, str]:
     simulator = TrustSimulator(seed=seed, referrals=2 * referrals, token=TOKEN)
     ours = _ours_first(
         [e["referral"] for e in simulator.export()["referrals"]], "referred_on_to", referrals
     )
-    _limit(simulator.state.update_referral, ours, "referred_on_to", problem, "presenting_problem")
+    _limit(simulator.state.update_referral, ours, "referred_on_to", setup, "presenting_problem")
     url = simulator.start()
     stack.callback(simulator.stop)
     return _IaptusTrust(simulator), _TRUST["iaptus"].format(url=url)
@@ -429,15 +510,20 @@ def _provider(record: JsonDict, key: str) -> str | None:
 
 
 def _limit(
-    update: Any, keep: dict[str, bool], provider_key: str, problem: str | None, problem_key: str
+    update: Any, keep: dict[str, bool], provider_key: str, setup: _Setup, problem_key: str
 ) -> None:
-    """Readdress referrals beyond the wanted few to another provider; set the diagnosis."""
+    """Readdress referrals beyond the wanted few; set the diagnosis and NHS number of ours."""
+    index = 0
     for ident, ours in keep.items():
         changes: JsonDict = {}
         if not ours:
             changes.update(_nested(provider_key, "OTHER01"))
-        elif problem is not None:
-            changes[problem_key] = problem
+        else:
+            if (problem := setup.problem_of(index, _as_given)) is not None:
+                changes[problem_key] = problem
+            if (number := setup.nhs_number_of(index)) is not None:
+                changes["patient"] = {"nhs_number": number}
+            index += 1
         if changes:
             update(ident, changes)
 
@@ -476,18 +562,23 @@ class _PcmisTrust:
 
 
 def _start_pcmis(
-    stack: ExitStack, workdir: Path, referrals: int, seed: int, problem: str | None
+    stack: ExitStack, workdir: Path, referrals: int, seed: int, setup: _Setup
 ) -> tuple[_Trust, str]:
     simulator = PcmisSimulator(seed=seed, referrals=2 * referrals, api_key=TOKEN)
     records = [e["referral"] for e in simulator.export()["referrals"]]
     keep = _ours_first(records, "Onward.ServiceCode", referrals)
+    index = 0
     for record in records:
         ref = record["ReferralRef"]
         changes: JsonDict = {}
         if not keep[ref]:
             changes["Onward"] = {**record["Onward"], "ServiceCode": "OTHER01"}
-        elif problem is not None:
-            changes["Diagnosis"] = _dotted(problem)
+        else:
+            if (problem := setup.problem_of(index, _dotted)) is not None:
+                changes["Diagnosis"] = problem
+            if (number := setup.nhs_number_of(index)) is not None:
+                changes["Client"] = {**record["Client"], "NHSNumber": number}
+            index += 1
         if changes:
             simulator.state.update_referral(ref, changes)
     simulator.start()
@@ -555,7 +646,7 @@ class _Hl7Trust:
 
 
 def _start_hl7v2(
-    stack: ExitStack, workdir: Path, referrals: int, seed: int, problem: str | None
+    stack: ExitStack, workdir: Path, referrals: int, seed: int, setup: _Setup
 ) -> tuple[_Trust, str]:
     peer = RecordingPeer().start()
     stack.callback(peer.stop)
@@ -564,9 +655,17 @@ def _start_hl7v2(
         for e in TrustSimulator(seed=seed, referrals=4 * referrals).export()["referrals"]
     ]
     ours = [r for r in generated if r["referred_on_to"] == PROVIDER][:referrals]
-    if problem is not None:
-        ours = [{**r, "presenting_problem": problem} for r in ours]
+    ours = [_hl7_setup(r, index, setup) for index, r in enumerate(ours)]
     return _Hl7Trust(peer, workdir, ours), _TRUST["hl7v2"].format(port=peer.port)
+
+
+def _hl7_setup(referral: JsonDict, index: int, setup: _Setup) -> JsonDict:
+    changed = dict(referral)
+    if (problem := setup.problem_of(index, _as_given)) is not None:
+        changed["presenting_problem"] = problem
+    if (number := setup.nhs_number_of(index)) is not None:
+        changed["patient"] = {**referral["patient"], "nhs_number": number}
+    return changed
 
 
 # --- the FHIR trust ------------------------------------------------------------------------
@@ -605,21 +704,25 @@ class _FhirTrust:
 
 
 def _start_fhir(
-    stack: ExitStack, workdir: Path, referrals: int, seed: int, problem: str | None
+    stack: ExitStack, workdir: Path, referrals: int, seed: int, setup: _Setup
 ) -> tuple[_Trust, str]:
     simulator = FhirServerSimulator.trust(seed=seed, referrals=2 * referrals, token=TOKEN)
     requests = sorted(simulator.store.all_of("ServiceRequest"), key=lambda r: str(r["id"]))
     kept = 0
     for request in requests:
         ours = request["performer"][0]["identifier"]["value"] == PROVIDER and kept < referrals
-        kept += ours
         changed = dict(request)
         if not ours:
             changed["performer"] = [
                 {"identifier": {**request["performer"][0]["identifier"], "value": "OTHER01"}}
             ]
-        elif problem is not None:
-            changed["reasonCode"] = [_fhir_reason(request, problem)]
+        else:
+            if (problem := setup.problem_of(kept, _as_given)) is not None:
+                exact = kept < len(setup.problems) and setup.problems[kept] is not None
+                changed["reasonCode"] = [_fhir_reason(request, problem, exact=exact)]
+            if (number := setup.nhs_number_of(kept)) is not None:
+                _fhir_nhs_number(simulator, request, number)
+        kept += ours
         if changed != request:
             simulator.store.put(changed)
     simulator.start()
@@ -627,12 +730,27 @@ def _start_fhir(
     return _FhirTrust(simulator), _TRUST["fhir"].format(url=simulator.base_url)
 
 
-def _fhir_reason(request: JsonDict, problem: str) -> JsonDict:
-    """The ICD-10 reason written as the seeded trust writes its own (dotted or not)."""
+def _fhir_reason(request: JsonDict, problem: str, *, exact: bool = False) -> JsonDict:
+    """The ICD-10 reason written as the seeded trust writes its own (dotted or not).
+
+    ``exact``: written as given, whatever form the seeded trust uses.
+    """
     old = request.get("reasonCode") or [{"coding": [{"system": "", "code": ""}]}]
     coding = dict(old[0]["coding"][0])
-    coding["code"] = _dotted(problem) if "." in str(coding.get("code")) else problem
+    dotted = "." in str(coding.get("code")) and not exact
+    coding["code"] = _dotted(problem) if dotted else problem
     return {"coding": [coding]}
+
+
+def _fhir_nhs_number(simulator: FhirServerSimulator, request: JsonDict, number: str) -> None:
+    """Give the referral's Patient this NHS number (its other identifiers kept)."""
+    patient_id = str(request["subject"]["reference"]).split("/")[1]
+    patient = next(p for p in simulator.store.all_of("Patient") if p["id"] == patient_id)
+    identifiers = [
+        {**i, "value": number} if i.get("system") == NHS_NUMBER_SYSTEM else i
+        for i in patient["identifier"]
+    ]
+    simulator.store.put({**patient, "identifier": identifiers})
 
 
 def _fhir_referral(resource: JsonDict) -> str:

@@ -7,7 +7,8 @@ a month, an hour, a weekday, a week of waiting, an episode or a therapist where 
 
 Every report carries its connection's data-quality block (``reports.quality``): in JSON as
 ``data_quality``, in CSV as ``data_quality/...`` rows (one per unreadable resource, grouped
-by its internal reference, the field at fault as the value).
+by its internal reference, the field at fault as the value), plus the count of scores held
+waiting for their items.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ def quality_json(quality: DataQuality) -> JsonDict:
         "unreadable": [{"resource": u.resource, "field": u.field} for u in quality.unreadable],
         "sessions_without_time": quality.sessions_without_time,
         "imprecise_dates": list(quality.imprecise_dates),
+        "scores_awaiting_items": quality.scores_awaiting_items,
     }
 
 
@@ -197,6 +199,7 @@ def _quality_rows(quality: DataQuality) -> Iterator[Row]:
         yield _value_row("data_quality/unreadable_resource", item.resource, item.field)
     yield _count_row("data_quality/sessions_without_time", "", quality.sessions_without_time)
     yield _count_row("data_quality/imprecise_dates", "", len(quality.imprecise_dates))
+    yield _count_row("data_quality/scores_awaiting_items", "", quality.scores_awaiting_items)
 
 
 def safe_cell(cell: object) -> object:

@@ -297,6 +297,7 @@ def _quality_section(reports: ConnectionReports) -> str:
             len(quality.imprecise_dates),
             ", ".join(quality.imprecise_dates),
         ],
+        ["scores awaiting their items", quality.scores_awaiting_items, ""],
     ]
     return f"<h3>Data quality</h3>{_table(['', 'count', 'records'], rows)}"
 

@@ -10,13 +10,19 @@ may hold any date/time form FHIR allows, ICD-10 written either way, decimal tota
 time goes through ``reports.times`` (always aware, never a naive/aware mix), and a
 resource that still cannot be used is never dropped silently: it is logged by type and id
 and listed on its Episode (``unreadable``), which the reports count as data quality.
+
+A total score held by collect until its item answers arrive (``store.held_scores``) is
+stored but unchecked: it is left out of every figure and only counted on its Episode
+(``awaiting_items``), so an outcome never rests on a total whose items may disagree. Once
+the items arrive and agree the hold ends and the score counts; if they disagree collect
+removes the score. The held ids are read once per connection, not per referral.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -42,6 +48,7 @@ class _Found:
     def __init__(self) -> None:
         self.unreadable: list[Unreadable] = []
         self.imprecise: list[str] = []
+        self.awaiting_items = 0
 
     def skip(self, resource: JsonDict, field: str) -> None:
         """Record (and log, by type and id only) a resource the reports cannot use."""
@@ -70,10 +77,11 @@ def load_episodes(
     A referral whose ServiceRequest cannot be read gives no Episode; it is appended to
     ``skipped`` (when given) so the reports can still count it.
     """
+    held = frozenset(hold.observation_id for hold in store.held_scores(connection))
     for referral in store.list_referrals(connection):
         resources = store.resources_for_referral(referral.id)
         episode = episode_from_resources(
-            referral.id, referral.trust_referral_id, resources, phrases
+            referral.id, referral.trust_referral_id, resources, phrases, held=held
         )
         if episode is not None:
             yield episode
@@ -86,8 +94,13 @@ def episode_from_resources(
     trust_referral_id: str,
     resources: Iterable[JsonDict],
     phrases: Sequence[str] = (),
+    *,
+    held: Collection[str] = frozenset(),
 ) -> Episode | None:
-    """Build one Episode from a referral's resources; None without its ServiceRequest."""
+    """Build one Episode from a referral's resources; None without its ServiceRequest.
+
+    ``held`` names Observations still waiting for their items: counted, never scored.
+    """
     by_type: dict[str, list[JsonDict]] = {}
     for resource in resources:
         by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
@@ -108,11 +121,12 @@ def episode_from_resources(
         received=received.local_day,
         presenting_problem=_presenting_problem(request),
         sessions=_sessions(by_type.get("Encounter", []), notes, found),
-        scores=_scores(by_type.get("Observation", []), found),
+        scores=_scores(by_type.get("Observation", []), found, held),
         ended=ended,
         end_code=end_code,
         unreadable=tuple(found.unreadable),
         imprecise=tuple(found.imprecise),
+        awaiting_items=found.awaiting_items,
     )
 
 
@@ -202,11 +216,16 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _scores(observations: Iterable[JsonDict], found: _Found) -> tuple[Score, ...]:
-    """Total-score Observations of any known measure, with their completion time."""
+def _scores(
+    observations: Iterable[JsonDict], found: _Found, held: Collection[str]
+) -> tuple[Score, ...]:
+    """Checked total-score Observations of any known measure, with their completion time."""
     scores = []
     for observation in observations:
         if observation.get("status") in _UNUSABLE_STATUSES:
+            continue
+        if observation.get("id") in held:
+            found.awaiting_items += 1
             continue
         score = _score(observation, found)
         if score is not None:

@@ -169,6 +169,8 @@ class Episode:
     unreadable: tuple[Unreadable, ...] = ()
     #: resources dated to a year or a month only, read as the start of that year or month
     imprecise: tuple[str, ...] = ()
+    #: total scores held by collect until their items arrive: unchecked, so not in ``scores``
+    awaiting_items: int = 0
 
     @property
     def attended_treatment_sessions(self) -> tuple[Session, ...]:

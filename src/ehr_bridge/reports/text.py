@@ -194,6 +194,7 @@ def print_quality(console: Console, reports: ConnectionReports) -> None:
     _add(table, "sessions without a time of day", quality.sessions_without_time, "")
     imprecise = ", ".join(quality.imprecise_dates)
     _add(table, "dated to a year or month only", len(quality.imprecise_dates), imprecise)
+    _add(table, "scores awaiting their items", quality.scores_awaiting_items, "")
     console.print(table)
 
 
