@@ -500,10 +500,12 @@ def _check_response(resource: JsonDict, prefix: str, ctx: _Context) -> JsonDict:
     """A completed response to one of the enabled measures' questionnaires."""
     if resource.get("status") != "completed":
         raise _invalid(f"{prefix}.status", "response must be completed", "status")
-    by_url = {m.questionnaire_url: m for m in ctx.table.values() if m.enabled}
+    by_url = {m.questionnaire_url: m for m in ctx.table.values()}
     measure = by_url.get(resource.get("questionnaire", ""))
     if measure is None:
         raise _invalid(f"{prefix}.questionnaire", "not a known measure", "measure_unknown")
+    if not measure.enabled:  # a known measure the service has not switched on (an ADSM)
+        raise _invalid(f"{prefix}.questionnaire", "measure is not enabled", "measure_disabled")
     _response_total(resource, measure, prefix)
     return resource
 

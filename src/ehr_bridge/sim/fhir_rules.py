@@ -15,21 +15,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from ehr_bridge.sim import records as tools
 from ehr_bridge.sim.fhir_store import FhirSimError, JsonDict, checked
+from ehr_bridge.sim.records import ToolRule
 
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
-#: the local code system this trust agreed with the provider for tools without national codes
+#: the local code system this trust agreed with the provider for tools without national
+#: codes (WSAS and the anxiety-disorder-specific measures); codes in it not listed below
+#: name nothing this trust files
 AGREED_LOCAL = "https://fhir.ehr-bridge.dev/CodeSystem/outcome-measure"
-#: (system, code) -> (tool, highest total)
-KNOWN_TOOLS: dict[tuple[str, str], tuple[str, float]] = {
-    (SNOMED, "720433000"): ("PHQ-9", 27),
-    (LOINC, "44261-6"): ("PHQ-9", 27),
-    (SNOMED, "445455005"): ("GAD-7", 21),
-    (LOINC, "70274-6"): ("GAD-7", 21),
-    (AGREED_LOCAL, "phq9"): ("PHQ-9", 27),
-    (AGREED_LOCAL, "gad7"): ("GAD-7", 21),
-    (AGREED_LOCAL, "wsas"): ("WSAS", 40),
+#: (system, code) -> the tool's limits (the published scales, ``sim.records``)
+KNOWN_TOOLS: dict[tuple[str, str], ToolRule] = {
+    (SNOMED, "720433000"): tools.PHQ9,
+    (LOINC, "44261-6"): tools.PHQ9,
+    (SNOMED, "445455005"): tools.GAD7,
+    (LOINC, "70274-6"): tools.GAD7,
+    (AGREED_LOCAL, "phq9"): tools.PHQ9,
+    (AGREED_LOCAL, "gad7"): tools.GAD7,
+    (AGREED_LOCAL, "wsas"): tools.WSAS,
+    (AGREED_LOCAL, "pdss"): tools.PDSS,
+    (AGREED_LOCAL, "spin"): tools.SPIN,
+    (AGREED_LOCAL, "mi"): tools.MI_ALONE,
+    (AGREED_LOCAL, "iesr"): tools.IESR,
+    (AGREED_LOCAL, "pcl5"): tools.PCL5,
+    (AGREED_LOCAL, "hai"): tools.SHORT_HAI,
 }
 PANEL_CODES = frozenset({"44249-1", "69737-5"})
 
@@ -45,25 +55,32 @@ def checked_write(resource: object, path: str = "") -> JsonDict:
 def check_observation(resource: JsonDict, path: str = "Observation") -> None:
     """Refuse a total score this trust could not file under the right tool (422)."""
     codings = _codings(resource)
-    tools = set()
+    found = set()
     for index, (system, code) in enumerate(codings):
         where = f"{path}.code.coding[{index}]"
         if system == LOINC and code in PANEL_CODES:
             raise FhirSimError(422, "business-rule", "a panel code cannot code a total", where)
         if (system, code) in KNOWN_TOOLS:
-            tools.add(KNOWN_TOOLS[(system, code)])
-    if len(tools) > 1:
+            found.add(KNOWN_TOOLS[(system, code)])
+    if len(found) > 1:
         raise FhirSimError(422, "business-rule", "codings name different tools", f"{path}.code")
-    if not tools:
+    if not found:
         raise FhirSimError(
             422, "code-invalid", "no assessment tool this trust knows", f"{path}.code"
         )
-    ((_, highest),) = tools
+    (rule,) = found
     value = _number((resource.get("valueQuantity") or {}).get("value"))
-    if value is None or not 0 <= value <= highest:
+    if value is None or not _in_range(value, rule):
         raise FhirSimError(
             422, "business-rule", "score outside the tool's range", f"{path}.valueQuantity.value"
         )
+
+
+def _in_range(value: float, rule: ToolRule) -> bool:
+    """Within the tool's range; whole unless the tool's total may be a decimal (2 places)."""
+    if not rule.min_score <= value <= rule.max_score:
+        return False
+    return round(value, 2) == value if rule.decimal else value == int(value)
 
 
 def _codings(resource: JsonDict) -> list[tuple[Any, Any]]:

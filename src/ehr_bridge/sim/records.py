@@ -48,23 +48,56 @@ WRITABLE_STATUSES = frozenset({"received", "accepted", "discharged"})
 
 @dataclass(frozen=True)
 class ToolRule:
-    """Score and item limits of a known outcome measure, so assessments are checked like IDS606."""
+    """Score and item limits of a measure the trust files, checked like IDS606/607.
+
+    Restated from the published scales, not read from the engine's measure catalogue: the
+    simulator stands for someone else's system, so a wrong range in the catalogue shows up
+    as a refusal here instead of leaking into the check.
+    """
 
     name: str
-    max_score: int
+    max_score: float
     item_count: int
     item_max: int
     #: items that may be left unanswered (WSAS: one, the total then uses their mean)
     max_missing: int = 0
+    item_min: int = 0
+    min_score: float = 0
+    #: the total is the mean item rating (Mobility Inventory), not the sum
+    mean: bool = False
+    #: the total may carry two decimal places (a pro-rated sum, a mean)
+    decimal: bool = False
 
+
+#: the trust's measures, by what its systems file them under (CodedAssToolType, a local
+#: name); ranges from the published scales (docs/reports.md lists the sources)
+PHQ9 = ToolRule("PHQ-9", 27, 9, 3)
+GAD7 = ToolRule("GAD-7", 21, 7, 3)
+WSAS = ToolRule("WSAS", 40, 5, 8, max_missing=1, decimal=True)
+PDSS = ToolRule("PDSS", 28, 7, 4)
+SPIN = ToolRule("SPIN", 68, 17, 4)
+#: Mobility Inventory, when alone: mean of 27 ratings 1..5, up to five skipped (NHS DD)
+MI_ALONE = ToolRule(
+    "MI (alone)", 5, 27, 5, max_missing=5, item_min=1, min_score=1, mean=True, decimal=True
+)
+IESR = ToolRule("IES-R", 88, 22, 4)
+PCL5 = ToolRule("PCL-5", 80, 20, 4)
+SHORT_HAI = ToolRule("Short HAI", 54, 18, 3)
 
 KNOWN_TOOLS = {
-    "720433000": ToolRule("PHQ-9", 27, 9, 3),
-    "445455005": ToolRule("GAD-7", 21, 7, 3),
-    # the simulated trust's local code for WSAS (no SNOMED CT id is confirmed for it)
-    "LOCAL-WSAS": ToolRule("WSAS", 40, 5, 8, max_missing=1),
+    "720433000": PHQ9,
+    "445455005": GAD7,
+    # the simulated trust's local codes for measures with no confirmed SNOMED CT id; any
+    # other LOCAL- code is refused: a trust files only the local codes it configured
+    "LOCAL-WSAS": WSAS,
+    "LOCAL-PDSS": PDSS,
+    "LOCAL-SPIN": SPIN,
+    "LOCAL-MI-ALONE": MI_ALONE,
+    "LOCAL-IESR": IESR,
+    "LOCAL-PCL5": PCL5,
+    "LOCAL-HAI": SHORT_HAI,
 }
-#: score ceiling for tools the simulator has no rule for
+#: score ceiling for SNOMED CT tools the simulator has no rule for
 OTHER_TOOL_MAX_SCORE = 1000
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeGuard
 
 from ehr_bridge.errors import RecordValidationError
@@ -26,6 +27,7 @@ from ehr_bridge.sim.records import (
     STATUS_EVENT,
     WRITABLE_STATUSES,
     JsonDict,
+    ToolRule,
     parse_timestamp,
 )
 
@@ -97,13 +99,14 @@ class BodyReader:
             raise _invalid(name, "must be an ISO 8601 timestamp with a time zone") from None
         return value
 
-    def score(self, name: str, high: int) -> float:
-        """A number ``0..high`` with at most two decimal places (a pro-rated total)."""
+    def score(self, name: str, high: float, low: float = 0) -> float:
+        """A number ``low..high`` with at most two decimal places (a pro-rated total, a mean)."""
         value = self.body.get(name)
+        limits = f"{_bound(low)}..{_bound(high)}"
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _invalid(name, f"must be a number 0..{high}")
-        if not 0 <= value <= high or round(value, 2) != value:
-            raise _invalid(name, f"must be a number 0..{high}, at most 2 decimal places")
+            raise _invalid(name, f"must be a number {limits}")
+        if not low <= value <= high or round(value, 2) != value:
+            raise _invalid(name, f"must be a number {limits}, at most 2 decimal places")
         return float(value) if value != int(value) else int(value)
 
     def integer(self, name: str, low: int, high: int) -> int:
@@ -116,6 +119,53 @@ class BodyReader:
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bound(value: float) -> str:
+    """A range bound as people write it (0, not 0.0)."""
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def tool_score(reader: BodyReader, name: str, rule: ToolRule) -> float:
+    """A total in the tool's range: two decimal places where the tool allows, else whole."""
+    if rule.decimal:
+        return reader.score(name, rule.max_score, rule.min_score)
+    return reader.integer(name, int(rule.min_score), int(rule.max_score))
+
+
+def tool_items(value: object, rule: ToolRule, score: float, name: str) -> list[int | None]:
+    """The item answers of one known tool, checked against the total as the tool scores it.
+
+    A sum with every item answered must equal the total; a sum with unanswered items is
+    pro-rated (the mean of the answered ones stands in, NHS Data Dictionary WSAS rule); a
+    mean tool (Mobility Inventory) is the mean of the answered items. Derived totals are
+    compared at two decimal places, half up.
+    """
+    if not isinstance(value, list) or len(value) != rule.item_count:
+        raise _invalid(name, f"{rule.name} needs a list of {rule.item_count} answers")
+    for index, item in enumerate(value):
+        if item is not None and (not _is_int(item) or not rule.item_min <= item <= rule.item_max):
+            raise _invalid(f"{name}[{index}]", f"must be a whole number {_item_range(rule)}")
+    present = [item for item in value if item is not None]
+    missing = len(value) - len(present)
+    if missing > rule.max_missing or not present:
+        raise _invalid(name, "too many unanswered items")
+    if _tool_total(rule, present) != Decimal(str(score)):
+        raise _invalid(name, "items must add up to the score as the tool scores them")
+    return list(value)
+
+
+def _item_range(rule: ToolRule) -> str:
+    return f"{rule.item_min}..{rule.item_max}"
+
+
+def _tool_total(rule: ToolRule, present: list[int]) -> Decimal:
+    total = Decimal(sum(present))
+    if rule.mean:
+        total /= len(present)
+    elif len(present) < rule.item_count:
+        total = total * rule.item_count / len(present)
+    return total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 def _care_contact_link(reader: BodyReader, care_contacts: Collection[str]) -> str | None:
@@ -165,7 +215,12 @@ def clinical_note(body: object, care_contacts: Collection[str]) -> JsonDict:
 
 
 def assessment(body: object, care_contacts: Collection[str]) -> JsonDict:
-    """A coded scored assessment (IDS606/607); known tools get range and item-sum checks."""
+    """A coded scored assessment (IDS606/607); known tools get range and item-sum checks.
+
+    A LOCAL- code must be one this trust configured (``KNOWN_TOOLS``): a local code means
+    nothing outside the trust, so an unknown one could only be filed under a guess. Any
+    SNOMED CT concept is filed; those without a rule here take a whole score 0..1000.
+    """
     reader = BodyReader(body, _ASSESSMENT_FIELDS)
     client_reference = reader.text("client_reference", max_len=128)
     link = _care_contact_link(reader, care_contacts)
@@ -173,12 +228,12 @@ def assessment(body: object, care_contacts: Collection[str]) -> JsonDict:
         "tool_code", _TOOL_CODE, "must be a SNOMED CT concept id or a LOCAL- code"
     )
     rule = KNOWN_TOOLS.get(tool_code)
-    high = rule.max_score if rule else OTHER_TOOL_MAX_SCORE
-    # a total with a missing item is pro-rated, so may be a decimal (WSAS 18.75, NHS DD)
+    if rule is None and tool_code.startswith("LOCAL-"):
+        raise _invalid("tool_code", "not a local code this trust knows")
     score = (
-        reader.score("score", high)
-        if rule and rule.max_missing
-        else reader.integer("score", 0, high)
+        tool_score(reader, "score", rule)
+        if rule
+        else reader.integer("score", 0, OTHER_TOOL_MAX_SCORE)
     )
     return {
         "client_reference": client_reference,
@@ -186,26 +241,21 @@ def assessment(body: object, care_contacts: Collection[str]) -> JsonDict:
         "tool_code": tool_code,
         "score": score,
         "completed_at": reader.timestamp("completed_at"),
-        "items": _items(reader.body.get("items"), tool_code, score),
+        "items": _items(reader.body.get("items"), rule, score),
     }
 
 
-def _items(value: Any, tool_code: str, score: float) -> list[int | None] | None:
+def _items(value: Any, rule: ToolRule | None, score: float) -> list[int | None] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value:
         raise _invalid("items", "must be a non-empty list of integers")
-    rule = KNOWN_TOOLS.get(tool_code)
-    if rule and len(value) != rule.item_count:
-        raise _invalid("items", f"{rule.name} needs {rule.item_count} items")
-    item_max = rule.item_max if rule else OTHER_TOOL_MAX_SCORE
-    missing = sum(1 for item in value if item is None)
-    if missing > (rule.max_missing if rule else 0):
-        raise _invalid("items", "too many unanswered items")
+    if rule is not None:
+        return tool_items(value, rule, score, "items")
     for index, item in enumerate(value):
-        if item is not None and (not _is_int(item) or not 0 <= item <= item_max):
-            raise _invalid(f"items[{index}]", f"must be an integer 0..{item_max}")
-    if not missing and sum(value) != score:
+        if not _is_int(item) or not 0 <= item <= OTHER_TOOL_MAX_SCORE:
+            raise _invalid(f"items[{index}]", f"must be an integer 0..{OTHER_TOOL_MAX_SCORE}")
+    if sum(value) != score:
         raise _invalid("items", "items must sum to score")
     return list(value)
 

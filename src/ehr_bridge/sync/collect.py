@@ -24,7 +24,9 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ehr_bridge.adapters.base import ProviderSubmission
 from ehr_bridge.domain.codes import END_CODE_EXTENSION
@@ -379,6 +381,13 @@ def outbox_items(
     return items
 
 
+def _discharge_day(end: str) -> str:
+    """ServDischDate is a date: an end sent as a full date-time counts on its London day."""
+    if "T" not in end:
+        return end
+    return datetime.fromisoformat(end).astimezone(ZoneInfo("Europe/London")).date().isoformat()
+
+
 def _discharges(connection: str, referral_id: str, episodes: list[JsonDict]) -> list[NewOutboxItem]:
     result = []
     for episode in episodes:
@@ -401,7 +410,7 @@ def _discharges(connection: str, referral_id: str, episodes: list[JsonDict]) -> 
                 depends_on=artefact_key(connection, "referral_status", "accepted", referral_id),
                 context={
                     "status": "discharged",
-                    "date": episode["period"]["end"],
+                    "date": _discharge_day(episode["period"]["end"]),
                     "end_code": end_code,
                 },
             )

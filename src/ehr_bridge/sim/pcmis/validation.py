@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
-from typing import Any
 
 from ehr_bridge.errors import RecordValidationError
+from ehr_bridge.sim import records as tools
 from ehr_bridge.sim.pcmis.records import (
     APPOINTMENT,
     APPOINTMENT_TYPES,
@@ -24,11 +24,23 @@ from ehr_bridge.sim.pcmis.records import (
     JsonDict,
     parse_date,
 )
-from ehr_bridge.sim.validation import BodyReader
+from ehr_bridge.sim.records import ToolRule
+from ehr_bridge.sim.validation import BodyReader, tool_items, tool_score
 
 _TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-#: measure -> (max total, item count, item max, items that may be unanswered)
-MEASURES = {"PHQ9": (27, 9, 3, 0), "GAD7": (21, 7, 3, 0), "WSAS": (40, 5, 8, 1)}
+#: the system's measure names -> the scale's limits (the same published scales the
+#: IAPTUS-style trust files by CodedAssToolType); any other name is refused
+MEASURES: dict[str, ToolRule] = {
+    "PHQ9": tools.PHQ9,
+    "GAD7": tools.GAD7,
+    "WSAS": tools.WSAS,
+    "PDSS": tools.PDSS,
+    "SPIN": tools.SPIN,
+    "MI_ALONE": tools.MI_ALONE,
+    "IESR": tools.IESR,
+    "PCL5": tools.PCL5,
+    "HAI": tools.SHORT_HAI,
+}
 
 
 def _invalid(field: str, rule: str) -> RecordValidationError:
@@ -95,36 +107,18 @@ def questionnaire(body: object, appointments: Collection[int]) -> JsonDict:
     reference = _reference(reader)
     link = _appointment_link(reader, appointments)
     measure = reader.code("Measure", MEASURES)
-    high, _, _, may_miss = MEASURES[measure]
-    # a form with an unanswered item is pro-rated, so its total may be a decimal (WSAS)
-    total = reader.score("TotalScore", high) if may_miss else reader.integer("TotalScore", 0, high)
+    rule = MEASURES[measure]
+    # a pro-rated form (WSAS with an unanswered item) or a mean (MI) may be a decimal
+    total = tool_score(reader, "TotalScore", rule)
+    answers = reader.body.get("Answers")
     return {
         "ExternalRef": reference,
         "AppointmentId": link,
         "Measure": measure,
         "TotalScore": total,
         "DateCompleted": _date(reader, "DateCompleted"),
-        "Answers": _answers(reader.body.get("Answers"), measure, total),
+        "Answers": None if answers is None else tool_items(answers, rule, total, "Answers"),
     }
-
-
-def _answers(value: Any, measure: str, total: float) -> list[int | None] | None:
-    if value is None:
-        return None
-    _, count, item_max, may_miss = MEASURES[measure]
-    if not isinstance(value, list) or len(value) != count:
-        raise _invalid("Answers", f"{measure} needs a list of {count} answers")
-    missing = sum(1 for item in value if item is None)
-    if missing > may_miss:
-        raise _invalid("Answers", "too many unanswered items")
-    for index, item in enumerate(value):
-        if item is not None and (
-            isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= item_max
-        ):
-            raise _invalid(f"Answers[{index}]", f"must be a whole number 0..{item_max}")
-    if not missing and sum(value) != total:
-        raise _invalid("Answers", "answers must add up to TotalScore")
-    return list(value)
 
 
 def status_change(body: object, appointments: Collection[int]) -> JsonDict:
