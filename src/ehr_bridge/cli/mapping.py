@@ -65,10 +65,17 @@ def _read_json(path: Path) -> Any:
 
 
 @app.command()
-def check(file: MappingArg, as_json: AsJson = False) -> None:
+def check(
+    file: MappingArg,
+    as_json: AsJson = False,
+    adsm: Annotated[
+        bool,
+        typer.Option("--adsm", help="Also require codes for the ADSMs ([reports] adsm_enabled)."),
+    ] = False,
+) -> None:
     """Validate a mapping: schema, expressions, transforms, code-map names and contents."""
     mapping = _load(file)
-    findings = check_mapping(mapping)
+    findings = check_mapping(mapping, adsm_enabled=adsm)
     errors = [f for f in findings if f.level == "error"]
     if as_json:
         print_json({"file": str(file), "ok": not errors, "findings": [asdict(f) for f in findings]})

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ehr_bridge.domain import codes
-from ehr_bridge.domain.measures import MEASURES
+from ehr_bridge.domain.measures import measure_table
 from ehr_bridge.mapping.apply import CompiledRule, Mapping
 from ehr_bridge.mapping.schema import OUTBOUND_KINDS
 from ehr_bridge.mapping.transforms import EXTENSION_ALIASES, SYSTEM_ALIASES, BoundTransform
@@ -52,7 +52,6 @@ _BY_SYSTEM: dict[str, Iterable[str]] = {
     codes.DATASET_APPOINTMENT_TYPE: codes.APPOINTMENT_TYPE_DISPLAY,
     codes.DATASET_CONSULTATION_MECHANISM: codes.CONSULTATION_MECHANISM_DISPLAY,
     codes.DATASET_END_CODE: codes.END_CODE_DISPLAY,
-    codes.OUTCOME_MEASURE_SYSTEM: [key for key, m in MEASURES.items() if m.enabled],
 }
 _BY_EXTENSION: dict[str, Iterable[str]] = {
     codes.ATTENDANCE_EXTENSION: codes.ATTENDANCE_DISPLAY,
@@ -74,9 +73,13 @@ class Finding:
     message: str
 
 
-def check_mapping(mapping: Mapping) -> list[Finding]:
-    """Every finding for a loaded mapping, errors first."""
-    found = [*_inbound_values(mapping), *_outbound_coverage(mapping)]
+def check_mapping(mapping: Mapping, *, adsm_enabled: bool = False) -> list[Finding]:
+    """Every finding for a loaded mapping, errors first.
+
+    ``adsm_enabled``: the service uses the anxiety-disorder-specific measures, so their
+    scores reach write-back too and the mapping needs a code for each.
+    """
+    found = [*_inbound_values(mapping), *_outbound_coverage(mapping, adsm_enabled)]
     found += [*_unused_code_maps(mapping), *_api_coverage(mapping)]
     return sorted(found, key=lambda f: (f.level != "error", f.key))
 
@@ -107,17 +110,22 @@ def _inbound_values(mapping: Mapping) -> list[Finding]:
     return found
 
 
-def _ours(rule: CompiledRule) -> tuple[Iterable[str], tuple[BoundTransform, ...]] | None:
+def _ours(
+    rule: CompiledRule, adsm_enabled: bool
+) -> tuple[Iterable[str], tuple[BoundTransform, ...]] | None:
     """Our code list a rule translates, and the transforms applied after extracting it."""
     if rule.source in _BY_CONTEXT:
         return _BY_CONTEXT[rule.source], rule.steps
     for index, step in enumerate(rule.steps):
         listed: Iterable[str] | None
         if step.name == "measure_code":
-            listed = _measure_codes(step.args["code"])
+            listed = _measure_codes(step.args["code"], adsm_enabled)
         elif step.name == "coding_code":
             system = SYSTEM_ALIASES.get(step.args["system"], step.args["system"])
-            listed = _BY_SYSTEM.get(system)
+            if system == codes.OUTCOME_MEASURE_SYSTEM:  # our measure keys, as collect accepts
+                listed = _measure_codes("key", adsm_enabled)
+            else:
+                listed = _BY_SYSTEM.get(system)
         elif step.name == "extension_value":
             listed = _BY_EXTENSION.get(EXTENSION_ALIASES.get(step.args["url"], step.args["url"]))
         else:
@@ -126,9 +134,10 @@ def _ours(rule: CompiledRule) -> tuple[Iterable[str], tuple[BoundTransform, ...]
     return None
 
 
-def _measure_codes(code: str) -> list[str]:
-    """The codes ``measure_code`` can yield: of every enabled measure that has one."""
-    values = (getattr(m, code) for m in MEASURES.values() if m.enabled)
+def _measure_codes(code: str, adsm_enabled: bool) -> list[str]:
+    """The codes ``measure_code`` can yield: of every measure collect accepts that has one."""
+    table = measure_table(adsm_enabled=adsm_enabled)
+    values = (getattr(m, code) for m in table.values() if m.enabled)
     return [v for v in values if v]
 
 
@@ -139,12 +148,14 @@ def _as_sent(code: str, steps: tuple[BoundTransform, ...]) -> Any:
     return value
 
 
-def _outbound_coverage(mapping: Mapping) -> list[Finding]:
+def _outbound_coverage(mapping: Mapping, adsm_enabled: bool) -> list[Finding]:
     found = []
     for kind in sorted(mapping.outbound_kinds()):
         for rule in mapping.rules(kind):
             ours = (
-                _ours(rule) if rule.code_map is not None and rule.on_unmapped == "error" else None
+                _ours(rule, adsm_enabled)
+                if rule.code_map is not None and rule.on_unmapped == "error"
+                else None
             )
             if ours is None or rule.code_map is None:
                 continue

@@ -15,6 +15,7 @@ from ehr_bridge.domain.measures import MEASURES
 from ehr_bridge.domain.referral import ProviderRef
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.mapping import Mapping, load_mapping
+from ehr_bridge.mapping.check import check_mapping
 from ehr_bridge.retry import RetryPolicy
 
 
@@ -74,6 +75,7 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
     if not mapping_path.is_file():
         raise ConfigError(f"mapping file not found: {mapping_path}", key=f"{key}.mapping")
     mapping = load_mapping(mapping_path)
+    _check_write_back_codes(mapping, adsm_enabled=app.reports.adsm_enabled)
     code = config.provider_org.code
     trust = create_adapter(
         "trust",
@@ -114,6 +116,16 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
         itemless_totals=frozenset(config.scores.itemless_totals),
         adsm_enabled=app.reports.adsm_enabled,
     )
+
+
+def _check_write_back_codes(mapping: Mapping, *, adsm_enabled: bool) -> None:
+    """A code map that misses one of our codes would dead-letter those write-backs mid-run.
+
+    The same errors ``ehr-bridge mapping check`` reports, refused at start-up instead.
+    """
+    errors = [f for f in check_mapping(mapping, adsm_enabled=adsm_enabled) if f.level == "error"]
+    if errors:
+        raise ConfigError(errors[0].message, key=errors[0].key)
 
 
 def _check_measure_keys(keys: list[str], key: str) -> None:
