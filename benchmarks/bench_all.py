@@ -1,4 +1,4 @@
-"""Every benchmark of issue 7 and the HL7 figure of issue 4, then each next to its target.
+"""Every benchmark of issue 7, the HL7 figure of issue 4 and the echo figure of issue 14.
 
 Each benchmark runs in its own process (clean memory figures) against the simulator on
 loopback. The full run takes the better part of an hour on a 2-core machine, most of it
@@ -26,6 +26,7 @@ FULL = {
     "hl7_ingest": ["--messages", "20000"],
     "writeback": ["--concurrency", "1", "4", "8", "default", "--seconds", "10"],
     "latency": ["--poll", "10", "--seconds", "60"],
+    "echo": ["--referrals", "10000"],
 }
 QUICK = {
     "pull": ["--referrals", "2000"],
@@ -33,6 +34,7 @@ QUICK = {
     "hl7_ingest": ["--messages", "2000"],
     "writeback": ["--concurrency", "1", "default", "--seconds", "4", "--referrals", "60"],
     "latency": ["--poll", "5", "--seconds", "15"],
+    "echo": ["--referrals", "500"],
 }
 
 
@@ -96,6 +98,9 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, bool 
             latency["p99_seconds"] <= latency["target_seconds"],
         )
     )
+    echo = results["echo"]
+    label = f"redelivered after writing back to all {echo['referrals']:,} (issue 14)"
+    rows.append((label, f"{echo['redelivered']}", "0", echo["redelivered"] == 0))
     return rows
 
 

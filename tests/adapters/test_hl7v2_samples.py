@@ -91,7 +91,7 @@ def pulled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, str]:
     )
     counts = pull(conn, store)
     assert counts.seen == len(OUTCOMES)
-    assert counts.not_ours == sum(outcome == NOT_OURS for outcome in OUTCOMES.values())
+    assert counts.skipped_not_ours == sum(outcome == NOT_OURS for outcome in OUTCOMES.values())
     yield store, conn.name
     store.close()
 

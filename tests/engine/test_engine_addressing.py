@@ -85,7 +85,7 @@ def test_another_providers_referral_in_the_feed_is_never_stored_or_delivered(
         (inbox / f"{referral['id']}.hl7").write_text(uk_referral(referral))
     try:
         first = pull(conn, store)
-        assert (first.stored, first.not_ours, first.quarantined) == (2, 1, 0)
+        assert (first.stored, first.skipped_not_ours, first.quarantined) == (2, 1, 0)
         stored = {r.trust_referral_id for r in store.list_referrals(conn.name)}
         assert stored == {ours["id"], moved["id"]}
         deliver(conn, store)
@@ -97,7 +97,7 @@ def test_another_providers_referral_in_the_feed_is_never_stored_or_delivered(
         moved_on = {**moved, "referred_on_to": "OTHER99", "version": 2}
         (inbox / f"{moved['id']}-2.hl7").write_text(uk_referral(moved_on))
         second = pull(conn, store)
-        assert (second.quarantined, second.not_ours) == (1, 0)
+        assert (second.quarantined, second.skipped_not_ours) == (1, 0)
         (entry,) = store.quarantine_rows(connection=conn.name)
         assert (entry.code, entry.field) == ("readdressed", "referred_on_to")
     finally:
@@ -126,7 +126,9 @@ def test_a_cancel_for_a_referral_we_never_held_is_left_alone(tmp_path: Path) -> 
         os.utime(path, (1_700_000_000 + order, 1_700_000_000 + order))
     try:
         counts = pull(conn, store)
-        assert counts.unknown_cancels == 1
+        assert counts.skipped_unknown_cancels == 1
+        (recorded,) = store.audit_events(action="pull.unknown_cancel")
+        assert json.loads(recorded.detail)["trust_referral_id"] == never_seen["id"]
         stored = {r.trust_referral_id: r for r in store.list_referrals(conn.name)}
         assert set(stored) == {cancelled_later["id"]}  # its cancel, in the same page, applies
         assert stored[cancelled_later["id"]].status == "revoked"

@@ -71,6 +71,7 @@ def _version(v: Any) -> JsonDict:
         "patient_id": v.patient_id,
         "status": v.status,
         "pulled_at": v.pulled_at,
+        "echo": v.echo,
     }
 
 
@@ -190,7 +191,8 @@ OPERATOR_NOUNS = frozenset({"outbox", "quarantine", "reconcile", "patient"})
 
 
 def _pulled(v: JsonDict) -> str:
-    return f"hash {v['source_hash'][:12]}, patient {short(v['patient_id'])}, {v['status']}"
+    echo = " (our own write-back coming back: not delivered again)" if v.get("echo") else ""
+    return f"hash {v['source_hash'][:12]}, patient {short(v['patient_id'])}, {v['status']}{echo}"
 
 
 def _delivered(d: JsonDict) -> JsonDict:

@@ -46,6 +46,11 @@ _REQUEST_STATUSES = frozenset(
     {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
 )
 
+#: our referral status write-backs (``referral_status`` events) -> the ServiceRequest
+#: status the trust record shows once one has landed: a pulled change to exactly that
+#: status is our own write-back coming back, not news for the provider
+STATUS_AFTER_OUR_EVENT: dict[str, str] = {"accepted": "active", "discharged": "completed"}
+
 
 @dataclass(frozen=True)
 class ProviderRef:

@@ -10,6 +10,7 @@ offending value: a logged traceback must not leak patient data.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping as ReadOnlyMap
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ JsonDict = dict[str, Any]
 REFERENCE_PATH = "context.client_reference"
 #: the inbound field that says which provider a referral is addressed to
 ADDRESSEE_FIELD = "referred_on_to"
+#: a JMESPath into the HL7 record shape: segment, occurrence, field number
+_HL7_FIELD_PATH = re.compile(r'(?P<segment>[A-Z][A-Z0-9]{2})\[\d+\]\."(?P<field>\d+)"')
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,20 @@ class Mapping:
     def record_version(self, record: JsonDict) -> str | None:
         """The trust's version marker for a source record, if the mapping names one."""
         return _as_text(_search(self._record.get("version"), record))
+
+    @property
+    def version_field(self) -> str | None:
+        """The trust's version marker as support staff know it: ``MSH-10``, or the path.
+
+        Named in the reason when a marker comes back with different content; a path of the
+        HL7 record shape (``MSH[0]."10"[0]."1"``) is named the way HL7 names fields.
+        """
+        compiled = self._record.get("version")
+        path = getattr(compiled, "expression", compiled)  # jmespath keeps the source text
+        if not isinstance(path, str):
+            return None
+        hl7 = _HL7_FIELD_PATH.match(path)
+        return f"{hl7['segment']}-{hl7['field']}" if hl7 else path
 
     def record_updated_at(self, record: JsonDict) -> datetime | None:
         """When the trust last changed the record, aware UTC (naive read as UTC); never raises."""

@@ -18,7 +18,14 @@ from ehr_bridge.store.models import (
     utcnow,
 )
 from ehr_bridge.store.store import Store
-from ehr_bridge.store.values import NewOutboxItem, NewQuarantine, PulledReferral
+from ehr_bridge.store.values import (
+    NewOutboxItem,
+    NewQuarantine,
+    PageState,
+    PulledReferral,
+    Restamp,
+    Stored,
+)
 
 __all__ = [
     "AuditEntry",
@@ -27,6 +34,7 @@ __all__ = [
     "NewOutboxItem",
     "NewQuarantine",
     "OutboxRow",
+    "PageState",
     "PatientLinkRow",
     "PatientMatch",
     "PatientRow",
@@ -35,8 +43,10 @@ __all__ = [
     "ReferralRow",
     "ReferralVersionRow",
     "ResourceRow",
+    "Restamp",
     "RunRow",
     "Store",
+    "Stored",
     "WriteAttemptRow",
     "canonical_json",
     "content_hash",

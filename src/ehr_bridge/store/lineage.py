@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from ehr_bridge.domain.ids import artefact_key
+from ehr_bridge.store.bulk import chunks
 from ehr_bridge.store.models import (
     DeliveryRow,
     OutboxRow,
@@ -24,10 +26,11 @@ from ehr_bridge.store.models import (
 )
 
 
-def add_version(s: Session, row: ReferralRow) -> None:
-    """Remember the trust record version just stored for ``row``."""
+def add_version(s: Session, row: ReferralRow, *, echo: bool = False) -> None:
+    """Remember the trust record version just stored for ``row`` (``echo``: ours, see model)."""
     s.add(
         ReferralVersionRow(
+            echo=echo,
             connection=row.connection,
             referral_id=row.id,
             source_version=row.source_version,
@@ -82,6 +85,27 @@ class Lineage:
         with self.session() as s:
             query = select(ReferralVersionRow).where(ReferralVersionRow.referral_id == referral_id)
             return list(s.exec(query.order_by(col(ReferralVersionRow.id))).all())
+
+    def landed_status_events(
+        self, connection: str, referral_ids: Sequence[str], events: Sequence[str]
+    ) -> set[tuple[str, str]]:
+        """(referral id, event) of our status write-backs that reached the trust.
+
+        In flight counts: the trust may hold a write whose answer we have not recorded yet.
+        """
+        keys = {
+            artefact_key(connection, "referral_status", event, rid): (rid, event)
+            for rid in referral_ids
+            for event in events
+        }
+        found: set[tuple[str, str]] = set()
+        with self.session() as s:
+            for chunk in chunks(list(keys)):
+                query = select(OutboxRow.id).where(
+                    col(OutboxRow.id).in_(chunk), col(OutboxRow.state).in_(("done", "in_flight"))
+                )
+                found.update(keys[key] for key in s.exec(query))
+        return found
 
     def deliveries(self, referral_id: str) -> list[DeliveryRow]:
         """Every hand-over of the referral to the provider."""

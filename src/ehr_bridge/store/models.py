@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint, true
+from sqlalchemy import Column, Text, UniqueConstraint, false, true
 from sqlmodel import Field, SQLModel
 
 
@@ -64,6 +64,9 @@ class ReferralRow(SQLModel, table=True):
     last_pulled_at: datetime = Field(default_factory=utcnow)
     #: the patient the trust record itself names (before operator links are followed)
     natural_patient_id: str | None = None
+    #: hash of the Patient and ServiceRequest as built from the trust record, before any
+    #: decoration: equal for a resend, so only real changes make versions (None: legacy)
+    meaning_hash: str | None = None
 
 
 class ResourceRow(SQLModel, table=True):
@@ -200,6 +203,9 @@ class ReferralVersionRow(SQLModel, table=True):
     patient_id: str
     status: str
     pulled_at: datetime = Field(default_factory=utcnow)
+    #: the change only reflects our own write-back (e.g. the discharge we sent): kept in
+    #: the lineage, never delivered back to the provider
+    echo: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class DeliveryRow(SQLModel, table=True):

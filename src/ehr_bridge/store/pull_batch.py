@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam, update
 from sqlmodel import Session, col, select
 
 from ehr_bridge.security.crypto import PayloadCipher
@@ -40,7 +40,7 @@ from ehr_bridge.store.models import (
     ReferralRow,
     ReferralVersionRow,
 )
-from ehr_bridge.store.values import PulledReferral
+from ehr_bridge.store.values import PulledReferral, Restamp
 
 JsonDict = dict[str, Any]
 
@@ -194,9 +194,10 @@ def save_plain(
             "first_pulled_at": now,
             "last_pulled_at": now,
             "natural_patient_id": pid,
+            "meaning_hash": pulled.meaning_hash,
         }
         ledger.append(row)
-        versions.append(_version(row, now))
+        versions.append({**_version(row, now), "echo": pulled.echo})
     upsert(s, _PATIENTS, patients, keys=("id",), update=("nhs_number", "updated_at"))
     upsert_resources(s, resources)
     upsert(s, _REFERRALS, ledger, keys=("id",), update=_LEDGER_UPDATES)
@@ -211,7 +212,46 @@ _LEDGER_UPDATES = (
     "last_pulled_at",
     "patient_id",
     "natural_patient_id",
+    "meaning_hash",
 )
+
+
+def restamp(s: Session, connection: str, restamps: Sequence[Restamp], now: datetime) -> None:
+    """Remember the raw hash of records that changed in form only: no version, no delivery."""
+    if not restamps:
+        return
+    statement = (
+        update(_REFERRALS)
+        .where(
+            _REFERRALS.c.connection == connection,
+            _REFERRALS.c.trust_referral_id == bindparam("ref"),
+        )
+        .values(
+            source_hash=bindparam("digest"),
+            source_version=bindparam("version"),
+            last_pulled_at=now,
+        )
+    )
+    rows = [
+        {"ref": r.trust_referral_id, "digest": r.source_hash, "version": r.source_version}
+        for r in restamps
+    ]
+    s.connection().execute(statement, rows)
+
+
+def settle_echoes(s: Session, referrals: Sequence[PulledReferral]) -> None:
+    """Mark echo versions as the provider's already: it wrote what they reflect.
+
+    The pull flags an echo only when the provider held the stored version, so the new FHIR
+    is what the provider had plus what the provider itself wrote back.
+    """
+    ids = [str(r.service_request["id"]) for r in referrals if r.echo]
+    for chunk in chunks(ids):
+        s.execute(
+            update(_REFERRALS)
+            .where(_REFERRALS.c.id.in_(chunk))
+            .values(delivered_hash=_REFERRALS.c.fhir_hash)
+        )
 
 
 def _version(row: JsonDict, now: datetime) -> JsonDict:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, or_
+from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, create_engine, select
 
@@ -43,7 +44,14 @@ from ehr_bridge.store.models import (
 from ehr_bridge.store.outbox import OutboxLeases
 from ehr_bridge.store.repair import Repairs
 from ehr_bridge.store.submissions import Submissions
-from ehr_bridge.store.values import NewOutboxItem, NewQuarantine, PageState, PulledReferral
+from ehr_bridge.store.values import (
+    NewOutboxItem,
+    NewQuarantine,
+    PageState,
+    PulledReferral,
+    Restamp,
+    Stored,
+)
 
 JsonDict = dict[str, Any]
 
@@ -129,21 +137,33 @@ class Store(
     def pull_page_state(self, connection: str, record_refs: Sequence[str]) -> PageState:
         """What is stored for a page's records, in two queries instead of two per record."""
         hashes: dict[str, str] = {}
+        current: dict[str, Stored] = {}
         held: set[tuple[str, str]] = set()
         with self.session() as s:
             for chunk in chunks(record_refs):
-                query = select(ReferralRow.trust_referral_id, ReferralRow.source_hash).where(
-                    ReferralRow.connection == connection,
+                query = core_select(
+                    col(ReferralRow.trust_referral_id),
+                    col(ReferralRow.source_hash),
+                    col(ReferralRow.id),
+                    col(ReferralRow.source_version),
+                    col(ReferralRow.status),
+                    col(ReferralRow.fhir_hash),
+                    col(ReferralRow.delivered_hash),
+                    col(ReferralRow.meaning_hash),
+                ).where(
+                    col(ReferralRow.connection) == connection,
                     col(ReferralRow.trust_referral_id).in_(chunk),
                 )
-                hashes.update((ref, digest) for ref, digest in s.exec(query))
+                for ref, digest, *stored in s.execute(query):
+                    hashes[ref] = digest
+                    current[ref] = Stored(*stored)
                 open_entries = select(QuarantineRow.record_ref, QuarantineRow.payload_hash).where(
                     QuarantineRow.connection == connection,
                     QuarantineRow.state == "open",
                     col(QuarantineRow.record_ref).in_(chunk),
                 )
                 held.update((ref, digest) for ref, digest in s.exec(open_entries))
-        return PageState(hashes, held)
+        return PageState(hashes, held, current)
 
     def save_pull_page(
         self,
@@ -153,20 +173,30 @@ class Store(
         cursor: str | None,
         *,
         cursor_name: str | None = None,
+        restamps: Sequence[Restamp] = (),
+        audits: Sequence[AuditEntry] = (),
     ) -> list[tuple[str, str]]:
         """Upsert a page's referrals and quarantine entries and move the cursor, together.
 
-        Returns the patient identity changes seen, as (referral id, kind) pairs.
+        ``restamps`` are records that changed in form only (resends): their raw hash is
+        remembered, nothing else. ``audits`` record what the page left alone on purpose
+        (a cancel for a referral never held). Returns the patient identity changes seen, as
+        (referral id, kind) pairs.
         """
         changes: list[tuple[str, str]] = []
         now = utcnow()
         with self.session() as s:
             plain, careful = pull_batch.split_page(s, referrals)
             pull_batch.save_plain(s, self.cipher, connection, plain, now)
+            pull_batch.restamp(s, connection, restamps, now)
             refs = [r.trust_referral_id for r in plain]
+            refs += [r.trust_referral_id for r in restamps]
             close_open_quarantine(s, connection, refs, "resolved", now)
             for referral in careful:
                 changes += self._upsert_referral(s, connection, referral)
+            pull_batch.settle_echoes(s, referrals)
+            for action in audits:
+                add_audit(s, action)
             for entry in quarantines:
                 self._add_quarantine(s, connection, entry)
             if cursor is not None:
@@ -211,8 +241,9 @@ class Store(
         row.source_hash, row.source_version = pulled.source_hash, pulled.source_version
         row.fhir_hash, row.status, row.last_pulled_at = fhir_hash, pulled.status, utcnow()
         row.patient_id, row.natural_patient_id = patient_id, natural_id
+        row.meaning_hash = pulled.meaning_hash
         s.add(row)
-        add_version(s, row)
+        add_version(s, row, echo=pulled.echo)
         self._resolve_quarantine(s, connection, pulled.trust_referral_id)
         return [(row.id, change.kind) for change in changes]
 

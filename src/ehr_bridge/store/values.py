@@ -26,6 +26,35 @@ class PulledReferral:
     service_request: JsonDict
     #: the patient the trust record names, when operator links make ``patient`` another
     natural_patient_id: str | None = None
+    #: hash of ``patient`` and ``service_request`` as built (see ``Stored.meaning_hash``)
+    meaning_hash: str | None = None
+    #: the change only reflects our own write-back: versioned, not delivered again
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class Restamp:
+    """A trust record that changed in form only (a resend): no new version, no delivery.
+
+    Its raw hash and version marker are remembered so the same bytes are skipped next time.
+    """
+
+    trust_referral_id: str
+    source_hash: str
+    source_version: str | None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the ledger holds for one trust referral, as a pull page needs it."""
+
+    referral_id: str
+    source_version: str | None
+    status: str
+    fhir_hash: str
+    delivered_hash: str | None
+    #: hash of the Patient and ServiceRequest as built from the trust record (None: legacy)
+    meaning_hash: str | None
 
 
 @dataclass(frozen=True)
@@ -36,6 +65,8 @@ class PageState:
     source_hashes: dict[str, str]
     #: (record ref, payload hash) of every open quarantine entry
     quarantined: set[tuple[str, str]]
+    #: trust record id -> the ledger entry
+    current: dict[str, Stored] = field(default_factory=dict)
 
     def unchanged(self, record_ref: str, source_hash: str) -> bool:
         """True if this exact version is stored already, or set aside already."""

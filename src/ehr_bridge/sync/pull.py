@@ -21,9 +21,24 @@ from ehr_bridge.adapters.base import TrustReader
 from ehr_bridge.domain.codes import NHS_NUMBER_SYSTEM
 from ehr_bridge.domain.facts import ReferralFacts
 from ehr_bridge.domain.nhs_number import check_nhs_number
-from ehr_bridge.domain.referral import build_referral_resources
+from ehr_bridge.domain.referral import (
+    STATUS_AFTER_OUR_EVENT,
+    ReferralResources,
+    build_referral_resources,
+)
 from ehr_bridge.errors import ConfigError, EhrBridgeError, RecordError
-from ehr_bridge.store import NewQuarantine, PatientMatch, PulledReferral, Store, content_hash
+from ehr_bridge.store import (
+    AuditEntry,
+    NewQuarantine,
+    PageState,
+    PatientMatch,
+    PulledReferral,
+    Restamp,
+    Store,
+    Stored,
+    content_hash,
+    engine_actor,
+)
 from ehr_bridge.sync.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -40,9 +55,11 @@ class PullCounts:
     pages: int = 0
     identity_changes: int = 0
     #: referrals addressed to another provider: left alone, never stored
-    not_ours: int = 0
+    skipped_not_ours: int = 0
     #: cancellations of referrals we never held: nothing to cancel, nothing stored
-    unknown_cancels: int = 0
+    skipped_unknown_cancels: int = 0
+    #: changes that only reflect our own write-backs: versioned, not delivered again
+    echoes: int = 0
 
 
 PageHook = Callable[[PullCounts], None]
@@ -79,7 +96,15 @@ def pull(
             stamp = conn.mapping.record_updated_at(record) if isinstance(record, dict) else None
             cursor = _later(cursor, stamp)
         referrals, quarantines = work.referrals, work.quarantines
-        changes = store.save_pull_page(conn.name, referrals, quarantines, cursor, cursor_name=key)
+        changes = store.save_pull_page(
+            conn.name,
+            referrals,
+            quarantines,
+            cursor,
+            cursor_name=key,
+            restamps=work.restamps,
+            audits=work.audits,
+        )
         _log_identity(conn, changes, counts)
         log.info(
             "pull page committed",
@@ -87,7 +112,7 @@ def pull(
                 "connection": conn.name,
                 "records": len(page.records),
                 "page": counts.pages,
-                "not_ours": counts.not_ours,
+                "skipped_not_ours": counts.skipped_not_ours,
             },
         )
         if on_page is not None:
@@ -120,7 +145,14 @@ def pull_one(conn: Connection, store: Store, trust_referral_id: str) -> PullCoun
         return counts
     work = _PageWork(conn, store, counts)
     work.take([record])
-    changes = store.save_pull_page(conn.name, work.referrals, work.quarantines, None)
+    changes = store.save_pull_page(
+        conn.name,
+        work.referrals,
+        work.quarantines,
+        None,
+        restamps=work.restamps,
+        audits=work.audits,
+    )
     _log_identity(conn, changes, counts)
     return counts
 
@@ -144,6 +176,7 @@ class _Candidate:
     source_hash: str
     facts: ReferralFacts | None = None
     match: PatientMatch | None = None
+    resources: ReferralResources | None = None
 
 
 class _PageWork:
@@ -157,8 +190,14 @@ class _PageWork:
         self.conn, self.store, self.counts = conn, store, counts
         self.referrals: list[PulledReferral] = []
         self.quarantines: list[NewQuarantine] = []
+        self.restamps: list[Restamp] = []
+        self.audits: list[AuditEntry] = []
         #: trust referral ids of this page that the store holds already
         self.known: set[str] = set()
+        self.state = PageState({}, set())
+        #: the ledger as this page leaves it so far: a later message of the same page
+        #: is compared with an earlier one, not only with what was stored before
+        self.current: dict[str, Stored] = {}
 
     def take(self, records: list[Any]) -> None:
         """Every record of the page ends up stored, unchanged or quarantined (counted)."""
@@ -174,9 +213,12 @@ class _PageWork:
             if c.facts
         ]
         matches = self.store.resolve_patients(self.conn.name, keys) if keys else []
+        built = []
         for candidate, match in zip(mapped, matches, strict=True):
             candidate.match = match
-            self._guarded(candidate, self._build)
+            if self._guarded(candidate, self._build):
+                built.append(candidate)
+        self._settle(built)
 
     def _changed(self, records: list[Any]) -> list[_Candidate]:
         mapping = self.conn.mapping
@@ -188,6 +230,8 @@ class _PageWork:
             )
             candidates.append(_Candidate(record, ref, source_hash))
         state = self.store.pull_page_state(self.conn.name, [c.ref for c in candidates])
+        self.state = state
+        self.current = dict(state.current)
         self.known = set(state.source_hashes)
         fresh, seen = [], set()
         for candidate in candidates:
@@ -224,7 +268,7 @@ class _PageWork:
             )
             self._quarantine(candidate, error)
             return False
-        self.counts.not_ours += 1
+        self.counts.skipped_not_ours += 1
         log.debug("referral for another provider left alone", extra={"connection": self.conn.name})
         return False
 
@@ -239,24 +283,35 @@ class _PageWork:
         if facts is None or facts.status != "revoked" or candidate.ref in self.known:
             self.known.add(candidate.ref)  # a cancel later in this page has its referral
             return False
-        self.counts.unknown_cancels += 1
+        self.counts.skipped_unknown_cancels += 1
+        self.audits.append(
+            AuditEntry(
+                action="pull.unknown_cancel",
+                actor=engine_actor("pull"),
+                reason="cancellation of a referral never held: not stored, not delivered",
+                connection=self.conn.name,
+                detail={"trust_referral_id": candidate.ref},
+            )
+        )
         log.debug(
             "cancellation of an unknown referral left alone", extra={"connection": self.conn.name}
         )
         return True
 
     def _map(self, candidate: _Candidate) -> None:
-        if not isinstance(candidate.record, dict):
+        record = candidate.record
+        if not isinstance(record, dict):
             raise RecordError(
                 "record is not a JSON object", field="(record)", record=candidate.ref, code="shape"
             )
+        _refuse_unreadable(record, candidate.ref)
         candidate.facts = self.conn.mapping.referral_facts(candidate.record)
 
     def _build(self, candidate: _Candidate) -> None:
         facts, match = candidate.facts, candidate.match
         assert facts is not None and match is not None  # mapped and matched before built
         conn = self.conn
-        resources = build_referral_resources(
+        candidate.resources = build_referral_resources(
             conn.name,
             conn.provider_ref,
             facts,
@@ -264,6 +319,59 @@ class _PageWork:
             allow_test_range=conn.test_connection,
             other_uk_numbers=conn.other_uk_numbers,
         )
+
+    def _settle(self, built: list[_Candidate]) -> None:
+        """Each built referral is a real change, a resend, a reused id, or our own echo.
+
+        The raw record of a resend differs (new MSH-7 and MSH-10, other line endings, a
+        trust's version bump); what it means does not. So a record is compared by the hash
+        of the FHIR it builds, and only a change in meaning makes a version and a delivery.
+        """
+        landed = self._landed_events(built)
+        for candidate in built:
+            facts, resources = candidate.facts, candidate.resources
+            assert facts is not None and resources is not None  # built before settled
+            meaning = content_hash([resources.patient, resources.service_request])
+            stored = self.current.get(candidate.ref)
+            if stored is not None and stored.meaning_hash == meaning:
+                self.restamps.append(
+                    Restamp(facts.trust_referral_id, candidate.source_hash, facts.source_version)
+                )
+                self.counts.unchanged += 1
+            elif stored is not None and _reused_version(stored, facts):
+                self._quarantine(candidate, self._reused_version_error(candidate))
+            else:
+                echo = stored is not None and _is_echo(stored, resources, landed)
+                self._keep(candidate, meaning, echo=echo)
+                self.current[candidate.ref] = _as_stored(resources, facts, meaning, stored)
+
+    def _landed_events(self, built: list[_Candidate]) -> set[tuple[str, str]]:
+        """Our status write-backs that reached the trust, for referrals whose status moved."""
+        moved = []
+        for candidate in built:
+            stored = self.current.get(candidate.ref)
+            resources = candidate.resources
+            status = resources.service_request["status"] if resources else None
+            if stored is not None and status is not None and status != stored.status:
+                moved.append(stored.referral_id)
+        if not moved:
+            return set()
+        events = list(STATUS_AFTER_OUR_EVENT)
+        return self.store.landed_status_events(self.conn.name, moved, events)
+
+    def _reused_version_error(self, candidate: _Candidate) -> RecordError:
+        label = self.conn.mapping.version_field or "source_version"
+        return RecordError(
+            f"{label} was seen before with different content; the earlier version is kept"
+            " (one message id, one meaning)",
+            field=label,
+            record=candidate.ref,
+            code="version_reused",
+        )
+
+    def _keep(self, candidate: _Candidate, meaning: str, *, echo: bool) -> None:
+        facts, match, resources = candidate.facts, candidate.match, candidate.resources
+        assert facts is not None and match is not None and resources is not None
         natural = match.natural_id if match.natural_id != match.effective_id else None
         self.referrals.append(
             PulledReferral(
@@ -276,9 +384,14 @@ class _PageWork:
                 patient=resources.patient,
                 service_request=resources.service_request,
                 natural_patient_id=natural,
+                meaning_hash=meaning,
+                echo=echo,
             )
         )
-        self.counts.stored += 1
+        if echo:
+            self.counts.echoes += 1
+        else:
+            self.counts.stored += 1
 
     def _guarded(self, candidate: _Candidate, step: Callable[[_Candidate], None]) -> bool:
         """Run one step; a record error quarantines the record (False), others propagate."""
@@ -311,6 +424,70 @@ class _PageWork:
             "referral quarantined",
             extra={"connection": self.conn.name, "code": error.code, "field": error.field},
         )
+
+
+def _as_stored(
+    resources: ReferralResources, facts: ReferralFacts, meaning: str, before: Stored | None
+) -> Stored:
+    """The ledger entry a kept referral leaves, for the rest of its page to compare with."""
+    request = resources.service_request
+    return Stored(
+        referral_id=str(request["id"]),
+        source_version=facts.source_version,
+        status=str(request["status"]),
+        fhir_hash="",  # not known until saved: a later echo in this page is not settled
+        delivered_hash=before.delivered_hash if before else None,
+        meaning_hash=meaning,
+    )
+
+
+def _reused_version(stored: Stored, facts: ReferralFacts) -> bool:
+    """True when the trust sent different content under the version marker it used before."""
+    return (
+        stored.meaning_hash is not None
+        and facts.source_version is not None
+        and facts.source_version == stored.source_version
+    )
+
+
+def _is_echo(stored: Stored, resources: ReferralResources, landed: set[tuple[str, str]]) -> bool:
+    """True when the only change is the status one of our own write-backs set.
+
+    Only while the provider holds the stored version: the new FHIR is then exactly what
+    the provider had, plus what it wrote back itself. A change by the trust's own staff
+    (any other field, or a status we did not write) is delivered as usual.
+    """
+    if stored.meaning_hash is None or stored.delivered_hash != stored.fhir_hash:
+        return False
+    request = resources.service_request
+    status = request["status"]
+    if status == stored.status:
+        return False
+    ours = any(
+        (stored.referral_id, event) in landed and after == status
+        for event, after in STATUS_AFTER_OUR_EVENT.items()
+    )
+    before = content_hash([resources.patient, {**request, "status": stored.status}])
+    return ours and before == stored.meaning_hash
+
+
+def _refuse_unreadable(record: dict[str, Any], ref: str) -> None:
+    """A record the adapter could not read stops here, naming the field the adapter names.
+
+    Adapters hand over what they could not read instead of dropping it (``unreadable``: a
+    value-free reason; ``unreadable_field``: where, e.g. ``MSH-18`` or ``line 4``), so it is
+    quarantined rather than mapped into a made-up referral or silently lost.
+    """
+    reason = record.get("unreadable")
+    if not reason:
+        return
+    where = record.get("unreadable_field")
+    raise RecordError(
+        f"record unreadable: {reason}",
+        field=where if isinstance(where, str) and where else "(record)",
+        record=ref,
+        code="unreadable",
+    )
 
 
 def _is_our_code(conn: Connection, addressee: str) -> bool:
