@@ -32,6 +32,31 @@ def test_blank_lines_mllp_bytes_and_missing_final_end_are_tolerated() -> None:
     assert split_messages(text) == [SEGMENTS]
 
 
+def test_mllp_framing_is_dropped_only_at_the_edges_of_a_frame() -> None:
+    frame = "\x0b" + "\r".join(SEGMENTS) + "\x1c\r"
+    assert split_messages(frame + frame + "\x0b" + "\r".join(SEGMENTS) + "\x1c") == [SEGMENTS] * 3
+    with pytest.raises(Er7Error) as caught:
+        split_messages(frame.replace("PV1|1|O", "PV1|1|\x0bO"))
+    assert caught.value.where == "PV1-2"
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("MSH|^~\\&|A\rPID|1\rJohn^Paul", "line 3"),
+        ("MSH|^~\\&|A\rPID|1\rPIDX|1", "line 3"),
+        ("MSH|^~\\&|A\r\rPID|1|\x00", "PID-2"),
+        ("MSH|^~\\&|A\x7f\rPID|1", "MSH-3"),
+        ("MSH|^~\\\\|A\rJohn^Paul", "MSH-2"),  # the cause: named before the line
+        ("MSH|^~\\\\|A\rPID|\x00", "MSH-2"),
+    ],
+)
+def test_lines_and_control_characters_are_refused_naming_the_place(text: str, where: str) -> None:
+    with pytest.raises(Er7Error) as caught:
+        split_messages(text)
+    assert caught.value.where == where
+
+
 def test_a_batch_file_splits_into_messages_without_its_envelope() -> None:
     second = [SEGMENTS[0].replace("|1|P|", "|2|P|"), "PID|1||Y"]
     text = "\n".join(["FHS|^~\\&", "BHS|^~\\&", *SEGMENTS, *second, "BTS|2", "FTS|1"])
@@ -96,6 +121,13 @@ def test_escape_lines_keeps_empty_lines() -> None:
         ("\\H\\bold\\N\\", "bold"),
         ("dangling\\", "dangling\\"),
         ("a\\Zlocal\\b", "ab"),
+        ("a\\.sp\\b", "a\nb"),
+        ("a\\.sp3\\b", "a\n\n\nb"),
+        ("a\\.sp+2\\b", "a\n\nb"),
+        ("a\\.sp0\\b", "a\nb"),  # the line still ends
+        ("a\\.sp" + "9" * 5000 + "\\b", "a" + "\n" * 10 + "b"),  # capped, no huge int
+        ("a\\.ce\\b", "a\nb"),
+        ("\\.in+4\\a\\.ti-4\\b\\.sk2\\c\\.fi\\\\.nf\\", "abc"),
     ],
 )
 def test_unescape_decodes_sequences_and_keeps_a_dangling_escape(raw: str, text: str) -> None:

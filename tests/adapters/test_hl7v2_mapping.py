@@ -22,6 +22,7 @@ SOURCES = {
     "referral-01-gp": "uk_REF-I12-01-gp.hl7",
     "referral-02-self": "uk_REF-I12-02-self.hl7",
     "referral-03-cancel": "uk_REF-I14-03-cancel.hl7",
+    "referral-04-latin1-dtm": "uk_REF-I12-04-latin1-dtm.hl7",
 }
 INBOUND = sorted(GOLDEN.glob("*.facts.json"))
 OUTBOUND = sorted(GOLDEN.glob("*.payload.json"))

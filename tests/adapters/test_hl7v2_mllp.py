@@ -56,16 +56,26 @@ def test_a_referral_is_stored_before_it_is_acknowledged(tmp_path: Path) -> None:
         (REF.replace("\rPID|1", ""), "AE", ack.SEGMENT_SEQUENCE_ERROR, None),
         ("PID|1|garbage", "AE", ack.REQUIRED_FIELD_MISSING, None),
         (REF + "\r" + REF, "AE", ack.SEGMENT_SEQUENCE_ERROR, None),
+        (REF + "|SMITH^JO\rHN", "AE", ack.SEGMENT_SEQUENCE_ERROR, None),  # line 4: not a segment
+        (REF + "|SMITH^\x00", "AE", ack.REQUIRED_FIELD_MISSING, "PID-2"),  # a control character
+        (REF.replace("^~\\&", "^~\\^", 1), "AE", ack.REQUIRED_FIELD_MISSING, "MSH-2"),
+        ((REF + "|Siân").encode("latin-1"), "AE", ack.REQUIRED_FIELD_MISSING, "MSH-18"),
     ],
 )
 def test_a_message_we_cannot_take_is_answered_ae_or_ar_and_not_stored(
-    tmp_path: Path, message: str, code: str, error: str, where: str | None
+    tmp_path: Path, message: str | bytes, code: str, error: str, where: str | None
 ) -> None:
     inbox = _inbox(tmp_path)
-    answer = parse_ack(Receiver(inbox).handle(message.encode()))
+    data = message.encode() if isinstance(message, str) else message
+    answer = parse_ack(Receiver(inbox).handle(data))
     assert answer is not None
     assert (answer.code, answer.error_code, answer.error_where) == (code, error, where)
     assert _stored(inbox) == []
+
+
+def test_a_line_that_is_not_a_segment_is_named_in_the_ack_text(tmp_path: Path) -> None:
+    reply = Receiver(_inbox(tmp_path)).handle((REF + "|SMITH^JO\rHN").encode())
+    assert "MSA|AE||line 4: not a segment" in reply and "SMITH" not in reply
 
 
 def test_a_storage_failure_is_answered_ar_so_the_sender_retries(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 The files go through the real pull flow (drop folder, decode, mapping, domain checks, SQLite)
 and the outcome of each one is pinned here. The public samples in ``shared/samples/hl7v2``
-are US messages; none of them is a Talking Therapies referral, so none maps. The three
+are US messages; none of them is a Talking Therapies referral, so none maps. The four
 ``uk_*`` fixtures are referrals written to the UK conventions the mapping expects.
 """
 
@@ -54,6 +54,7 @@ OUTCOMES: dict[str, tuple[str, str] | None] = {
     "msftconv_SIU-S12_1.hl7": NOT_A_REFERRAL,
     "uk_REF-I12-01-gp.hl7": None,
     "uk_REF-I12-02-self.hl7": None,
+    "uk_REF-I12-04-latin1-dtm.hl7": None,
     "uk_REF-I14-03-cancel.hl7": None,
 }
 NAMES_SEGMENT_AND_FIELD = re.compile(r'\b([A-Z][A-Z0-9]{2})(\[[^\]]*\])?\."(\d+)"|\bMSH-\d+\b')
@@ -121,7 +122,7 @@ def test_the_uk_referrals_are_stored_and_the_cancel_revokes_its_referral(
 ) -> None:
     store, connection = pulled
     referrals = {r.trust_referral_id: r for r in store.list_referrals(connection)}
-    assert set(referrals) == {"SR0000123", "SR0000124"}
+    assert set(referrals) == {"SR0000123", "SR0000124", "SR0000125"}
     assert referrals["SR0000123"].status == "revoked"
     assert referrals["SR0000124"].status == "active"
 
@@ -129,5 +130,5 @@ def test_the_uk_referrals_are_stored_and_the_cancel_revokes_its_referral(
 def test_no_reason_carries_patient_data(pulled: tuple[Store, str]) -> None:
     store, connection = pulled
     reasons = " ".join(q.reason for q in store.quarantine_rows(connection=connection))
-    for value in ("EVERYMAN", "ADAM", "19610615", "MAINSTREET", "9434765919", "O'BRIEN"):
+    for value in ("EVERYMAN", "ADAM", "19610615", "MAINSTREET", "9434765919", "O'BRIEN", "SÍLE"):
         assert value not in reasons

@@ -110,9 +110,12 @@ def test_unreadable_files_still_become_records_for_quarantine(tmp_path: Path) ->
     _drop(source, "a-empty.hl7", b"")
     _drop(source, "b-latin.hl7", "MSH|^~\\&|A\rPID|1||||Siân".encode("latin-1"))
     _drop(source, "c-bad-msh.hl7", "MSH|A|B")
+    _drop(source, "d-cut.hl7", _message("R1").replace("L1^^^RXX^MR", "L1^^^RXX^MR\rSt John"))
     records = _all(source)
-    assert [r["unreadable"].split(":")[0] for r in records] == ["MSH", "MSH-18", "MSH-2"]
-    assert all(set(r) == {"updated_at", "file", "unreadable"} for r in records)
+    assert [r["unreadable_field"] for r in records] == ["MSH", "MSH-18", "MSH-2", "line 4"]
+    assert [r["unreadable"].split(":")[0] for r in records] == ["MSH", "MSH-18", "MSH-2", "line 4"]
+    assert all(set(r) == {"updated_at", "file", "unreadable", "unreadable_field"} for r in records)
+    assert not any("Si" in r["unreadable"] or "John" in r["unreadable"] for r in records)
 
 
 def test_the_fixture_files_with_bom_crlf_and_lf_decode_alike(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -206,6 +206,39 @@ def _utc_timestamp(value: Any) -> str:
 
 def _london_date(value: Any) -> str:
     return _aware(value).astimezone(_london()).date().isoformat()
+
+
+#: what ``calendar_date`` reads besides YYYY-MM-DD: an ISO 8601 timestamp, to the minute or finer
+_ISO_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:?\d{2})?"
+)
+_NOT_A_CALENDAR_DATE = "expected a calendar date (YYYY-MM-DD or a timestamp)"
+
+
+def _calendar_date(value: Any) -> str:
+    """The day a field that means a date (a date of birth) names, however it was written.
+
+    HL7 sends such fields as DT or as DTM of any precision. A date stays as it is; a
+    timestamp gives its Europe/London date, except exactly midnight, which is a date
+    written as a timestamp (``19850314000000+0100``): its date as written, since moving a
+    date of birth to London time would put it on the day before.
+    """
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = _text(value).strip()
+        if _ISO_DATE.fullmatch(text):
+            return _date(text)
+        if not _ISO_TIMESTAMP.fullmatch(text):
+            raise TransformError(_NOT_A_CALENDAR_DATE)
+        moment = _aware(text)
+    if moment.tzinfo is None:
+        raise TransformError("timestamp has no UTC offset")
+    if moment.time() == time(0):
+        return moment.date().isoformat()
+    return moment.astimezone(_london()).date().isoformat()
 
 
 def _london_time(value: Any) -> str:
@@ -418,6 +451,11 @@ _ENTRIES: tuple[Transform, ...] = (
     _plain("utc_timestamp", "timestamp with offset -> UTC 'YYYY-MM-DDTHH:MM:SSZ'", _utc_timestamp),
     _plain("london_date", "timestamp with offset -> Europe/London date", _london_date),
     _plain("london_time", "timestamp with offset -> Europe/London HH:MM", _london_time),
+    _plain(
+        "calendar_date",
+        "a date, or a timestamp's Europe/London date (midnight: the date as written)",
+        _calendar_date,
+    ),
     _plain("period_minutes", "FHIR Period -> whole minutes between start and end", _period_minutes),
     _plain("base64_text", "base64 attachment data -> UTF-8 text", _base64_text),
     Transform(

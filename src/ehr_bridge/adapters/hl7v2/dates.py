@@ -7,9 +7,12 @@ to 2.8.2, so ``date_positions`` asks it once per (version, segment) and caches t
 the hot decode path then only converts the few components listed.
 
 A time without an offset is in the sender's local time zone (HL7 v2 ch. 2A, DTM), so it gets
-that zone's offset for the instant (BST-aware for Europe/London). Anything that is not a
-whole, real date is left as the sender wrote it: the mapping's transform then refuses it
-and the record is quarantined naming the field, rather than guessed at here.
+that zone's offset for the instant (BST-aware for Europe/London). Every precision from the
+day to the ten-thousandth of a second is read, with or without an offset. Anything that is
+not a whole, real date (``198503``, ``20261332``) is left as the sender wrote it: the
+mapping's transform then refuses it and the record is quarantined naming the field, rather
+than guessed at here. A field that means a calendar date (date of birth) may still arrive as
+a DTM: the mapping reads it with ``calendar_date``.
 """
 
 from __future__ import annotations
@@ -30,9 +33,13 @@ KNOWN_VERSIONS = frozenset(
 )
 FALLBACK_VERSION = "2.5"
 _DATE_TYPES = frozenset({"DT", "DTM"})
+#: DTM to the day or finer (ch. 2A: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]); a
+#: fraction only after seconds, ASCII digits only. Coarser (YYYY, YYYYMM) stays as sent.
 _DTM = re.compile(
-    r"(?P<date>\d{8})(?P<hour>\d{2})?(?P<minute>\d{2})?(?P<second>\d{2})?"
-    r"(?:\.(?P<fraction>\d{1,4}))?(?P<offset>[+-]\d{4})?"
+    r"(?P<date>[0-9]{8})"
+    r"(?:(?P<hour>[0-9]{2})(?:(?P<minute>[0-9]{2})(?:(?P<second>[0-9]{2})"
+    r"(?:\.(?P<fraction>[0-9]{1,4}))?)?)?)?"
+    r"(?P<offset>[+-][0-9]{4})?"
 )
 
 #: field number -> the component numbers (1-based) that hold a DT or DTM

@@ -1,8 +1,9 @@
 """The receiving side: an MLLP listener that stores each referral before it says AA.
 
 ``Receiver.handle`` decides the answer for one message and is plain code (tested without
-sockets): it checks the envelope (readable text, MSH-2, an accepted MSH-9, MSH-10, the
-segments the message type needs), writes the message durably into the drop folder
+sockets): it checks the envelope (readable text as ``er7`` reads it: MSH-18, MSH-2, every
+line a segment, no control characters; an accepted MSH-9, MSH-10, the segments the message
+type needs), writes the message durably into the drop folder
 (``Inbox.accept``) and only then answers ``AA``. Everything else about the content (NHS
 number, codes, dates) is the mapping's job at the next pull, where a bad referral is
 quarantined with the field named: HL7's original-mode AA means "accepted for processing".
@@ -73,9 +74,7 @@ class Receiver:
             segments = messages[0]
             incoming = _incoming(segments[0])
         except Er7Error as exc:
-            segment, _, number = exc.where.partition("-")
-            where = int(number) if number.isdigit() else None
-            return Incoming(), Problem(ack.REQUIRED_FIELD_MISSING, segment, where, exc.reason)
+            return Incoming(), _unreadable(exc)
         if len(messages) > 1:
             text = "one message per frame"
             return incoming, Problem(ack.SEGMENT_SEQUENCE_ERROR, "MSH", None, text)
@@ -97,6 +96,15 @@ class Receiver:
             if required not in present:
                 return Problem(ack.SEGMENT_SEQUENCE_ERROR, required, None, "segment missing")
         return None
+
+
+def _unreadable(exc: Er7Error) -> Problem:
+    """The answer to text that is not a readable message, located as ERR-2 can say it."""
+    if exc.where.startswith("line "):  # no segment to name: the line goes in the text
+        return Problem(ack.SEGMENT_SEQUENCE_ERROR, "", None, f"{exc.where}: {exc.reason}")
+    segment, _, number = exc.where.partition("-")
+    where = int(number) if number.isdigit() else None
+    return Problem(ack.REQUIRED_FIELD_MISSING, segment, where, exc.reason)
 
 
 def _incoming(msh: str) -> Incoming:

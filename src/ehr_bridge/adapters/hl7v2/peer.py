@@ -49,9 +49,9 @@ def uk_referral(
             e(control_id or f"{referral['id']}-{referral.get('version', 1)}"),
             "P",
             "2.5",
-            *[""] * 5,
-            "GBR",
-            "UNICODE UTF-8",
+            *[""] * 4,  # MSH-13..16
+            "GBR",  # MSH-17 country code
+            "UNICODE UTF-8",  # MSH-18 character set
         ]
     )
     segments = [

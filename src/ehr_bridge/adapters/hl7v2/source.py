@@ -2,10 +2,18 @@
 
 Each record is one message decoded by ``record.decode`` plus two keys of ours:
 ``updated_at`` (the arrival stamp, ISO 8601 UTC: the cursor) and ``file`` (where the
-message is kept under ``received/``, ``#n`` for the n-th message of a batch file). A file
-that cannot be read as HL7 still becomes a record, ``{"updated_at", "file", "unreadable":
-reason}``, with no segments: the mapping's first rule (MSH-9) then fails and the file is
-quarantined, never silently skipped.
+message is kept under ``received/``, ``#n`` for the n-th message of a batch file).
+
+A file that cannot be read faithfully still becomes one record, with no segments::
+
+    {"updated_at", "file", "unreadable": "line 4: not a segment...", "unreadable_field": "line 4"}
+
+``unreadable`` is a value-free reason and ``unreadable_field`` where (``MSH-18``, ``MSH-2``,
+``PID``, ``PID-5``, ``line 4``, or ``(file)`` for a file not read at all); the pull
+quarantines it naming that field, so nothing is skipped, cut or guessed at. Besides what
+``er7`` refuses, a message with more than one PID is refused here (when PID is decoded): a
+REF^I12 is about one patient, and taking either PID could file one patient's referral
+against another.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from ehr_bridge.adapters.base import SourcePage
 from ehr_bridge.adapters.folder._files import UnreadableFileError
-from ehr_bridge.adapters.hl7v2.er7 import Er7Error, decode_bytes, split_messages
+from ehr_bridge.adapters.hl7v2.er7 import Er7Error, decode_bytes, in_batch, split_messages
 from ehr_bridge.adapters.hl7v2.inbox import Inbox, after, stamp_instant
 from ehr_bridge.adapters.hl7v2.record import decode
 
@@ -62,13 +70,23 @@ class DropFolderSource:
         meta = {"updated_at": _iso_z(stamp_instant(name.split("/", 1)[1])), "file": name}
         try:
             messages = split_messages(decode_bytes(self.inbox.read(name)))
-            decoded = [decode(m, self.zone, self.segments) for m in messages]
-        except (Er7Error, UnreadableFileError) as exc:  # quarantined with this reason
-            return [{**meta, "unreadable": str(exc)}]
+            decoded = [self._decode(m, n) for n, m in enumerate(messages, 1)]
+        except Er7Error as exc:  # quarantined with this reason, naming the place
+            return [{**meta, "unreadable": str(exc), "unreadable_field": exc.where}]
+        except UnreadableFileError as exc:  # too large, a symlink: never read
+            return [{**meta, "unreadable": str(exc), "unreadable_field": "(file)"}]
         return [
             {**meta, "file": f"{name}#{n}" if n else name, **message}
             for n, message in enumerate(decoded)
         ]
+
+    def _decode(self, segments: list[str], number: int) -> JsonDict:
+        """One message as its record; refuses a second patient (``number``: in the batch)."""
+        message = decode(segments, self.zone, self.segments)
+        if len(message.get("PID", ())) > 1:
+            reason = "more than one PID segment (one patient per message)" + in_batch(number)
+            raise Er7Error("PID", reason)
+        return message
 
 
 def _iso_z(moment: datetime) -> str:
