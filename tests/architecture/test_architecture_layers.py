@@ -38,6 +38,8 @@ LAYERS: dict[str, int] = {
 }
 #: modules whose layer is not their package's, and why
 MODULE_LAYERS: dict[str, int] = {
+    # reduces foreign error text to what is safe to keep; stdlib only, so under everything
+    "ehr_bridge.security.foreign_text": 0,
     # primitives the store and the adapters build on: they import only config and errors
     "ehr_bridge.security.crypto": 1,
     "ehr_bridge.security.limits": 1,

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from ehr_bridge.errors import TerminalError
+from ehr_bridge.security.foreign_text import digest
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH = 64
@@ -117,7 +118,8 @@ def _inflate(data: bytes, encoding: str, limits: InputLimits, what: str) -> byte
     if name in ("", "identity"):
         return data
     if name not in ("gzip", "x-gzip", "deflate"):
-        raise InputLimitError(f"{what}: content encoding {name[:20]!r} is not accepted")
+        # the header is foreign text: named by a digest only, never repeated
+        raise InputLimitError(f"{what}: content encoding #{digest(name)} is not accepted")
     wbits = zlib.MAX_WBITS | 16 if "gzip" in name else zlib.MAX_WBITS
     try:
         return _bounded(zlib.decompressobj(wbits), data, limits, what)

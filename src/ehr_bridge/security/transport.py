@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,9 +31,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ehr_bridge.config import Secret, read_secret
 from ehr_bridge.errors import ConfigError, ConnectionStopError, TransientError
+from ehr_bridge.security.foreign_text import known_code
 from ehr_bridge.security.limits import InputLimitError, InputLimits, read_limited
 
-_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+#: RFC 6749 section 5.2 token endpoint error codes: the only ones repeated from an answer
+OAUTH2_ERROR_CODES = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+    }
+)
 _DEFAULT_LIFETIME = 300.0
 
 
@@ -232,8 +242,8 @@ def _token_from(response: requests.Response) -> tuple[Secret, float]:
     status = response.status_code
     if status == 429 or status >= 500:
         raise TransientError(f"oauth2 token: HTTP {status}")
-    error = body.get("error")
-    named = f" {error}" if isinstance(error, str) and _CODE.fullmatch(error) else ""
+    error = known_code(body.get("error"), OAUTH2_ERROR_CODES)
+    named = f" {error}" if error else ""
     if status >= 300:
         raise ConnectionStopError(f"oauth2 token: HTTP {status}{named}")
     token, kind = body.get("access_token"), body.get("token_type", "Bearer")

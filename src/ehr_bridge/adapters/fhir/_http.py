@@ -3,9 +3,11 @@
 Reads (search, read, following a ``next`` link) are safe to repeat and retried a few times
 within the call; writes (transaction and message Bundles) are never retried here, because
 the outbox retries them across cycles after asking the server what it already holds. An
-error message names the interaction by type only (``GET Patient/{id}``), the status, and
-the OperationOutcome's issue code and element path, never its ``diagnostics`` (servers
-quote values there) and never a response body, so it can be logged without patient data.
+error message names the interaction by type only (``GET Patient/{id}``), and keeps of the
+answer what ``security.foreign_text.reduce_reply`` lets through: the status, the
+OperationOutcome's issue code if it is a FHIR IssueType, its element path if the resource
+we sent has that element, and a hash of the body; never ``diagnostics`` (servers quote
+values there) and never the body itself, so it can be logged without patient data.
 
 A ``next`` link is followed only when it lies under the configured base URL: the bearer
 token must never be sent to a host the server merely named.
@@ -13,7 +15,6 @@ token must never be sent to a host the server merely named.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -28,9 +29,25 @@ from ehr_bridge.errors import (
     TransientError,
 )
 from ehr_bridge.retry import RetryPolicy, call_with_retries
+from ehr_bridge.security.foreign_text import (
+    Reply,
+    exception_name,
+    reduce_reply,
+    retry_after_seconds,
+)
 from ehr_bridge.security.transport import SecureSession
 
 FHIR_JSON = "application/fhir+json"
+#: the IssueType value set (R4): the only issue codes an error message repeats
+ISSUE_TYPES = frozenset(
+    {
+        "invalid", "structure", "required", "value", "invariant", "security", "login",
+        "unknown", "expired", "forbidden", "suppressed", "processing", "not-supported",
+        "duplicate", "multiple-matches", "not-found", "deleted", "too-long", "code-invalid",
+        "extension", "too-costly", "business-rule", "conflict", "transient", "lock-error",
+        "no-store", "exception", "timeout", "incomplete", "throttled", "informational",
+    }
+)  # fmt: skip
 
 
 class FhirHttp:
@@ -106,12 +123,12 @@ class FhirHttp:
             response = self._http.request(method, url, headers=sent, timeout=self._timeout, **kw)
         except requests.RequestException as exc:
             raise TransientError(
-                f"{what}: {type(exc).__name__}", ambiguous=method != "GET"
+                f"{what}: {exception_name(exc)}", ambiguous=method != "GET"
             ) from None
-        return answer(what, method, response)
+        return answer(what, method, response, kw.get("json") or kw.get("params"))
 
 
-def answer(what: str, method: str, response: requests.Response) -> JsonDict:
+def answer(what: str, method: str, response: requests.Response, sent: object = None) -> JsonDict:
     """The JSON object a 2xx answer carries, or the error its status stands for."""
     status = response.status_code
     body = _json_object(response)
@@ -121,14 +138,16 @@ def answer(what: str, method: str, response: requests.Response) -> JsonDict:
                 f"{what}: HTTP {status} without a FHIR JSON body", ambiguous=method != "GET"
             )
         return body
-    detail = f"{what}: HTTP {status}{_issue(body)}"
+    detail = f"{what}: {_described(_issue(status, response, body, sent))}"
     if status in (401, 403):
         raise ConnectionStopError(detail)
     if status == 409:
         raise ConflictError(detail)
     if status == 429 or status >= 500:
         raise TransientError(
-            detail, retry_after=_retry_after(response), ambiguous=method != "GET" and status >= 500
+            detail,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            ambiguous=method != "GET" and status >= 500,
         )
     raise TerminalError(detail, code=f"http_{status}")
 
@@ -141,40 +160,28 @@ def _json_object(response: requests.Response) -> JsonDict | None:
     return body if isinstance(body, dict) else None
 
 
-def _issue(body: JsonDict | None) -> str:
-    """`` (issue <code> at <path>)`` from an OperationOutcome.
+def _issue(status: int, response: requests.Response, body: JsonDict | None, sent: object) -> Reply:
+    """The first OperationOutcome issue's code and element path, as far as they are safe.
 
-    ``diagnostics`` is never read, and the code and path are kept only when they look like
-    an issue code and a plain element path: a FHIRPath such as ``where(value='...')``
-    could carry the value that was refused.
+    ``diagnostics`` is never read; a FHIRPath such as ``where(value='...')`` is not an
+    element of what we sent, so it is dropped with the rest of the body.
     """
-    if not body or body.get("resourceType") != "OperationOutcome":
-        return ""
-    issues = body.get("issue")
-    first = issues[0] if isinstance(issues, list) and issues else None
-    if not isinstance(first, dict):
-        return ""
-    code = _safe(first.get("code"), _ISSUE_CODE)
-    paths = first.get("expression")
-    path = _safe(paths[0] if isinstance(paths, list) and paths else None, _ELEMENT_PATH)
-    if not code and not path:
-        return ""
-    return f" (issue {code or 'unknown'}" + (f" at {path})" if path else ")")
+    first: object = None
+    if body and body.get("resourceType") == "OperationOutcome":
+        issues = body.get("issue")
+        first = issues[0] if isinstance(issues, list) and issues else None
+    issue = first if isinstance(first, dict) else {}
+    paths = issue.get("expression")
+    path = paths[0] if isinstance(paths, list) and paths else None
+    code = issue.get("code")
+    return reduce_reply(
+        f"HTTP {status}", response.content, code=code, codes=ISSUE_TYPES, field=path, sent=sent
+    )
 
 
-_ISSUE_CODE = re.compile(r"[a-z][a-z\-]{0,40}")
-_ELEMENT_PATH = re.compile(
-    r"[A-Za-z][A-Za-z0-9_]*(\[[0-9]{1,4}\])?(\.[A-Za-z][A-Za-z0-9_]*(\[[0-9]{1,4}\])?){0,20}"
-)
-
-
-def _safe(value: object, pattern: re.Pattern[str]) -> str:
-    return value if isinstance(value, str) and pattern.fullmatch(value) else ""
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
+def _described(reply: Reply) -> str:
+    """`` HTTP 422 (issue invalid at Observation.status) reply #…``, FHIR's way of saying it."""
+    if not reply.code and not reply.field:
+        return reply.status + reply.reference
+    at = f" at {reply.field}" if reply.field else ""
+    return f"{reply.status} (issue {reply.code or 'unknown'}{at}){reply.reference}"

@@ -19,6 +19,7 @@ content always hashes the same. ``acknowledge`` advances the marker in ``state_f
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -39,8 +40,11 @@ from ehr_bridge.adapters.fhir._http import FhirHttp
 from ehr_bridge.adapters.fhir._marker import Marker, MarkerFile, parse_instant
 from ehr_bridge.adapters.fhir._options import FhirProviderOptions
 from ehr_bridge.errors import TerminalError, TransientError
+from ehr_bridge.security.foreign_text import reduce_reply
 
 _SERVER_META = ("versionId", "lastUpdated", "source")
+#: MessageHeader.response.code (FHIR ResponseType): the only codes a message repeats
+RESPONSE_CODES = frozenset({"ok", "transient-error", "fatal-error"})
 
 
 class FhirProvider:
@@ -80,11 +84,16 @@ class FhirProvider:
         headers = {"X-Request-Id": str(uuid.uuid4()), "X-Correlation-Id": header_id}
         if self.options.target_identifier:
             headers["NHSD-Target-Identifier"] = self.options.target_identifier
-        outcome = message_outcome(self._http.post("$process-message", message, headers))
+        answer = self._http.post("$process-message", message, headers)
+        outcome = message_outcome(answer)
+        if outcome == "ok":
+            return
+        text = json.dumps(answer, sort_keys=True, ensure_ascii=False)
+        reply = reduce_reply("answered", text, code=outcome, codes=RESPONSE_CODES)
+        said = f"$process-message: the receiver answered {reply.code or 'an unknown code'}"
         if outcome == "transient-error":
-            raise TransientError("$process-message: the receiver answered transient-error")
-        if outcome != "ok":
-            raise TerminalError(f"$process-message: the receiver answered {outcome}", code="nak")
+            raise TransientError(said + reply.reference)
+        raise TerminalError(said + reply.reference, code="nak")
 
     # --- collect ---------------------------------------------------------------------
     def pending_submissions(self) -> Iterator[ProviderSubmission]:

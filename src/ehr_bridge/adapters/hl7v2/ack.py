@@ -11,12 +11,16 @@ Error details go in an ERR segment (2.5 layout: ERR-2 location, ERR-3 code from 
 0357, ERR-4 severity) and in MSA-3 for older readers. They name segments, fields and
 codes only, never a value from the message. ACKs are assembled here with ``er7`` rather
 than hl7apy: they are three fixed segments and must go out while the sender waits.
+
+A peer's ACK is foreign text: ``parse_ack`` reads its codes and location, and keeps the
+rest (MSA-3 onwards, ERR, any other segment but MSH) only to be hashed; the writer lets
+through only codes of ``ACK_CODES`` and ``ERROR_CODES`` and a location of its own message.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ehr_bridge.adapters.hl7v2 import er7
@@ -30,6 +34,12 @@ UNSUPPORTED_MESSAGE_TYPE = "200"
 UNSUPPORTED_EVENT_CODE = "201"
 DUPLICATE_KEY = "205"
 APPLICATION_INTERNAL_ERROR = "207"
+#: HL7 table 0008 acknowledgement codes
+ACK_CODES = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
+#: HL7 table 0357 message error condition codes (2.5; 104 from 2.6)
+ERROR_CODES = frozenset(
+    {"0", "100", "101", "102", "103", "104", "200", "201", "202", "203", "204", "205", "206", "207"}
+)
 _TEXTS = {
     SEGMENT_SEQUENCE_ERROR: "Segment sequence error",
     REQUIRED_FIELD_MISSING: "Required field missing",
@@ -64,6 +74,9 @@ class Ack:
     control_id: str  # MSA-2: the message it acknowledges
     error_code: str | None = None  # ERR-3.1 (or ERR-1.4.1 in 2.3/2.4 style)
     error_where: str | None = None  # ERR-2 as SEG-n
+    #: MSA-3 onwards, ERR and other segments but MSH, as sent: foreign text, to hash only
+    #: (left out of ``repr`` and of comparisons: an Ack is its codes)
+    text: str = field(default="", repr=False, compare=False)
 
     @property
     def accepted(self) -> bool:
@@ -131,7 +144,9 @@ def parse_ack(text: str) -> Ack | None:
         return None
     code = msa[1].split(d.component)[0].strip().upper()
     error_code, where = _error(fields.get("ERR"), d)
-    return Ack(code, er7.unescape(msa[2].split(d.component)[0], d), error_code, where)
+    rest = [d.field.join(msa[3:])] + [s for s in message if s[:3] not in ("MSH", "MSA")]
+    control_id = er7.unescape(msa[2].split(d.component)[0], d)
+    return Ack(code, control_id, error_code, where, "\r".join(rest).strip("\r"))
 
 
 def _error(err: list[str] | None, d: er7.Delimiters) -> tuple[str | None, str | None]:

@@ -19,6 +19,7 @@ import threading
 import time
 
 from ehr_bridge.errors import TransientError
+from ehr_bridge.security.foreign_text import exception_name
 
 START = b"\x0b"
 END = b"\x1c\r"
@@ -110,7 +111,7 @@ class MllpClient:
             self.close()
             if retry_allowed:
                 return None
-            reason = f"MLLP send failed: {type(exc).__name__}"
+            reason = f"MLLP send failed: {exception_name(exc)}"
             raise TransientError(reason, ambiguous=True) from None
         if reply is None:
             self.close()
@@ -140,7 +141,7 @@ class MllpClient:
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
             except OSError as exc:
-                raise TransientError(f"MLLP connect failed: {type(exc).__name__}") from None
+                raise TransientError(f"MLLP connect failed: {exception_name(exc)}") from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sock, self._reader = sock, FrameReader(sock)
         return self._reader

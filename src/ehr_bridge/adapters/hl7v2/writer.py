@@ -6,6 +6,10 @@ effect rests on the receiver instead: a resent message carries the same MSH-10 (
 reference), and a receiver that refuses a repeat with ``AE`` and error 205 (duplicate key)
 is read as "already present". A folder is create-once by name, so a second write of the
 same reference finds the first file and changes nothing.
+
+A refusing ACK is foreign text: the error says which code we received (of HL7 tables 0008
+and 0357 only), where (only a field our own message has) and a hash of the rest of the ACK,
+never MSA-3 or ERR text, which a peer may fill with the patient's details.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from ehr_bridge.adapters.base import WriteItem, WriteReceipt
 from ehr_bridge.adapters.hl7v2 import ack, build
 from ehr_bridge.adapters.hl7v2.mllp import MllpClient
 from ehr_bridge.errors import TerminalError, TransientError
+from ehr_bridge.security.foreign_text import exception_name, reduce_reply
 
 log = logging.getLogger(__name__)
+_MAX_FIELD = 99  # the highest field number an error location may name
 
 
 class Transport(Protocol):
@@ -51,11 +57,40 @@ class MllpTransport:
             return WriteReceipt(trust_id=control_id, detail=detail)
         if answer.error_code == ack.DUPLICATE_KEY:
             return WriteReceipt(trust_id=control_id, already_present=True, detail=detail)
-        where = f" at {answer.error_where}" if answer.error_where else ""
-        text = f"peer answered {answer.code} (HL7 error {answer.error_code or 'none'}{where})"
+        text, known = _refusal(answer, message)
         if answer.rejected:
             raise TransientError(text)
-        raise TerminalError(text, code=f"hl7_{answer.code.lower()}")
+        raise TerminalError(text, code=f"hl7_{known.lower()}" if known else "hl7_unknown")
+
+
+def _refusal(answer: ack.Ack, message: str) -> tuple[str, str | None]:
+    """What we may say of a refusing ACK, and its acknowledgement code if a known one."""
+    known = answer.code if answer.code in ack.ACK_CODES else None
+    reply = reduce_reply(
+        f"peer answered {known or 'an unknown code'}",
+        answer.text,
+        code=answer.error_code,
+        codes=ack.ERROR_CODES,
+        field=answer.error_where,
+        sent=_fields_of(message),
+    )
+    code = reply.code or ("unknown" if answer.error_code else "none")
+    where = f" at {reply.field}" if reply.field else ""
+    return f"{reply.status} (HL7 error {code}{where}){reply.reference}", known
+
+
+def _fields_of(message: str) -> frozenset[str]:
+    """``SEG`` and ``SEG-1`` to ``SEG-99`` of each segment our message has.
+
+    The only locations an error may name: a field may be one we left empty (``PID-3``
+    required), but the segment must be ours and the number small, so neither can carry
+    a value the peer chose.
+    """
+    found: set[str] = set()
+    for name in {segment[:3] for segment in message.split("\r") if segment[:3]}:
+        found.add(name)
+        found.update(f"{name}-{n}" for n in range(1, _MAX_FIELD + 1))
+    return frozenset(found)
 
 
 class FolderTransport:
@@ -79,7 +114,7 @@ class FolderTransport:
         except FileExistsError:
             return WriteReceipt(trust_id=control_id, already_present=True)
         except OSError as exc:
-            raise TransientError(f"hl7 folder write failed: {type(exc).__name__}") from None
+            raise TransientError(f"hl7 folder write failed: {exception_name(exc)}") from None
         finally:
             temporary.unlink(missing_ok=True)
         return WriteReceipt(trust_id=control_id)

@@ -2,12 +2,12 @@
 
 HTTP failures are translated here, at the boundary, into the error tree so the engine
 never sees ``requests`` exceptions. Bodies the trust sends back are never copied into
-error messages: only the status, the error code and the field path it names.
+error messages: ``security.foreign_text.reduce_reply`` keeps the status, the error code if
+it is a known one, the field path if it is a key of what we sent, and a hash of the body.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,11 @@ from ehr_bridge.errors import (
     TransientError,
 )
 from ehr_bridge.retry import RetryPolicy, call_with_retries
+from ehr_bridge.security.foreign_text import (
+    exception_name,
+    reduce_reply,
+    retry_after_seconds,
+)
 from ehr_bridge.security.transport import SecureSession, TransportOptions, build_session
 
 ENDPOINTS = {
@@ -171,9 +176,9 @@ class IaptusClient:
             )
         except requests.RequestException as exc:
             raise TransientError(
-                f"{method} {_template(path)}: {type(exc).__name__}", ambiguous=method != "GET"
+                f"{method} {_template(path)}: {exception_name(exc)}", ambiguous=method != "GET"
             ) from None
-        return _answer(method, path, response)
+        return _answer(method, path, response, kwargs.get("json") or kwargs.get("params"))
 
 
 def _kind_path(trust_referral_id: str, kind: str) -> str:
@@ -195,25 +200,33 @@ def _trust_item(found: JsonDict) -> TrustItem:
     )
 
 
-def _answer(method: str, path: str, response: requests.Response) -> JsonDict:
-    where = f"{method} {_template(path)}"
+def _answer(method: str, path: str, response: requests.Response, sent: object) -> JsonDict:
+    """A 2xx body, or the error its status stands for, reduced to what is safe to keep."""
     status = response.status_code
     body = _json_or_empty(response)
     if status < 300:
         return body
-    error = str(body.get("error", "")) or f"http_{status}"
-    field = body.get("field")
-    detail = f"{where}: HTTP {status} {error}" + (f" (field {field})" if field else "")
+    error, field = body.get("error"), body.get("field")
+    reply = reduce_reply(f"HTTP {status}", response.content, code=error, field=field, sent=sent)
+    detail = f"{method} {_template(path)}: {reply}"
     if status in (401, 403):
         raise ConnectionStopError(detail)
     if status == 409:
         existing = body.get("existing_id")
-        raise ConflictError(detail, existing_id=str(existing) if existing else None)
+        raise ConflictError(detail, existing_id=_trust_id(existing))
     if status == 429 or status >= 500:
         raise TransientError(
-            detail, retry_after=_retry_after(response), ambiguous=method != "GET" and status >= 500
+            detail,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            ambiguous=method != "GET" and status >= 500,
         )
     raise TerminalError(detail, code=f"http_{status}")
+
+
+def _trust_id(value: object) -> str | None:
+    """An id the trust names, if it is a string or a number (a hostile answer: anything)."""
+    ok = isinstance(value, str | int) and not isinstance(value, bool)
+    return str(value) if ok and value else None
 
 
 def _json_or_empty(response: requests.Response) -> JsonDict:
@@ -222,17 +235,6 @@ def _json_or_empty(response: requests.Response) -> JsonDict:
     except (ValueError, RecursionError):  # RecursionError: a JSON bomb past the session
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _template(path: str) -> str:

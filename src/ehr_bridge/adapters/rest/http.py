@@ -2,14 +2,14 @@
 
 The engine never sees a ``requests`` exception or a response body. An error message
 carries the method, the endpoint *template* from the mapping (never a path with ids in it),
-the status, and the error code and field the API named, each only if it looks like a code
-or a field path: a record system that echoes values into its error codes cannot leak them
+and what ``security.foreign_text.reduce_reply`` keeps of the answer: the status, the error
+code the API named if it is a known one, the field if it is a key of what we sent, and a
+hash of the body. A record system that echoes values into its errors cannot leak them
 through us.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,12 +20,15 @@ from ehr_bridge.adapters._sessions import PerThreadSession
 from ehr_bridge.config import Secret
 from ehr_bridge.errors import ConflictError, ConnectionStopError, TerminalError, TransientError
 from ehr_bridge.mapping.api import Api
+from ehr_bridge.security.foreign_text import (
+    Reply,
+    exception_name,
+    reduce_reply,
+    retry_after_seconds,
+)
 from ehr_bridge.security.transport import SecureSession
 
 JsonDict = dict[str, Any]
-
-_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_FIELD = re.compile(r"[A-Za-z0-9_.\[\]\-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,9 @@ class Http:
             )  # fmt: skip
         except requests.RequestException as exc:
             raise TransientError(
-                f"{label}: {type(exc).__name__}", ambiguous=method != "GET"
+                f"{label}: {exception_name(exc)}", ambiguous=method != "GET"
             ) from None
-        return self._answer(method, label, response, conflict_id)
+        return self._answer(method, label, response, conflict_id, body or params)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", **self._api.spec.headers}
@@ -101,14 +104,19 @@ class Http:
         return headers
 
     def _answer(
-        self, method: str, label: str, response: requests.Response, conflict_id: str | None
+        self,
+        method: str,
+        label: str,
+        response: requests.Response,
+        conflict_id: str | None,
+        sent: object,
     ) -> Answer:
         body = _json(response)
         status = response.status_code
         if status < 300:
             links = {rel: str(link.get("url", "")) for rel, link in response.links.items()}
             return Answer(body, links)
-        detail = f"{label}: HTTP {status}{self._named(body)}"
+        detail = f"{label}: {self._reply(status, response, body, sent)}"
         if status in (401, 403):
             raise ConnectionStopError(detail)
         if status == 409:
@@ -118,32 +126,22 @@ class Http:
         if status == 429 or status >= 500:
             raise TransientError(
                 detail,
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                 ambiguous=method != "GET" and status >= 500,
             )
         raise TerminalError(detail, code=f"http_{status}")
 
-    def _named(self, body: Any) -> str:
+    def _reply(self, status: int, response: requests.Response, body: Any, sent: object) -> Reply:
+        """The answer's status, known code, field of ours and hash; nothing else of it."""
         code = self._api.search("errors.code", body)
         where = self._api.search("errors.field", body)
-        text = f" {code}" if isinstance(code, str) and _CODE.fullmatch(code) else ""
-        if isinstance(where, str) and _FIELD.fullmatch(where):
-            text += f" (field {where})"
-        return text
+        return reduce_reply(f"HTTP {status}", response.content, code=code, field=where, sent=sent)
 
 
 def _json(response: requests.Response) -> Any:
     try:
         return response.json()
     except (ValueError, RecursionError):  # RecursionError: a JSON bomb past the session
-        return None
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return None if value is None else max(float(value), 0.0)
-    except ValueError:
         return None
 
 
