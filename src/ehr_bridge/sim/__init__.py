@@ -1,7 +1,8 @@
 """Simulators of the systems ehr-bridge connects, for the demo, the tests and benchmarks.
 
 ``TrustSimulator`` is an IAPTUS-style trust record system over HTTP (``docs/trust-api.md``);
-the provider's therapy platform simulator lives in ``ehr_bridge.sim.platform``.
+it, the PC-MIS-style ``sim.pcmis`` and the FHIR ``sim.fhir_server`` share one HTTP base
+(``sim.http_base``). The provider's therapy platform simulator is ``sim.platform``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Switchable faults, so retry, backoff and read-before-write paths can be driven end to end.
 
-Faults are off unless a test adds one. Each rule matches a method and a path template and
-fires for its next ``times`` matching requests:
+Faults are off unless a test adds one, and fire on API requests only, never on a
+simulator's own ``/_sim/`` endpoints (``sim.http_base`` asks ``FaultPlan.take``). Each rule
+matches a method and a path template and fires for its next ``times`` matching requests:
 
 - ``status``: answer ``status`` (503 by default, or 429) with ``Retry-After`` *before*
   touching the state; a plain retry is safe.
@@ -137,13 +138,11 @@ class FaultPlan:
             self._rules.clear()
 
     def take(self, method: str, template: str) -> Fault | None:
-        """The rule that fires for this request, if any: counted rules first, then rates."""
+        """The rule that fires for this API request, if any: counted rules first, then rates."""
         with self._lock:
             for rule in self._rules:
                 if rule.times > 0 and rule.matches(method, template):
                     rule.times -= 1
                     self._count(rule)
                     return rule
-        if template.startswith("/api/"):
-            return self.roll(method)
-        return None
+        return self.roll(method)

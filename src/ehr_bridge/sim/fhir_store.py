@@ -13,18 +13,17 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from ehr_bridge.domain.validate import validate_resource
 from ehr_bridge.errors import RecordValidationError
-from ehr_bridge.sim.records import format_timestamp, parse_timestamp
+from ehr_bridge.sim.records import Clock, MonotonicClock, format_timestamp, parse_timestamp, utc_now
 
 JsonDict = dict[str, Any]
-Clock = Callable[[], datetime]
 
 #: FHIR ``id``: letters, digits, '-' and '.', 1 to 64 characters
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -92,8 +91,7 @@ class FhirStore:
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._lock = threading.RLock()
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self._last = datetime(1970, 1, 1, tzinfo=UTC)
+        self._clock = MonotonicClock(clock or utc_now, datetime(1970, 1, 1, tzinfo=UTC))
         self._resources: dict[tuple[str, str], JsonDict] = {}
         self._next_id = 1
         #: answers to processed messages by MessageHeader id, so a resent message is a no-op
@@ -110,10 +108,7 @@ class FhirStore:
     def tick(self) -> datetime:
         """The next write time: now, or one millisecond after the previous write."""
         with self._lock:
-            now = self._clock().astimezone(UTC)
-            now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-            self._last = max(now, self._last + timedelta(milliseconds=1))
-            return self._last
+            return self._clock.tick()
 
     def read(self, kind: str, resource_id: str) -> JsonDict | None:
         """A copy of the stored resource, or None."""
@@ -152,7 +147,7 @@ class FhirStore:
             version = 1 if current is None else int(current["meta"]["versionId"]) + 1
             stamp = when if when is not None else self.tick()
             if when is not None:
-                self._last = max(self._last, when)
+                self._clock.passed(when)
             stored = content_of(resource)
             stored["meta"] = {
                 **stored.get("meta", {}),

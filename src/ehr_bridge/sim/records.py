@@ -6,11 +6,13 @@ data-set code lists it needs are restated here from ``docs/trust-api.md``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 JsonDict = dict[str, Any]
+Clock = Callable[[], datetime]
 
 #: the fixed reference instant generated content is derived from (never the wall clock)
 REFERENCE_NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -124,3 +126,31 @@ def parse_timestamp(text: str) -> datetime:
 def format_date(day: date) -> str:
     """The API's date format, ``YYYY-MM-DD``."""
     return day.isoformat()
+
+
+def utc_now() -> datetime:
+    """The real clock, for a running server."""
+    return datetime.now(UTC)
+
+
+class MonotonicClock:
+    """Wraps a clock so each tick is at least 1 ms after the last, at millisecond precision.
+
+    Every simulated system dates its changes with one, so a client cursor with a closed
+    start never misses a change and never sees one dated before data it has already read.
+    """
+
+    def __init__(self, source: Clock, floor: datetime) -> None:
+        self._source = source
+        self._last = floor
+
+    def tick(self) -> datetime:
+        """The next change time: the source's time, or just after the previous tick."""
+        now = self._source().astimezone(UTC)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        self._last = max(now, self._last + timedelta(milliseconds=1))
+        return self._last
+
+    def passed(self, moment: datetime) -> None:
+        """Tick after ``moment`` from now on (a change dated in the past was stored)."""
+        self._last = max(self._last, moment)

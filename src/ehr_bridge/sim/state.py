@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from ehr_bridge.errors import ConflictError, RecordValidationError, TerminalError
 from ehr_bridge.sim import paging
@@ -25,13 +25,14 @@ from ehr_bridge.sim.records import (
     EXPORT_KEYS,
     ID_PREFIXES,
     STATUS_EVENT,
+    Clock,
     JsonDict,
+    MonotonicClock,
     format_timestamp,
     parse_timestamp,
+    utc_now,
 )
 from ehr_bridge.sim.validation import VALIDATORS
-
-Clock = Callable[[], datetime]
 
 
 class UnknownReferralError(TerminalError):
@@ -50,26 +51,6 @@ class UnknownPatientError(TerminalError):
     """No referral names a patient with this local id."""
 
     code = "not_found"
-
-
-def utc_now() -> datetime:
-    """The real clock, for a running server."""
-    return datetime.now(UTC)
-
-
-class MonotonicClock:
-    """Wraps a clock so each tick is at least 1 ms after the last, at millisecond precision."""
-
-    def __init__(self, source: Clock, floor: datetime) -> None:
-        self._source = source
-        self._last = floor
-
-    def tick(self) -> datetime:
-        """The next change time: the source's time, or just after the previous tick."""
-        now = self._source().astimezone(UTC)
-        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        self._last = max(now, self._last + timedelta(milliseconds=1))
-        return self._last
 
 
 @dataclass

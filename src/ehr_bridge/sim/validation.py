@@ -31,13 +31,14 @@ from ehr_bridge.sim.records import (
     parse_timestamp,
 )
 
-_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 #: a SNOMED CT concept id, or a local code the trust configured (LOCAL-...)
 _TOOL_CODE = re.compile(r"[1-9]\d{5,17}|LOCAL-[A-Z0-9\-]{1,26}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _invalid(field: str, rule: str) -> RecordValidationError:
+def invalid(field: str, rule: str) -> RecordValidationError:
+    """The refusal of one field: the rule it breaks, never its value."""
     return RecordValidationError(rule, field=field, code="validation")
 
 
@@ -49,7 +50,7 @@ class BodyReader:
             raise RecordValidationError("body must be a JSON object", code="validation")
         for key in body:
             if key not in allowed:
-                raise _invalid(str(key), "unknown field")
+                raise invalid(str(key), "unknown field")
         self.body: JsonDict = body
 
     def present(self, name: str) -> bool:
@@ -62,21 +63,21 @@ class BodyReader:
         if value is None and optional:
             return None
         if not isinstance(value, str) or not 1 <= len(value) <= max_len:
-            raise _invalid(name, f"must be a string of 1..{max_len} characters")
+            raise invalid(name, f"must be a string of 1..{max_len} characters")
         return value
 
     def pattern(self, name: str, regex: re.Pattern[str], rule: str) -> str:
         """A string matching ``regex`` in full."""
         value = self.body.get(name)
         if not isinstance(value, str) or not regex.fullmatch(value):
-            raise _invalid(name, rule)
+            raise invalid(name, rule)
         return value
 
     def code(self, name: str, allowed: Collection[str]) -> str:
         """A code from a closed list."""
         value = self.body.get(name)
         if not isinstance(value, str) or value not in allowed:
-            raise _invalid(name, "must be a code from the list")
+            raise invalid(name, "must be a code from the list")
         return value
 
     def day(self, name: str) -> str:
@@ -85,18 +86,18 @@ class BodyReader:
         try:
             date.fromisoformat(value)
         except ValueError:
-            raise _invalid(name, "must be a real calendar date") from None
+            raise invalid(name, "must be a real calendar date") from None
         return value
 
     def timestamp(self, name: str) -> str:
         """An ISO 8601 timestamp with a zone (UTC ``Z`` expected)."""
         value = self.body.get(name)
         if not isinstance(value, str) or "T" not in value:
-            raise _invalid(name, "must be an ISO 8601 timestamp")
+            raise invalid(name, "must be an ISO 8601 timestamp")
         try:
             parse_timestamp(value)
         except ValueError:
-            raise _invalid(name, "must be an ISO 8601 timestamp with a time zone") from None
+            raise invalid(name, "must be an ISO 8601 timestamp with a time zone") from None
         return value
 
     def score(self, name: str, high: float, low: float = 0) -> float:
@@ -104,16 +105,16 @@ class BodyReader:
         value = self.body.get(name)
         limits = f"{_bound(low)}..{_bound(high)}"
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _invalid(name, f"must be a number {limits}")
+            raise invalid(name, f"must be a number {limits}")
         if not low <= value <= high or round(value, 2) != value:
-            raise _invalid(name, f"must be a number {limits}, at most 2 decimal places")
+            raise invalid(name, f"must be a number {limits}, at most 2 decimal places")
         return float(value) if value != int(value) else int(value)
 
     def integer(self, name: str, low: int, high: int) -> int:
         """A JSON integer (not a boolean, not a float) in ``low..high``."""
         value = self.body.get(name)
         if not _is_int(value) or not low <= value <= high:
-            raise _invalid(name, f"must be an integer {low}..{high}")
+            raise invalid(name, f"must be an integer {low}..{high}")
         return value
 
 
@@ -142,16 +143,16 @@ def tool_items(value: object, rule: ToolRule, score: float, name: str) -> list[i
     compared at two decimal places, half up.
     """
     if not isinstance(value, list) or len(value) != rule.item_count:
-        raise _invalid(name, f"{rule.name} needs a list of {rule.item_count} answers")
+        raise invalid(name, f"{rule.name} needs a list of {rule.item_count} answers")
     for index, item in enumerate(value):
         if item is not None and (not _is_int(item) or not rule.item_min <= item <= rule.item_max):
-            raise _invalid(f"{name}[{index}]", f"must be a whole number {_item_range(rule)}")
+            raise invalid(f"{name}[{index}]", f"must be a whole number {_item_range(rule)}")
     present = [item for item in value if item is not None]
     missing = len(value) - len(present)
     if missing > rule.max_missing or not present:
-        raise _invalid(name, "too many unanswered items")
+        raise invalid(name, "too many unanswered items")
     if _tool_total(rule, present) != Decimal(str(score)):
-        raise _invalid(name, "items must add up to the score as the tool scores them")
+        raise invalid(name, "items must add up to the score as the tool scores them")
     return list(value)
 
 
@@ -173,7 +174,7 @@ def _care_contact_link(reader: BodyReader, care_contacts: Collection[str]) -> st
     if value is None:
         return None
     if not isinstance(value, str) or value not in care_contacts:
-        raise _invalid("care_contact_id", "must be a care contact of this referral")
+        raise invalid("care_contact_id", "must be a care contact of this referral")
     return value
 
 
@@ -182,7 +183,7 @@ def _attendance(reader: BodyReader) -> str:
     if isinstance(value, str) and len(value) == 2 and value.startswith("0"):
         value = value[1]
     if not isinstance(value, str) or value not in ATTENDANCE_CODES:
-        raise _invalid("attendance", "must be an AttendOrDNACode 2..7")
+        raise invalid("attendance", "must be an AttendOrDNACode 2..7")
     return value
 
 
@@ -192,7 +193,7 @@ def care_contact(body: object, care_contacts: Collection[str]) -> JsonDict:
     return {
         "client_reference": reader.text("client_reference", max_len=128),
         "date": reader.day("date"),
-        "time": reader.pattern("time", _TIME, "must be a time HH:MM"),
+        "time": reader.pattern("time", TIME_OF_DAY, "must be a time HH:MM"),
         "duration_minutes": reader.integer("duration_minutes", 1, 600),
         "appointment_type": reader.code("appointment_type", APPOINTMENT_TYPES),
         "attendance": _attendance(reader),
@@ -229,7 +230,7 @@ def assessment(body: object, care_contacts: Collection[str]) -> JsonDict:
     )
     rule = KNOWN_TOOLS.get(tool_code)
     if rule is None and tool_code.startswith("LOCAL-"):
-        raise _invalid("tool_code", "not a local code this trust knows")
+        raise invalid("tool_code", "not a local code this trust knows")
     score = (
         tool_score(reader, "score", rule)
         if rule
@@ -249,14 +250,14 @@ def _items(value: Any, rule: ToolRule | None, score: float) -> list[int | None] 
     if value is None:
         return None
     if not isinstance(value, list) or not value:
-        raise _invalid("items", "must be a non-empty list of integers")
+        raise invalid("items", "must be a non-empty list of integers")
     if rule is not None:
         return tool_items(value, rule, score, "items")
     for index, item in enumerate(value):
         if not _is_int(item) or not 0 <= item <= OTHER_TOOL_MAX_SCORE:
-            raise _invalid(f"items[{index}]", f"must be an integer 0..{OTHER_TOOL_MAX_SCORE}")
+            raise invalid(f"items[{index}]", f"must be an integer 0..{OTHER_TOOL_MAX_SCORE}")
     if sum(value) != score:
-        raise _invalid("items", "items must sum to score")
+        raise invalid("items", "items must sum to score")
     return list(value)
 
 
@@ -270,7 +271,7 @@ def status_event(body: object, care_contacts: Collection[str]) -> JsonDict:
     if status == "discharged":
         end_code = reader.code("end_code", END_CODES)
     elif reader.present("end_code"):
-        raise _invalid("end_code", "only allowed when status is discharged")
+        raise invalid("end_code", "only allowed when status is discharged")
     return {
         "client_reference": client_reference,
         "status": status,

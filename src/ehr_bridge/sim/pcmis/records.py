@@ -10,7 +10,7 @@ it is a plausible second dialect that a mapping file alone must be able to read 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -94,18 +94,6 @@ def parse_date(text: str) -> date:
 def format_modified(moment: datetime) -> str:
     """UK local time with its offset and milliseconds: ``2026-07-01T09:00:00.123+01:00``."""
     return moment.astimezone(LONDON).isoformat(timespec="milliseconds")
-
-
-def parse_instant(text: str) -> datetime:
-    """An ISO 8601 timestamp with an offset, as aware UTC.
-
-    Raises:
-        ValueError: not ISO 8601, or no offset (the API refuses to guess a zone).
-    """
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError("timestamp without an offset")
-    return moment.astimezone(UTC)
 
 
 def _iso_to_local_date(text: str | None) -> str | None:

@@ -1,8 +1,8 @@
 """The simulated PC-MIS-style record system: referrals, write-backs, numbered pages.
 
 One lock guards everything, as the threaded server calls in from many request threads.
-``LastModified`` comes from the IAPTUS-style simulator's monotonic clock (each change at
-least a millisecond after the last), so a client's closed-start cursor never misses one.
+``LastModified`` comes from the simulators' monotonic clock (``sim.records``: each change
+at least a millisecond after the last), so a client's closed-start cursor never misses one.
 
 The listing is numbered pages over (LastModified, ReferralRef) with a total count, as
 legacy record systems tend to page. Numbered pages over a changing order have a known
@@ -29,12 +29,10 @@ from ehr_bridge.sim.pcmis.records import (
     STATUS_CHANGE,
     JsonDict,
     format_modified,
-    parse_instant,
     to_pcmis,
 )
 from ehr_bridge.sim.pcmis.validation import VALIDATORS
-from ehr_bridge.sim.records import REFERENCE_NOW
-from ehr_bridge.sim.state import Clock, MonotonicClock, utc_now
+from ehr_bridge.sim.records import REFERENCE_NOW, Clock, MonotonicClock, parse_timestamp, utc_now
 
 #: largest page the listing serves
 MAX_PAGE_SIZE = 200
@@ -104,7 +102,7 @@ class PcmisState:
         self.meta: JsonDict = {"seed": seed, "provider_code": provider_code}
 
     def _add(self, record: JsonDict, reference: str) -> _Referral:
-        modified = parse_instant(record["updated_at"])
+        modified = parse_timestamp(record["updated_at"])
         ref = _Referral(reference, to_pcmis(record, reference, modified), modified)
         self._referrals[reference] = ref
         return ref

@@ -6,10 +6,8 @@ The body reader is the IAPTUS-style simulator's; only the shapes and code lists 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection
 
-from ehr_bridge.errors import RecordValidationError
 from ehr_bridge.sim import records as tools
 from ehr_bridge.sim.pcmis.records import (
     APPOINTMENT,
@@ -25,9 +23,8 @@ from ehr_bridge.sim.pcmis.records import (
     parse_date,
 )
 from ehr_bridge.sim.records import ToolRule
-from ehr_bridge.sim.validation import BodyReader, tool_items, tool_score
+from ehr_bridge.sim.validation import TIME_OF_DAY, BodyReader, invalid, tool_items, tool_score
 
-_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 #: the system's measure names -> the scale's limits (the same published scales the
 #: IAPTUS-style trust files by CodedAssToolType); any other name is refused
 MEASURES: dict[str, ToolRule] = {
@@ -43,10 +40,6 @@ MEASURES: dict[str, ToolRule] = {
 }
 
 
-def _invalid(field: str, rule: str) -> RecordValidationError:
-    return RecordValidationError(rule, field=field, code="validation")
-
-
 def _date(reader: BodyReader, name: str) -> str:
     value = reader.body.get(name)
     try:
@@ -54,7 +47,7 @@ def _date(reader: BodyReader, name: str) -> str:
             raise ValueError
         parse_date(value)
     except ValueError:
-        raise _invalid(name, "must be a real date DD/MM/YYYY") from None
+        raise invalid(name, "must be a real date DD/MM/YYYY") from None
     return value
 
 
@@ -63,7 +56,7 @@ def _appointment_link(reader: BodyReader, appointments: Collection[int]) -> int 
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value not in appointments:
-        raise _invalid("AppointmentId", "must be an appointment of this referral (a number)")
+        raise invalid("AppointmentId", "must be an appointment of this referral (a number)")
     return value
 
 
@@ -79,7 +72,7 @@ def appointment(body: object, appointments: Collection[int]) -> JsonDict:
     return {
         "ExternalRef": _reference(reader),
         "AppointmentDate": _date(reader, "AppointmentDate"),
-        "StartTime": reader.pattern("StartTime", _TIME, "must be a time HH:MM"),
+        "StartTime": reader.pattern("StartTime", TIME_OF_DAY, "must be a time HH:MM"),
         "DurationMins": reader.integer("DurationMins", 1, 600),
         "AppointmentType": reader.code("AppointmentType", APPOINTMENT_TYPES),
         "Outcome": reader.code("Outcome", OUTCOMES),
@@ -95,7 +88,7 @@ def note(body: object, appointments: Collection[int]) -> JsonDict:
         "ExternalRef": _reference(reader),
         "AppointmentId": _appointment_link(reader, appointments),
         "NoteDate": _date(reader, "NoteDate"),
-        "NoteTime": reader.pattern("NoteTime", _TIME, "must be a time HH:MM"),
+        "NoteTime": reader.pattern("NoteTime", TIME_OF_DAY, "must be a time HH:MM"),
         "Subject": reader.text("Subject", max_len=200, optional=True),
         "Body": reader.text("Body", max_len=20000),
     }
@@ -131,7 +124,7 @@ def status_change(body: object, appointments: Collection[int]) -> JsonDict:
     if status == "DIS":
         reason = reader.code("DischargeReason", DISCHARGE_REASONS)
     elif reader.present("DischargeReason"):
-        raise _invalid("DischargeReason", "only allowed when Status is DIS")
+        raise invalid("DischargeReason", "only allowed when Status is DIS")
     return {
         "ExternalRef": reference,
         "Status": status,
