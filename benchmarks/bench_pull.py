@@ -30,6 +30,7 @@ from ehr_bridge.config import load_config
 from ehr_bridge.runtime import settle_heap
 from ehr_bridge.store import Store
 from ehr_bridge.sync import pull as pull_module
+from ehr_bridge.sync import pull_page
 from ehr_bridge.sync.connection import build_connections
 
 TARGET = 2000.0
@@ -50,8 +51,8 @@ def _instrument(conn: Any, store: Store) -> dict[str, float]:
     table: dict[str, float] = defaultdict(float)
     conn.source.fetch_referrals = _timed(table, "fetch (HTTP + JSON)", conn.source.fetch_referrals)
     conn.mapping.referral_facts = _timed(table, "map (mapping file)", conn.mapping.referral_facts)
-    pull_module.build_referral_resources = _timed(
-        table, "build + FHIR validation", pull_module.build_referral_resources
+    pull_page.build_referral_resources = _timed(  # type: ignore[attr-defined]
+        table, "build + FHIR validation", pull_page.build_referral_resources
     )
     for name in ("pull_page_state", "resolve_patients", "save_pull_page"):
         setattr(store, name, _timed(table, f"store.{name}", getattr(store, name)))

@@ -49,6 +49,10 @@ class Connection:
     lease_seconds: float = 120.0
     #: most write-backs at the trust at once ([connection.schedule] push_concurrency)
     push_concurrency: int = 8
+    #: longest one flow run may take ([connection.schedule] flow_deadline_seconds)
+    flow_deadline_seconds: float = 300.0
+    #: most pages one pull run follows ([connection.schedule] max_pull_pages)
+    max_pull_pages: int = 10_000
     owner: str = field(default_factory=worker_id)
     #: what the trust adapter can do (from its spec); write:<kind> decides what is queued
     capabilities: frozenset[str] = ALL_WRITES | {"find_by_reference", "updated_since"}
@@ -110,6 +114,8 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
         ),
         lease_seconds=config.retry.lease_seconds,
         push_concurrency=config.schedule.push_concurrency,
+        flow_deadline_seconds=config.schedule.flow_deadline_seconds,
+        max_pull_pages=config.schedule.max_pull_pages,
         capabilities=spec_for(config.trust.adapter, "trust", f"{key}.trust").capabilities,
         test_connection=config.test_connection,
         other_uk_numbers=config.other_uk_numbers,
