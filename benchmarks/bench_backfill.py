@@ -44,7 +44,7 @@ from bench_common import (
 
 from ehr_bridge.config import load_config
 from ehr_bridge.domain.session import build_encounter, build_note, build_score, session_bundle
-from ehr_bridge.store import Store
+from ehr_bridge.security.keyring import open_store
 
 ARTEFACTS_PER_REFERRAL = 8
 _SR, _PATIENT, _KEY = "SRPLACEHOLDER", "PATIENTPLACEHOLDER", "KEYPLACEHOLDER"
@@ -92,7 +92,7 @@ def write_sessions(config_path: Path) -> int:
     template = _template()
     folder = config.resolve("provider") / "sessions"
     folder.mkdir(parents=True, exist_ok=True)
-    store = Store(config.database_url())
+    store = open_store(config)  # `backfill` sealed the rows with the config's key
     written = 0
     for number, referral in enumerate(store.list_referrals("demo-trust")):
         key = f"bench{number:07d}"

@@ -244,14 +244,17 @@ class SecurityConfig(_Section):
     The keyring is read by reference only: ``encryption_key_env`` names an environment
     variable, ``encryption_key_file`` a file (mode 0600), holding one or more base64 AES-256
     keys; the first encrypts, every one decrypts, so keys rotate without a stop.
+    Encryption is required unless the config says ``require_encryption = false``, which
+    only a test store may (every connection a ``test_connection``); a config without a
+    ``[security]`` section therefore needs a key (``ehr-bridge keys generate``).
     ``retention_days`` purges payloads of referrals closed and confirmed at the trust that
     long ago (None: keep them); hashes and the lineage stay.
     """
 
     encryption_key_env: str | None = None
     encryption_key_file: str | None = None
-    #: refuse to open the store without a key (set it in production)
-    require_encryption: bool = False
+    #: refuse to open the store without a key; ``false`` is for test stores only
+    require_encryption: bool = True
     retention_days: int | None = Field(default=None, ge=1, le=36500)
     #: what the purge empties; the other types keep the outcome reports working
     purge_resource_types: list[str] = Field(
@@ -289,6 +292,19 @@ class AppConfig(_Section):
         if duplicates:
             raise ValueError(f"connection names must be unique: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _plain_text_for_test_stores_only(self) -> AppConfig:
+        """``require_encryption = false`` on a store fed by a live connection is refused."""
+        live = [c.name for c in self.connection if not c.test_connection]
+        if not self.security.require_encryption and live:
+            raise ConfigError(
+                f"require_encryption = false is for test stores only, and connection "
+                f"{live[0]} is live (no test_connection = true): configure a key "
+                "(`ehr-bridge keys generate`, docs/security.md)",
+                key="security.require_encryption",
+            )
+        return self
 
     def resolve(self, path: Path | str) -> Path:
         """A path from the config, relative to the config file's folder."""

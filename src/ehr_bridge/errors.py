@@ -7,6 +7,10 @@
     ├── MappingError               this record cannot be mapped: quarantine it, go on
     ├── RecordValidationError      this record breaks a clinical/FHIR rule: quarantine it, go on
     ├── TransientError             retry later (network, 5xx, 429); may carry ``retry_after``
+    │   ├── CallDeadlineError      one outbound call passed its whole-request deadline
+    │   └── AbandonedError         given up on our side: not retried in this run
+    │       ├── StoppedError       the process is stopping (SIGTERM, SIGINT)
+    │       └── FlowDeadlineError  the flow run passed its per-cycle deadline
     ├── TerminalError              the other side refused this item for good: dead-letter it
     │   └── ConflictError          the other side already holds this item (idempotent success)
     └── ConnectionStopError        the connection itself is unusable (auth, 404 base URL): stop it
@@ -119,6 +123,40 @@ class TransientError(EhrBridgeError):
         #: True when a write may have been committed before the failure (read before re-write)
         self.ambiguous = ambiguous
         super().__init__(message)
+
+
+class CallDeadlineError(TransientError):
+    """One outbound call did not finish within its whole-request deadline.
+
+    A peer that answers one byte a second, or accepts and never answers, ends here at the
+    configured ``timeout_seconds`` whatever its socket does. Retried like any transient
+    failure; ``ambiguous`` for a write, which may have landed.
+    """
+
+    code = "deadline"
+
+
+class AbandonedError(TransientError):
+    """Work given up on our side, not the peer's failure: never retried within the run.
+
+    The next run carries on from what is committed (a cursor, an outbox row); an abandoned
+    write is ``ambiguous`` when it may have reached the peer, so the next attempt reads
+    before it writes.
+    """
+
+    code = "abandoned"
+
+
+class StoppedError(AbandonedError):
+    """The process is stopping (SIGTERM or SIGINT): a call in flight or a backoff ended."""
+
+    code = "stopped"
+
+
+class FlowDeadlineError(AbandonedError):
+    """The flow run passed its per-cycle deadline (``[connection.schedule]``)."""
+
+    code = "flow_deadline"
 
 
 class TerminalError(EhrBridgeError):

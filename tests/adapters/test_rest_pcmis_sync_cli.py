@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from ehr_bridge.cli.app import app
 from ehr_bridge.sim.pcmis import PcmisSimulator
 from ehr_bridge.sim.platform import SyntheticPlatform
+from support.encryption import security_section
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "pcmis-e2e-key"
@@ -90,7 +91,7 @@ def _workdir(tmp: Path, api_url: str) -> Path:
     (tmp / "secrets").mkdir()
     (tmp / "secrets" / "pcmis-key").write_text(KEY)
     config = tmp / "ehr-bridge.toml"
-    config.write_text(CONFIG.format(api_url=api_url))
+    config.write_text(CONFIG.format(api_url=api_url) + security_section(tmp))
     return config
 
 

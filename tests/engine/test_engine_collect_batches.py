@@ -278,3 +278,29 @@ def test_a_large_backlog_is_listed_and_collected_page_by_page(tmp_path: Path) ->
     assert (counts.submissions, counts.stored) == (8, 8)
     assert _waiting(conn) == []
     assert sorted(os.listdir(provider.processed_dir)) == handles
+
+
+def test_unreadable_files_go_to_rejected_named_safely_and_the_rest_are_collected(
+    bridge: tuple[Connection, Store],
+) -> None:
+    """A badly named file, a link out, a deep JSON: each quarantined, moved to rejected/."""
+    conn, store = bridge
+    provider = conn.provider
+    assert isinstance(provider, FolderProvider)
+    handles = _sessions(conn, store, 3)
+    _write(conn, "s101.json", "{not json", 101)
+    _write(conn, "s102.json", "[" * 100_000 + "]" * 100_000, 102)
+    os.symlink("/etc/passwd", provider.sessions_dir / "s103.json")
+    badly_named = os.fsdecode(b"s104-s\xe9ance\x1b[2J.json")  # Latin-1 byte, ANSI escape
+    (provider.sessions_dir / badly_named).write_text("{}")
+
+    counts = collect(conn, store, batch_size=10, workers=0)
+
+    assert (counts.stored, counts.quarantined) == (3, 4)
+    assert sorted(os.listdir(provider.processed_dir)) == handles
+    rejected = sorted(os.listdir(provider.rejected_dir))
+    assert rejected == ["s101.json", "s102.json", "s103.json", "s104-s%E9ance%1B[2J.json"]
+    assert (provider.rejected_dir / "s103.json").is_symlink()  # moved, never followed
+    entries = {e.record_ref: e.code for e in store.quarantine_rows(connection="fake")}
+    assert entries == {name: "unreadable" for name in rejected}
+    assert _waiting(conn) == []

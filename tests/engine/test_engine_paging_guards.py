@@ -55,7 +55,7 @@ read_attempts = 1
 adapter = "folder"
 path = "provider"
 """
-Answer = Callable[[str | None], dict[str, Any]]
+Answer = Callable[[str | None], dict[str, Any] | bytes]
 
 
 def _records(count: int = 4) -> list[dict[str, Any]]:
@@ -71,7 +71,8 @@ def _trust(answer: Answer) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             token = parse_qs(urlparse(self.path).query).get("page_token", [None])[0]
-            body = json.dumps(answer(token)).encode()
+            answered = answer(token)
+            body = answered if isinstance(answered, bytes) else json.dumps(answered).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -195,5 +196,27 @@ def test_a_nul_in_one_records_id_or_local_id_quarantines_that_record_only(
                 ("patient.local_id", "control_characters"),
             ]
             assert all("\x00" not in e.record_ref for e in entries)
+        finally:
+            store.close()
+
+
+def test_bytes_that_are_not_utf8_in_one_name_quarantine_that_referral_only(
+    tmp_path: Path,
+) -> None:
+    """Never stored with U+FFFD in place of the letters: the name would be wrong for good."""
+    records = _records(3)
+    records[1] = {**records[1], "patient": {**records[1]["patient"], "family_name": "SIAN-MARKER"}}
+    body = json.dumps({"items": records, "next_page_token": None}, ensure_ascii=False).encode()
+    body = body.replace(b"SIAN-MARKER", b"SI\xc2N")  # a Latin-1 byte inside UTF-8 JSON
+
+    with _trust(lambda _token: body) as url:
+        conn, store = _connection(tmp_path, url)
+        try:
+            counts = pull(conn, store)
+            assert (counts.stored, counts.quarantined) == (2, 1)
+            (entry,) = store.quarantine_rows(connection=conn.name)
+            assert (entry.field, entry.record_ref) == ("patient.family_name", records[1]["id"])
+            stored = {r.trust_referral_id for r in store.list_referrals(conn.name)}
+            assert stored == {records[0]["id"], records[2]["id"]}
         finally:
             store.close()

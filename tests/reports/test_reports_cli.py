@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ehr_bridge.cli.app import app
+from support.encryption import security_section
 
 runner = CliRunner()
 PERIOD = ["--from", "2025-01-01", "--to", "2025-06-30"]
@@ -28,6 +29,7 @@ def write_config(folder: Path, database_url: str, reports: dict, adsm: bool = Fa
         "\n".join(
             [
                 f'[database]\nurl = "{database_url}"',
+                security_section(folder),
                 f"[reports]\nadsm_enabled = {'true' if adsm else 'false'}",
                 _toml_table("reports.phrases", reports["phrases"]),
                 _toml_table("reports.protocol_problems", reports["protocol_problems"]),

@@ -56,17 +56,17 @@ def test_the_keyring_comes_from_a_file_and_a_shared_file_is_reported(
     assert keyfile.read_text().strip() not in caplog.text
 
 
-def test_without_a_key_the_store_says_it_is_unencrypted_or_refuses_when_required(
+def test_without_a_key_the_store_refuses_unless_a_test_store_opts_out(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = load_config(_config(tmp_path, ""))
+    with pytest.raises(ConfigError, match="no key is configured") as caught:
+        open_store(load_config(_config(tmp_path, "")))
+    assert caught.value.key == "security.encryption_key_file"
+    opted_out = load_config(_config(tmp_path, "require_encryption = false"))
     with caplog.at_level(logging.WARNING):
-        store = open_store(config)
+        store = open_store(opted_out)
     assert not store.cipher.enabled and "unencrypted" in caplog.text
     store.close()
-    strict = load_config(_config(tmp_path, "require_encryption = true"))
-    with pytest.raises(ConfigError, match="require_encryption"):
-        open_store(strict)
 
 
 def test_no_repr_of_a_config_or_an_adapter_shows_a_secret(

@@ -113,10 +113,15 @@ def test_purge_needs_a_retention_period(store: Store) -> None:
 
 def test_retention_purge_command(store: Store, tmp_path: Path) -> None:
     config = tmp_path / "ehr-bridge.toml"
-    config.write_text('[database]\nurl = "sqlite:///state.db"\n[security]\nretention_days = 30\n')
+    config.write_text(
+        '[database]\nurl = "sqlite:///state.db"\n[security]\nretention_days = 30\n'
+        "require_encryption = false  # a test store\n"
+    )
     runner = CliRunner()
     result = runner.invoke(app, ["--config", str(config), "retention", "purge", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["referrals"] == 0
-    config.write_text('[database]\nurl = "sqlite:///state.db"\n')
+    config.write_text(
+        '[database]\nurl = "sqlite:///state.db"\n[security]\nrequire_encryption = false\n'
+    )
     assert runner.invoke(app, ["--config", str(config), "retention", "purge"]).exit_code == 2

@@ -106,10 +106,18 @@ def test_a_row_copied_onto_another_does_not_open(sealed: tuple[Flow, str], tmp_p
 def test_a_row_under_a_key_the_ring_lost_is_a_config_error(
     sealed: tuple[Flow, str], tmp_path: Path
 ) -> None:
-    flow, _ = sealed
+    flow, key = sealed
     url = _copy(Path(flow.url.removeprefix("sqlite:///")), tmp_path)
-    store = Store(url, cipher=PayloadCipher(KeyRing.parse(generate_key())))
-    with pytest.raises(ConfigError, match="does not hold"):
+    lost = KeyRing.parse(key).active_id
+    with pytest.raises(ConfigError, match=f"encrypted with key {lost}, but the configured"):
+        Store(url, cipher=PayloadCipher(KeyRing.parse(generate_key())))  # refused on opening
+    store = Store(url, cipher=PayloadCipher(KeyRing.parse(key)))
+    with store.session() as s:  # a row on a key the ring lost, next to rows it can open
+        row = s.get(ResourceRow, ("ServiceRequest", store.list_referrals("sec")[0].id))
+        assert row is not None
+        row.key_id = "0123456789abcdef"
+        s.add(row)
+    with pytest.raises(ConfigError, match="0123456789abcdef, which the keyring does not hold"):
         store.resources_for_referral(store.list_referrals("sec")[0].id)
     store.close()
 

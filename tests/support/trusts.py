@@ -34,12 +34,14 @@ from ehr_bridge.adapters.hl7v2.record import decode
 from ehr_bridge.config import load_config
 from ehr_bridge.domain.ids import resource_id
 from ehr_bridge.domain.session import build_encounter, build_note, build_score, session_bundle
+from ehr_bridge.security.keyring import open_store
 from ehr_bridge.sim import TrustSimulator
 from ehr_bridge.sim.fhir_server import FhirServerSimulator
 from ehr_bridge.sim.pcmis import PcmisSimulator
 from ehr_bridge.store import QuarantineRow, Store
 from ehr_bridge.sync.connection import Connection, build_connections
 from ehr_bridge.sync.cycle import run_cycle
+from support.encryption import write_keyring
 
 TrustKind = Literal["iaptus", "pcmis", "hl7v2", "fhir"]
 KINDS: tuple[TrustKind, ...] = ("iaptus", "pcmis", "hl7v2", "fhir")
@@ -56,6 +58,9 @@ _LONDON = ZoneInfo("Europe/London")
 _HEAD = """\
 [database]
 url = "sqlite:///state/ehr-bridge.db"
+
+[security]
+encryption_key_file = "{keyring}"
 
 [[connection]]
 name = "{name}"
@@ -287,7 +292,7 @@ def trust_harness(
         config_path = _write_config(workdir, kind, text, extra_config, test_connection)
         config = load_config(config_path)
         (conn,) = build_connections(config)
-        store = Store(config.database_url())
+        store = open_store(config)
         stack.callback(store.close)
         if isinstance(trust, _Hl7Trust):
             trust.arrive(conn)
@@ -308,7 +313,10 @@ def _write_config(
     (workdir / "secrets").mkdir(exist_ok=True)
     (workdir / "secrets" / "token").write_text(TOKEN)
     head = _HEAD.format(
-        name=f"{kind}-trust", mapping=mapping, test_connection=str(test_connection).lower()
+        name=f"{kind}-trust",
+        mapping=mapping,
+        test_connection=str(test_connection).lower(),
+        keyring=write_keyring(workdir).relative_to(workdir).as_posix(),
     )
     config_path = workdir / "ehr-bridge.toml"
     config_path.write_text(head + trust_section + "\n" + extra, "utf-8")

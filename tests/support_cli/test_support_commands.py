@@ -10,6 +10,7 @@ import pytest
 from support_cli_kit import Cli, bridge_cli, runner
 
 from ehr_bridge.cli.app import app
+from support.encryption import PLAIN_TEST_STORE
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +186,7 @@ def test_audit_list_filters_and_errors(cli: Cli) -> None:
 
 def test_without_a_connection_the_support_commands_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "ehr-bridge.toml"
-    config.write_text('[database]\nurl = "sqlite:///state.db"\n')
+    config.write_text('[database]\nurl = "sqlite:///state.db"\n' + PLAIN_TEST_STORE)
     base = ["--config", str(config)]
     assert runner.invoke(app, [*base, "reconcile"]).exit_code == 2
     assert runner.invoke(app, [*base, "audit", "list", "--json"]).stdout.strip() == "[]"

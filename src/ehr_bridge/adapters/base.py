@@ -133,3 +133,12 @@ class ProviderPort(Protocol):
     def acknowledge(self, handle: str) -> None:
         """Mark a submission as stored so it is not offered again."""
         ...
+
+
+@runtime_checkable
+class RejectingProvider(Protocol):
+    """Optional: keeps submissions it could not read apart from the stored ones."""
+
+    def reject(self, handle: str) -> None:
+        """Set an unreadable submission aside (quarantined already) so it is not offered again."""
+        ...

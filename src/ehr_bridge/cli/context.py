@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.config import DEFAULT_CONFIG_NAME, AppConfig, load_config
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.security.keyring import open_store
@@ -34,18 +35,33 @@ class CliContext:
     console: Console = field(default_factory=Console)
 
     def config(self) -> AppConfig:
-        """The validated config: ``--config``, else $EHR_BRIDGE_CONFIG, else ./ehr-bridge.toml."""
+        """The validated config: ``--config``, else $EHR_BRIDGE_CONFIG, else ./ehr-bridge.toml.
+
+        A problem with it ends the command with exit 2 (``EXIT_CONFIG``), which the systemd
+        unit does not restart on (``RestartPreventExitStatus``).
+        """
         if self._config is None:
             path = self.config_path or Path(
                 os.environ.get("EHR_BRIDGE_CONFIG", DEFAULT_CONFIG_NAME)
             )
-            self._config = load_config(path)
+            try:
+                self._config = load_config(path)
+            except ConfigError as exc:
+                raise config_error(exc) from None
         return self._config
 
     def store(self) -> Store:
-        """The state store named in the config."""
+        """The state store named in the config, opened with its keyring.
+
+        A missing or wrong key (or a schema to upgrade first) ends the command with exit 2,
+        naming the config key and, for a missing key, its id: restarting cannot fix it.
+        """
         if self._store is None:
-            self._store = open_store(self.config())
+            config = self.config()
+            try:
+                self._store = open_store(config)
+            except ConfigError as exc:
+                raise config_error(exc) from None
         return self._store
 
     def close(self) -> None:
@@ -85,5 +101,5 @@ def print_table(console: Console, title: str, columns: list[str], rows: list[lis
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*[markup_safe(v) for v in row])
     console.print(table)

@@ -1,9 +1,11 @@
 """`ehr-bridge keys` (encryption at rest) and `ehr-bridge retention` (purging old payloads).
 
-Rotation, step by step (docs/security.md): ``keys generate KEYFILE`` puts a new key first
-in the keyring file, keeping the old ones; ``keys rotate`` re-seals every row with it;
-``keys status`` shows when no row uses an old key any more, and the old key can then be
-removed from the file. Nothing here ever prints a key.
+A new store: ``keys generate`` (no argument) creates the keyring file the config names;
+without a key the store is not opened at all. Rotation, step by step (docs/security.md):
+``keys generate [KEYFILE]`` puts a new key first in the keyring file, keeping the old
+ones; ``keys rotate`` re-seals every row with it; ``keys status`` shows when no row uses
+an old key any more, and the old key can then be removed from the file. Nothing here
+ever prints a key.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Annotated
 
 import typer
 
-from ehr_bridge.cli.context import config_error, fail, obj, print_json
+from ehr_bridge.cli.context import EXIT_CONFIG, config_error, fail, obj, print_json
 from ehr_bridge.errors import ConfigError, EhrBridgeError
 from ehr_bridge.security.crypto import KeyRing, generate_key
-from ehr_bridge.security.keyring import open_store
+from ehr_bridge.security.keyring import open_store, resolve
 from ehr_bridge.security.retention import purge
 from ehr_bridge.security.rotation import key_usage, rotate
 from ehr_bridge.store import Store
@@ -37,20 +39,59 @@ def _store(ctx: typer.Context) -> Store:
 
 @app.command("generate")
 def generate_command(
-    keyfile: Annotated[Path, typer.Argument(help="Keyring file to create or add the key to.")],
+    ctx: typer.Context,
+    keyfile: Annotated[
+        Path | None,
+        typer.Argument(help="Keyring file (default: the config's encryption_key_file)."),
+    ] = None,
 ) -> None:
-    """Put a new random key first in KEYFILE (created 0600); older keys stay to decrypt."""
-    old = keyfile.read_text("utf-8") if keyfile.exists() else ""
+    """Put a new random key first in KEYFILE (created 0600); older keys stay to decrypt.
+
+    Without KEYFILE it is the file the config's ``encryption_key_file`` names: the step
+    that makes a new config's store encrypted. The file is replaced in one rename, so a
+    crash midway never loses the older keys.
+    """
+    keyfile = keyfile or _configured_keyfile(ctx)
     key = generate_key()
-    keyfile.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n" + old)
-    os.chmod(keyfile, 0o600)
+    try:
+        old = keyfile.read_text("utf-8") if keyfile.exists() else ""
+        _replace_private(keyfile, key + "\n" + old)
+    except OSError as exc:
+        raise fail(
+            f"cannot write the keyring file {keyfile} ({exc.strerror})", EXIT_CONFIG
+        ) from None
     ring = KeyRing.parse(key)
     typer.echo(f"new active key {ring.active_id} written to {keyfile}")
     if old.strip():
         typer.echo("run `ehr-bridge keys rotate` to re-encrypt the rows under older keys")
+
+
+def _replace_private(path: Path, text: str) -> None:
+    """Write ``path`` as a new 0600 file, then rename it over the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = path.with_name(f".{path.name}.new")
+    fresh.unlink(missing_ok=True)
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(fresh, path)
+
+
+def _configured_keyfile(ctx: typer.Context) -> Path:
+    """The keyring file the config names, for ``keys generate`` without an argument."""
+    config = obj(ctx).config()
+    name = config.security.encryption_key_file
+    if not name:
+        raise config_error(
+            ConfigError(
+                "name the keyring file here first (or give KEYFILE): keys generate writes "
+                "a file, never an environment variable",
+                key="security.encryption_key_file",
+            )
+        )
+    return resolve(name, config.base_dir)
 
 
 @app.command("status")

@@ -18,6 +18,7 @@ from rich.console import Console
 from ehr_bridge.cli.context import print_table
 from ehr_bridge.cli.support import say as say_to
 from ehr_bridge.cli.support import short
+from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.store import OutboxRow, ReferralRow, Store
 from ehr_bridge.sync.deliver import earlier_referrals
 
@@ -222,7 +223,7 @@ def _event(at: datetime, event: str, detail: str) -> JsonDict:
 def print_lineage(console: Console, data: JsonDict) -> None:
     """The story for people: header, timeline, write-backs, earlier episodes."""
     say = partial(say_to, console)
-    where = f"trust {data['trust_referral_id']}, {data['connection']}"
+    where = f"trust {markup_safe(data['trust_referral_id'])}, {data['connection']}"
     say(f"[bold]referral {data['id']}[/bold] ({where})")
     say(f"  status {data['status']}; patient {data['patient_id']}")
     if data["natural_patient_id"] != data["patient_id"]:
@@ -241,6 +242,6 @@ def print_lineage(console: Console, data: JsonDict) -> None:
     print_table(console, f"  write-backs ({len(write_backs)})", columns, write_backs)
     if data["prior_episodes"]:
         earlier = ", ".join(
-            f"{p['trust_referral_id']} ({p['status']})" for p in data["prior_episodes"]
+            f"{markup_safe(p['trust_referral_id'])} ({p['status']})" for p in data["prior_episodes"]
         )
         say(f"  earlier episodes of this patient: {earlier}")

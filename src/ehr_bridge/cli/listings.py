@@ -17,6 +17,7 @@ from ehr_bridge.cli.context import EXIT_NOT_FOUND, config_error, fail, obj, prin
 from ehr_bridge.cli.lineage import lineage, print_lineage
 from ehr_bridge.cli.quarantine import dismiss_entry, retry_entry
 from ehr_bridge.cli.support import one_referral
+from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store, operator
 from ehr_bridge.store.held_scores import HOLD_OVERDUE_AFTER
@@ -76,7 +77,7 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             cli.console, "  last runs", ["flow", "finished (UTC)", "result", "counts"], rows
         )
         if info["last_error"]:
-            cli.console.print(f"  last error: {info['last_error']}", highlight=False)
+            cli.console.print(f"  last error: {markup_safe(info['last_error'])}", highlight=False)
 
 
 def _status_of(store: Store, name: str) -> dict[str, Any]:
@@ -325,7 +326,7 @@ def quarantine_show(
     console = obj(ctx).console
     for key, value in data.items():
         if key != "payload":
-            console.print(f"{key:>15}: {value}", highlight=False)
+            console.print(f"{key:>15}: {markup_safe(value)}", highlight=False)
     if payload:
         console.print_json(json.dumps(data["payload"]))
 

@@ -15,6 +15,7 @@ import typer
 
 from ehr_bridge.cli.context import EXIT_FAILED, EXIT_NOT_FOUND, config_error, fail, obj, print_json
 from ehr_bridge.cli.support import connection_named, say, store_of
+from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.errors import ConfigError, EhrBridgeError
 from ehr_bridge.store import AuditEntry, QuarantineRow, Store, operator
 from ehr_bridge.sync.collect import collect_again
@@ -92,7 +93,7 @@ def _report(
         print_json(data)
     else:
         detail = f": {reason}" if reason else ""
-        say(obj(ctx).console, f"entry {row.id} ({row.record_ref}): {message}{detail}")
+        say(obj(ctx).console, f"entry {row.id} ({markup_safe(row.record_ref)}): {message}{detail}")
     if failed:
         raise typer.Exit(EXIT_FAILED)
 

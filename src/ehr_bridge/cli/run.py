@@ -1,21 +1,39 @@
-"""`sync` (one cycle, or until idle) and `run` (the daemon, with /healthz, /metrics, alerts)."""
+"""`sync` (one cycle, or until idle) and `run` (the daemon, with /healthz, /metrics, alerts).
+
+Both run each connection in a thread of its own (``sync``) or on an executor of its own
+(``run``), so one slow trust never delays another, and both stop within seconds on
+SIGTERM or SIGINT (docs/operations.md, "Deadlines and stopping"). ``run`` started before
+its state database can be opened or written waits for it, saying so in the log and on
+``/healthz``, instead of exiting.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 
-from ehr_bridge.cli.context import EXIT_FAILED, CliContext, config_error, obj, print_json
-from ehr_bridge.config import AppConfig
+from ehr_bridge.cli.context import EXIT_FAILED, CliContext, config_error, fail, obj, print_json
+from ehr_bridge.config import AppConfig, ScheduleConfig
 from ehr_bridge.errors import ConfigError
-from ehr_bridge.logs import correlation, new_cycle_id, setup_logging
-from ehr_bridge.observability import build_observability
+from ehr_bridge.logs import setup_logging
+from ehr_bridge.observability import (
+    HealthChecker,
+    HealthReport,
+    ObservabilityServer,
+    build_observability,
+)
 from ehr_bridge.runtime import settle_heap
+from ehr_bridge.store import Store
 from ehr_bridge.sync.connection import Connection, build_connections
-from ehr_bridge.sync.cycle import FLOWS, run_cycle
-from ehr_bridge.sync.scheduler import Service, run_daemon
+from ehr_bridge.sync.cycle import FLOWS, cycles_until_idle, side_by_side
+from ehr_bridge.sync.scheduler import Service, free_orphaned_leases, run_daemon, stop_on_signals
+from ehr_bridge.sync.startup import database_fault, until_ready
 
 ConnectionOpt = Annotated[
     str | None, typer.Option("--connection", "-c", help="Only this connection.")
@@ -75,17 +93,16 @@ def sync(
     if unknown:
         raise typer.BadParameter(f"unknown flow {unknown[0]!r}; choose from {', '.join(FLOWS)}")
     _, connections = _start(cli, connection, log_format)
-    store = cli.store()
-    reports: dict[str, list[dict[str, Any]]] = {c.name: [] for c in connections}
-    for _ in range(1 if once else max_cycles):
-        busy = False
-        for conn in connections:
-            with correlation(cycle=new_cycle_id()):
-                report = run_cycle(conn, store, flows=flows)
-            reports[conn.name].append(report)
-            busy = busy or _did_something(report)
-        if not busy:
-            break
+    try:
+        store = cli.store()
+    except (SQLAlchemyError, OSError) as exc:
+        raise fail(f"the state database is unavailable ({database_fault(exc)})") from None
+    most = 1 if once else max_cycles
+    with stop_on_signals(threading.Event()) as stop:
+        reports = side_by_side(
+            connections,
+            lambda conn: cycles_until_idle(conn, store, stop, flows=flows, most=most),
+        )
     failed = any(
         "error" in r for runs in reports.values() for cycle in runs for r in cycle.values()
     )
@@ -95,15 +112,6 @@ def sync(
         _print_reports(cli.console, reports)
     if failed:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _did_something(report: dict[str, Any]) -> bool:
-    quiet = {"seen", "unchanged", "pages", "submissions", "already_stored"}
-    return any(
-        isinstance(v, int) and v and k not in quiet
-        for counts in report.values()
-        for k, v in counts.items()
-    )
 
 
 def _print_reports(console: Any, reports: dict[str, list[dict[str, Any]]]) -> None:
@@ -127,10 +135,75 @@ def run(
     cli = obj(ctx)
     config, connections = _start(cli, connection, log_format)
     schedules = {c.name: c.schedule for c in config.connection}
-    store = cli.store()
     ours = {c.name: schedules[c.name] for c in connections}
+    with stop_on_signals(threading.Event()) as stop:
+        store = _store_when_ready(cli, config, ours, stop)
+        if store is None:
+            return  # stopped before the database came
+        try:
+            services: list[Service] = [build_observability(config.observability, ours, store)]
+            run_daemon(
+                [(c, schedules[c.name]) for c in connections],
+                store,
+                stop,
+                services=services,
+                leases_freed=True,
+            )
+        except ConfigError as exc:
+            raise config_error(exc) from None
+
+
+class _WaitingHealth(HealthChecker):
+    """``/healthz`` while the daemon waits for its database: not ready, and why."""
+
+    def __init__(self, connections: Sequence[str]) -> None:  # no store to ask yet
+        self._names = list(connections)
+        self.reason = "unavailable"
+
+    @property
+    def connections(self) -> Sequence[str]:
+        """The connections the daemon will run."""
+        return self._names
+
+    def check(self) -> HealthReport:
+        """Not ready: every connection waits for the state database."""
+        problem = f"waiting for the state database ({self.reason})"
+        waiting = {
+            n: {"status": "waiting", "flows": {}, "problems": [problem]} for n in self._names
+        }
+        return HealthReport(ready=False, database=False, connections=waiting)
+
+
+def _store_when_ready(
+    cli: CliContext,
+    config: AppConfig,
+    schedules: Mapping[str, ScheduleConfig],
+    stop: threading.Event,
+) -> Store | None:
+    """The store, opened and its dead leases freed, however long the database takes.
+
+    While it waits, ``/healthz`` answers 503 "waiting" with the reason (if enabled).
+    """
+    health = _WaitingHealth(list(schedules))
+    server: ObservabilityServer | None = None
+
+    def waiting(reason: str) -> None:
+        nonlocal server
+        health.reason = reason
+        if server is None and config.observability.enabled:
+            where = config.observability
+            server = ObservabilityServer(where.host, where.port, CollectorRegistry(), health)
+            server.start()
+
+    def ready() -> Store:
+        store = cli.store()
+        free_orphaned_leases(store)
+        return store
+
     try:
-        services: list[Service] = [build_observability(config.observability, ours, store)]
-        run_daemon([(c, schedules[c.name]) for c in connections], store, services=services)
+        return until_ready(ready, stop, what="start-up", on_wait=waiting)
     except ConfigError as exc:
         raise config_error(exc) from None
+    finally:
+        if server is not None:
+            server.stop()

@@ -67,6 +67,27 @@ def compile_expression(text: str) -> CompiledExpression:
     return CompiledExpression(parsed.expression, parsed.parsed)
 
 
+#: the functions JMESPath itself knows (the only ones a mapping may call)
+JMESPATH_FUNCTIONS: frozenset[str] = frozenset(jp_functions.Functions.FUNCTION_TABLE)
+
+
+def unknown_functions(tree: Node) -> set[str]:
+    """Names of functions the expression calls that JMESPath does not have."""
+    unknown: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if (
+            node.get("type") == "function_expression"
+            and node.get("value") not in JMESPATH_FUNCTIONS
+        ):
+            unknown.add(str(node.get("value")))
+        stack.extend(child for child in node.get("children", ()) if isinstance(child, dict))
+    return unknown
+
+
 def is_false(value: Any) -> bool:
     """JMESPath falsiness: empty text, list or object, null and false (not 0)."""
     if value is True:

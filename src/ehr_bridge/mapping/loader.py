@@ -25,7 +25,11 @@ from ehr_bridge.domain.facts import PatientFacts, ReferralFacts
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.mapping.api import Api, compile_api
 from ehr_bridge.mapping.apply import REFERENCE_PATH, CompiledRule, Mapping
-from ehr_bridge.mapping.expressions import compile_expression
+from ehr_bridge.mapping.expressions import (
+    JMESPATH_FUNCTIONS,
+    compile_expression,
+    unknown_functions,
+)
 from ehr_bridge.mapping.schema import CURRENT_SPEC_VERSION, OUTBOUND_KINDS, MappingSpec, RuleSpec
 from ehr_bridge.mapping.transforms import TRANSFORMS, BoundTransform, TransformArgsError, bind
 
@@ -55,6 +59,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read mapping file ({exc.strerror})", key=str(path)) from exc
+    except RecursionError:  # a hostile or broken file nested thousands deep
+        raise ConfigError("YAML nested too deeply", key=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -120,11 +126,23 @@ class _Compiler:
 
     def _expression(self, text: str, rule: str) -> Any:
         try:
-            return compile_expression(text)
+            compiled = compile_expression(text)
         except jmespath.exceptions.JMESPathError:
             raise ConfigError(
                 f"invalid JMESPath expression {text!r}", key=self._key(rule)
             ) from None
+        except RecursionError:  # a 3,000-deep expression: refused, never a traceback
+            raise ConfigError(
+                "JMESPath expression nested too deeply", key=self._key(rule)
+            ) from None
+        unknown = unknown_functions(compiled.parsed)
+        if unknown:  # jmespath itself finds these only at search time: on every record
+            names = sorted(unknown)
+            hint = _did_you_mean(names[0], JMESPATH_FUNCTIONS)
+            raise ConfigError(
+                f"unknown JMESPath function {', '.join(names)}{hint}", key=self._key(rule)
+            )
+        return compiled
 
     def _record(self) -> dict[str, Any]:
         found = self.spec.record.model_dump(exclude_none=True).items()

@@ -20,7 +20,7 @@ import binascii
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -100,8 +100,10 @@ class KeyRing:
 class PayloadCipher:
     """Seals and opens stored payloads; without a keyring it stores plain text (key id None).
 
-    Rows written before a key was configured (key id None) still open, and
-    ``ehr-bridge keys rotate`` encrypts them once a key is there.
+    Without a keyring is for test stores only: the config requires one unless it says
+    ``require_encryption = false``, and a store holding rows sealed with a key the cipher
+    lacks is refused when opened (``require_keys``). Rows written before a key was
+    configured (key id None) still open, and ``ehr-bridge keys rotate`` encrypts them.
     """
 
     def __init__(self, ring: KeyRing | None = None) -> None:
@@ -116,6 +118,35 @@ class PayloadCipher:
     def active_id(self) -> str | None:
         """The id new payloads are stored under (None: plain text)."""
         return self.ring.active_id if self.ring else None
+
+    def require_keys(self, stored_key_ids: Iterable[str]) -> None:
+        """Refuse a store holding payloads this cipher cannot open: fail closed.
+
+        Opening it anyway would either fail row by row mid-run or, worse, write new
+        versions of those rows in plain text or under another key. Plain rows (no key id)
+        are no reason to refuse: ``keys rotate`` seals them once a key is configured.
+
+        Raises:
+            ConfigError: a stored payload is sealed with a key the keyring does not hold
+                (or no keyring is configured); the message names those key ids.
+        """
+        missing = sorted(
+            {k for k in stored_key_ids if self.ring is None or self.ring.key(k) is None}
+        )
+        if not missing:
+            return
+        plural = "s" if len(missing) > 1 else ""
+        held = (
+            f"the configured keyring holds only {', '.join(self.ring.ids)}"
+            if self.ring
+            else "no encryption key is configured"
+        )
+        raise ConfigError(
+            f"the store holds payloads encrypted with key{plural} {', '.join(missing)}, but "
+            f"{held}: point encryption_key_file or encryption_key_env at the keyring holding "
+            f"key{plural} {', '.join(missing)}; the store is not opened without it",
+            key="security",
+        )
 
     def seal(self, text: str, aad: str) -> tuple[str, str | None]:
         """``(stored text, key id)`` for a payload of the row ``aad`` names."""

@@ -13,11 +13,20 @@
   (``client_secret_env`` or ``client_secret_file``) like every other secret.
 - **Redirects are never followed**: the bearer token must only go where the config says.
 - **Every answer is read through the input limits** (size, compression, JSON depth).
+- **Deadlines**: a connect deadline (``connect_timeout_seconds``), a read deadline (the
+  longest silence, ``read_timeout_seconds``) and a whole-request deadline (the caller's
+  ``timeout``, the adapter's ``timeout_seconds``) covering connect, headers and body. The
+  socket timeouts alone cannot stop a peer that sends a byte a second, so each request runs
+  under ``ehr_bridge.retry.watched``: a watchdog shuts the request's socket down when the
+  whole-request deadline or the flow run's deadline passes, or soon after stop is set, and
+  the request ends with ``CallDeadlineError``, ``FlowDeadlineError`` or ``StoppedError``
+  (``ambiguous`` for anything but GET and HEAD: a write may have landed).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,9 +37,12 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ehr_bridge.config import Secret, read_secret
 from ehr_bridge.errors import ConfigError, ConnectionStopError, TransientError
+from ehr_bridge.retry import Watch, watched
 from ehr_bridge.security.foreign_text import known_code
 from ehr_bridge.security.limits import InputLimitError, InputLimits, read_limited
 
@@ -46,6 +58,11 @@ OAUTH2_ERROR_CODES = frozenset(
     }
 )
 _DEFAULT_LIFETIME = 300.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 10.0
+#: the whole-request deadline of a caller that names none
+DEFAULT_TOTAL_TIMEOUT = 30.0
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 class TlsOptions(BaseModel):
@@ -85,6 +102,10 @@ class TransportOptions(BaseModel):
     tls: TlsOptions = TlsOptions()
     oauth2: OAuth2Options | None = None
     limits: InputLimits = InputLimits()
+    #: longest wait for the TCP and TLS handshake (capped by the whole-request deadline)
+    connect_timeout_seconds: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0, le=300)
+    #: longest silence while waiting for the answer's next bytes (capped likewise)
+    read_timeout_seconds: float = Field(default=DEFAULT_READ_TIMEOUT, gt=0, le=3600)
 
 
 def require_secure_url(url: str, key: str) -> None:
@@ -106,8 +127,59 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+class _CurrentWatch(threading.local):
+    watch: Watch | None = None
+
+
+_CURRENT = _CurrentWatch()
+
+
+def _shut_down(connection: object) -> None:
+    """Wake a thread blocked on this connection's socket (connecting, sending or reading)."""
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, under any TLS
+
+
+class _WatchedPool(HTTPConnectionPool):
+    """A pool whose connections are handed to the watch of the request taking them."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        watch = _CURRENT.watch
+        if watch is not None:
+            watch.hold(lambda: _shut_down(conn))
+        return conn
+
+
+class _WatchedHttpsPool(_WatchedPool, HTTPSConnectionPool):
+    pass
+
+
+_WATCHED_POOLS = {"http": _WatchedPool, "https": _WatchedHttpsPool}
+
+
+class WatchedAdapter(HTTPAdapter):
+    """The transport ``SecureSession`` mounts: requests' own, with watched connection pools."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """Requests' pool manager, building watched pools."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """Requests' proxy manager, building watched pools."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+        return manager
+
+
 class SecureSession(requests.Session):
-    """A ``requests.Session`` that verifies TLS, follows no redirect and bounds every answer."""
+    """A ``requests.Session`` that verifies TLS, follows no redirect and bounds every answer.
+
+    ``timeout`` given to a request is its whole-request deadline; ``connect_timeout`` and
+    ``read_timeout`` bound the handshake and each silence within it.
+    """
 
     def __init__(
         self,
@@ -115,12 +187,18 @@ class SecureSession(requests.Session):
         *,
         verify: str | bool = True,
         cert: tuple[str, str] | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         super().__init__()
         self.limits = limits or InputLimits()
         self.verify: str | bool = verify if verify is not False else True
         self.cert = cert
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self.headers["Accept-Encoding"] = "gzip, deflate"
+        self.mount("https://", WatchedAdapter())
+        self.mount("http://", WatchedAdapter())
 
     def __repr__(self) -> str:
         return f"SecureSession(verify={self.verify!r}, mutual_tls={self.cert is not None})"
@@ -138,24 +216,47 @@ class SecureSession(requests.Session):
     def _send_once(
         self, request: requests.PreparedRequest, kwargs: Mapping[str, Any]
     ) -> requests.Response:
+        """One request and its whole body under a watch, every deadline applied."""
+        method = str(request.method or "GET").upper()
+        what = f"{method} {urlsplit(str(request.url)).netloc}"
+        total = _total(kwargs.get("timeout"))
         adapter = self.get_adapter(url=str(request.url))
-        response = adapter.send(
-            request,
-            stream=True,
-            timeout=kwargs.get("timeout"),
-            verify=self.verify,
-            cert=self.cert,
-            proxies=kwargs.get("proxies") or {},
-        )
-        self._read_body(request, response)
+        with watched(total, what) as watch:
+            outer, _CURRENT.watch = _CURRENT.watch, watch
+            try:
+                response = adapter.send(
+                    request,
+                    stream=True,
+                    timeout=self._socket_timeouts(watch),
+                    verify=self.verify,
+                    cert=self.cert,
+                    proxies=kwargs.get("proxies") or {},
+                )
+                self._read_body(request, response, watch)
+            except Exception:
+                if watch.fired is None and watch.remaining() > 0:
+                    raise
+                # the watchdog ended it (or its time ran out between two reads)
+                raise watch.error(what, ambiguous=method not in _SAFE_METHODS) from None
+            finally:
+                _CURRENT.watch = outer
         return response
 
-    def _read_body(self, request: requests.PreparedRequest, response: requests.Response) -> None:
+    def _socket_timeouts(self, watch: Watch) -> tuple[float, float]:
+        """(connect, read) socket timeouts, never past the whole-request deadline."""
+        left = max(watch.remaining(), 0.001)
+        return min(self.connect_timeout, left), min(self.read_timeout, left)
+
+    def _read_body(
+        self, request: requests.PreparedRequest, response: requests.Response, watch: Watch
+    ) -> None:
         what = f"{request.method} answer from {urlsplit(str(request.url)).netloc}"
         try:
-            response._content = read_limited(response.raw, response.headers, self.limits, what)
+            response._content = read_limited(
+                response.raw, response.headers, self.limits, what, check=watch.check
+            )
         except InputLimitError as exc:
-            if request.method in ("GET", "HEAD"):
+            if request.method in _SAFE_METHODS:
                 raise
             # the write may have been committed: the next attempt reads before it writes
             raise TransientError(exc.safe_message, ambiguous=True) from None
@@ -164,6 +265,15 @@ class SecureSession(requests.Session):
             raise requests.exceptions.ChunkedEncodingError(type(exc).__name__) from None
         finally:
             response.close()
+
+
+def _total(timeout: object) -> float:
+    """The whole-request deadline a caller gave (seconds; a (connect, read) pair: its sum)."""
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+        return float(timeout)
+    if isinstance(timeout, tuple) and all(isinstance(t, int | float) for t in timeout):
+        return float(sum(timeout))
+    return DEFAULT_TOTAL_TIMEOUT
 
 
 class OAuth2ClientCredentials(requests.auth.AuthBase):
@@ -281,13 +391,17 @@ def build_session(
             _path(tls.client_cert_file, base_dir, f"{key}.tls.client_cert_file"),
             _path(tls.client_key_file, base_dir, f"{key}.tls.client_key_file"),
         )
-    session = SecureSession(options.limits, verify=verify, cert=cert)
+    timeouts = {
+        "connect_timeout": options.connect_timeout_seconds,
+        "read_timeout": options.read_timeout_seconds,
+    }
+    session = SecureSession(options.limits, verify=verify, cert=cert, **timeouts)
     if options.oauth2 is not None:
         where = f"{key}.oauth2"
         require_secure_url(options.oauth2.token_url, f"{where}.token_url")
         table = dict(raw.get("oauth2") or {})
         secret = read_secret(table, "client_secret", base_dir=base_dir, key=where)
-        token_http = SecureSession(options.limits, verify=verify, cert=cert)
+        token_http = SecureSession(options.limits, verify=verify, cert=cert, **timeouts)
         session.auth = OAuth2ClientCredentials(options.oauth2, secret, token_http, clock=clock)
     return session
 

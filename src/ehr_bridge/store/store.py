@@ -92,16 +92,23 @@ class Store(
 
         ``cipher`` encrypts resource bodies and quarantined payloads (docs/security.md);
         without one they are stored as plain text. ``security.keyring.open_store`` builds
-        both from the config.
+        both from the config. A store holding payloads sealed with a key the cipher lacks
+        is refused (ConfigError naming the key ids), so it is never written to in plain
+        text or under another key.
         """
         self.engine = make_engine(url)
         self.cipher = cipher or PayloadCipher()
-        if migrate is None:
-            migrate = self.engine.dialect.name == "sqlite"
-        if migrate and current_revision(self.engine) != head_revision():
-            upgrade(self.engine)
-        elif not migrate:
-            self._require_current_schema()
+        try:
+            if migrate is None:
+                migrate = self.engine.dialect.name == "sqlite"
+            if migrate and current_revision(self.engine) != head_revision():
+                upgrade(self.engine)
+            elif not migrate:
+                self._require_current_schema()
+            self.cipher.require_keys(self.payload_key_ids())
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def _require_current_schema(self) -> None:
         current, head = current_revision(self.engine), head_revision()
@@ -111,6 +118,22 @@ class Store(
                 " run `ehr-bridge db upgrade`",
                 key="database.url",
             )
+
+    def payload_key_ids(self) -> set[str]:
+        """The ids of the keys sealing stored payloads (plain and purged rows have none).
+
+        One index seek per distinct key (``min(key_id) > last``), not a scan of the rows.
+        """
+        found: set[str] = set()
+        with self.session() as s:
+            for model in (ResourceRow, QuarantineRow):
+                last = ""
+                while key_id := s.exec(
+                    select(func.min(model.key_id)).where(col(model.key_id) > last)
+                ).one():
+                    found.add(key_id)
+                    last = key_id
+        return found
 
     def close(self) -> None:
         """Release pooled connections."""

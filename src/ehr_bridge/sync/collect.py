@@ -28,11 +28,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ehr_bridge.adapters.base import ProviderSubmission
+from ehr_bridge.adapters.base import ProviderSubmission, RejectingProvider
 from ehr_bridge.domain.codes import END_CODE_EXTENSION
 from ehr_bridge.domain.ids import artefact_key
 from ehr_bridge.domain.validate import SessionArtefacts, questionnaire_items
 from ehr_bridge.errors import RecordError, RecordValidationError
+from ehr_bridge.retry import current_scope
 from ehr_bridge.store import NewOutboxItem, NewQuarantine, Store, content_hash
 from ehr_bridge.store.submissions import CollectedBundle, ReferralOwner
 from ehr_bridge.sync.bundle_checks import (
@@ -95,10 +96,10 @@ def collect(
     """Store every pending provider submission, then acknowledge it.
 
     Batch k+1 is read and handed to the checker before batch k is written, so checking
-    and writing overlap; at most two batches are in memory. ``stop`` ends the run after
-    the batches in hand are committed and acknowledged. ``workers`` is the size of the
-    checking pool for a large backlog (None: ``EHR_BRIDGE_COLLECT_WORKERS``, else up to
-    two, one per core; 0 or 1: no pool).
+    and writing overlap; at most two batches are in memory. ``stop`` (or the run's
+    deadline) ends the run after the batches in hand are committed and acknowledged.
+    ``workers`` is the size of the checking pool for a large backlog (None:
+    ``EHR_BRIDGE_COLLECT_WORKERS``, else up to two, one per core; 0 or 1: no pool).
     """
     counts = CollectCounts()
     with BundleChecker(workers, adsm_enabled=conn.adsm_enabled) as checker:
@@ -126,6 +127,9 @@ def _batches(
     for submission in submissions:
         if stop is not None and stop.is_set():
             break
+        if current_scope().expired():
+            log.warning("collect reached its deadline: the rest waits for the next run")
+            break
         if len(batch) >= size or submission.handle in handles:
             yield batch
             batch, handles = [], set()
@@ -144,7 +148,7 @@ def _open_batch(
     in_hand: _Batch | None,
 ) -> _Batch:
     """Skip what is stored already (or earlier in this run) and start checking the rest."""
-    hashes = [content_hash(submission.bundle) for submission in taken]
+    hashes = [_submission_hash(submission) for submission in taken]
     seen = store.stored_submissions(conn.name, hashes)
     if in_hand is not None:  # not committed yet, but will be before this batch is
         seen.update(bundle_hash for _, bundle_hash in in_hand.new)
@@ -175,8 +179,29 @@ def _finish_batch(conn: Connection, store: Store, batch: _Batch, counts: Collect
     store.save_submissions(conn.name, records)
     for record in records:
         _count(conn, record, counts)
+    provider = conn.provider
     for submission in batch.taken:
-        conn.provider.acknowledge(submission.handle)
+        if _unreadable(submission.bundle) and isinstance(provider, RejectingProvider):
+            provider.reject(submission.handle)  # quarantined above: kept apart for operators
+        else:
+            provider.acknowledge(submission.handle)
+
+
+def _submission_hash(submission: ProviderSubmission) -> str:
+    """The content hash a submission is known by; an unreadable one's includes its handle.
+
+    Two unreadable files carry the same placeholder (``{"_unreadable": "not_json"}``):
+    by content alone the second would look stored already and never be quarantined.
+    """
+    bundle = submission.bundle
+    if _unreadable(bundle):
+        return content_hash({**bundle, "_handle": submission.handle})
+    return content_hash(bundle)
+
+
+def _unreadable(bundle: JsonDict) -> bool:
+    """The provider could not read this file (``bundle_checks``' ``_unreadable`` placeholder)."""
+    return bool(bundle.get("_unreadable"))
 
 
 def _record(

@@ -4,20 +4,28 @@ A flow that fails is recorded with its PHI-free message and the next flow still 
 except after ConnectionStopError (credentials refused, endpoint gone), which ends the
 connection's cycle. Unknown exceptions are recorded by type only: their text might
 carry data we did not write.
+
+Each flow runs inside ``retry.flow_scope``: its deadline
+(``[connection.schedule] flow_deadline_seconds``) starts once it holds the connection's
+lock, and every outbound call and backoff in it ends at that deadline or on stop.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ehr_bridge.errors import ConnectionStopError, EhrBridgeError
+from ehr_bridge.logs import correlation, new_cycle_id
+from ehr_bridge.retry import flow_scope
 from ehr_bridge.store import Store, utcnow
 from ehr_bridge.sync.collect import collect
 from ehr_bridge.sync.connection import Connection
@@ -27,6 +35,7 @@ from ehr_bridge.sync.pull import pull
 from ehr_bridge.sync.push import push
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Flow = Callable[[Connection, Store, threading.Event | None], Any]
 FLOWS: dict[str, Flow] = {"pull": pull, "deliver": deliver, "collect": collect, "push": push}
@@ -85,8 +94,8 @@ def _lease_kept(name: str, conn: Connection, store: Store) -> Iterator[None]:
 def _run_recorded(
     name: str, conn: Connection, store: Store, stop: threading.Event | None
 ) -> dict[str, Any]:
-    started, clock = utcnow(), time.monotonic()
-    with conn.lock:
+    with conn.lock, flow_scope(name, conn.flow_deadline_seconds, stop):
+        started, clock = utcnow(), time.monotonic()
         try:
             counts = dataclasses.asdict(FLOWS[name](conn, store, stop))
         except EhrBridgeError as exc:
@@ -142,3 +151,57 @@ def run_cycle(
         if between is not None:
             between(name)
     return report
+
+
+#: counts that say a cycle looked, not that it did anything
+_QUIET = frozenset({"seen", "unchanged", "pages", "submissions", "already_stored"})
+
+
+def did_something(report: dict[str, Any]) -> bool:
+    """True if a cycle's report counts any work done (another cycle may find more)."""
+    return any(
+        isinstance(v, int) and v and k not in _QUIET
+        for counts in report.values()
+        for k, v in counts.items()
+    )
+
+
+def cycles_until_idle(
+    conn: Connection,
+    store: Store,
+    stop: threading.Event | None = None,
+    *,
+    flows: Sequence[str] = tuple(FLOWS),
+    most: int = 1,
+) -> list[dict[str, Any]]:
+    """Up to ``most`` cycles of one connection, until one does nothing or stop is set."""
+    reports: list[dict[str, Any]] = []
+    for _ in range(most):
+        with correlation(cycle=new_cycle_id()):
+            report = run_cycle(conn, store, stop, flows=flows)
+        reports.append(report)
+        if (stop is not None and stop.is_set()) or not did_something(report):
+            break
+    return reports
+
+
+def side_by_side(
+    connections: Sequence[Connection], work: Callable[[Connection], T]
+) -> dict[str, T]:
+    """``work(conn)`` for every connection at once, each in a thread of its own.
+
+    One connection whose trust is slow or hangs never delays another's flows; each is
+    bounded by its own deadlines. The calling thread only waits (in short steps, so a
+    signal handler on the main thread runs at once).
+    """
+    if len(connections) == 1:
+        return {connections[0].name: work(connections[0])}
+    with ThreadPoolExecutor(len(connections), thread_name_prefix="connection") as pool:
+        futures = {
+            conn.name: pool.submit(contextvars.copy_context().run, work, conn)
+            for conn in connections
+        }
+        pending = set(futures.values())
+        while pending:
+            _, pending = wait(pending, timeout=0.5)
+    return {name: future.result() for name, future in futures.items()}

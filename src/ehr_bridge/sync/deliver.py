@@ -18,6 +18,7 @@ from typing import Any
 from ehr_bridge.domain.ids import artefact_key
 from ehr_bridge.domain.referral import ReferralResources, prior_episode, referral_bundle
 from ehr_bridge.errors import EhrBridgeError, RecordValidationError
+from ehr_bridge.retry import current_scope
 from ehr_bridge.store import NewOutboxItem, ReferralRow, Store
 from ehr_bridge.sync.connection import Connection
 
@@ -35,10 +36,17 @@ class DeliverCounts:
 
 
 def deliver(conn: Connection, store: Store, stop: threading.Event | None = None) -> DeliverCounts:
-    """Deliver every referral not yet delivered in its current form."""
+    """Deliver every referral not yet delivered in its current form.
+
+    ``stop`` or the run's deadline ends the run between two referrals; the rest are
+    delivered by the next run.
+    """
     counts = DeliverCounts()
     for row in store.referrals_to_deliver(conn.name):
         if stop and stop.is_set():
+            break
+        if current_scope().expired():
+            log.warning("deliver reached its deadline", extra={"connection": conn.name})
             break
         try:
             _deliver_one(conn, store, row)

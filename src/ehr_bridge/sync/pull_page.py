@@ -74,6 +74,8 @@ class _Candidate:
     resources: ReferralResources | None = None
     #: the trust's id holds characters no database column takes (NUL, controls)
     bad_id: bool = False
+    #: where the record holds a value larger than any field may be (see ``_oversized``)
+    oversized: str | None = None
 
 
 class PageWork:
@@ -121,11 +123,16 @@ class PageWork:
         mapping = self.conn.mapping
         candidates = []
         for record in records:
+            oversized = _oversized(record)
+            if oversized is not None:  # refused before any copy of it is made
+                record = _trimmed(record)
             source_hash = content_hash(record)
             trust_id = mapping.record_id(record) if isinstance(record, dict) else None
             storable = trust_id is None or _storable(trust_id)
             ref = (trust_id if storable else None) or f"sha256:{source_hash[:16]}"
-            candidates.append(_Candidate(record, ref, source_hash, bad_id=not storable))
+            candidate = _Candidate(record, ref, source_hash, bad_id=not storable)
+            candidate.oversized = oversized
+            candidates.append(candidate)
         state = self.store.pull_page_state(self.conn.name, [c.ref for c in candidates])
         self.state = state
         self.current = dict(state.current)
@@ -241,6 +248,14 @@ class PageWork:
                 "record is not a JSON object", field="(record)", record=candidate.ref, code="shape"
             )
         _refuse_unreadable(record, candidate.ref)
+        if candidate.oversized is not None:
+            raise RecordError(
+                f"larger than any field may be ({MAX_FIELD_CHARS:,} characters or"
+                f" {MAX_LIST_ITEMS:,} items), or not valid text (bytes that were not UTF-8)",
+                field=candidate.oversized,
+                record=candidate.ref,
+                code="unfit_value",
+            )
         if candidate.bad_id:
             raise RecordError(
                 "the trust's record id holds control characters",
@@ -373,6 +388,60 @@ class PageWork:
 
 #: what no text column takes (PostgreSQL refuses NUL outright) and no identifier holds
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+#: the longest text and the longest list a referral record may hold in one field; a
+#: referral's largest real field (an address, a referral reason) is a few hundred
+#: characters, and one 9.5 MB name otherwise costs over a gigabyte on its way through
+MAX_FIELD_CHARS = 65_536
+MAX_LIST_ITEMS = 10_000
+_TRIMMED = "(refused: too large or not text)"
+
+
+def _oversized(record: Any) -> str | None:
+    """The path of the first value unfit for any field (``patient.family_name``), if any.
+
+    Unfit: text or a list larger than any field may be, or text that is not text (a
+    replacement character or a lone surrogate: bytes the trust sent were not UTF-8 and
+    were replaced on decoding; storing them would keep a corrupted name as if it were
+    the patient's).
+    """
+    stack: list[tuple[Any, str]] = [(record, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if len(value) > MAX_FIELD_CHARS or not _is_text(value):
+                return path or "(record)"
+        elif isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            if len(value) > MAX_LIST_ITEMS:
+                return path or "(record)"
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+    return None
+
+
+def _is_text(value: str) -> bool:
+    if value.isascii():
+        return True
+    if "\ufffd" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _trimmed(value: Any) -> Any:
+    """``value`` with every unfit text or list replaced by a marker (what quarantine keeps)."""
+    if isinstance(value, str):
+        return _TRIMMED if len(value) > MAX_FIELD_CHARS or not _is_text(value) else value
+    if isinstance(value, dict):
+        return {k: _trimmed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return _TRIMMED if len(value) > MAX_LIST_ITEMS else [_trimmed(v) for v in value]
+    return value
 
 
 def _storable(text: str) -> bool:

@@ -15,6 +15,13 @@ still well ahead of it, a dependant is claimed only once its care contact is fin
 and on stop (or a refused connection) the rows not started yet are handed back unattempted
 while the ones at the trust are finished. A writer that is not known to be thread safe
 (it does not set ``concurrent_writes``) is called one row at a time.
+
+At the run's deadline (``flow_deadline_seconds``) push stops claiming, as on stop. A write
+still at the trust then, or on stop once the grace has run out (``ehr_bridge.retry``), is
+abandoned: a write that may have reached the trust goes back to pending with the attempt
+counted, so the next attempt asks the trust before writing again; one that never left is
+handed back unattempted. Neither is backed off or dead-lettered: it was our side that let
+go, not the trust that refused.
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ from typing import Any
 from ehr_bridge.adapters.base import WriteItem, WriteReceipt
 from ehr_bridge.domain import codes
 from ehr_bridge.errors import (
+    AbandonedError,
     ConnectionStopError,
     EhrBridgeError,
     MappingError,
     TerminalError,
     TransientError,
 )
+from ehr_bridge.retry import current_scope
 from ehr_bridge.store import OutboxRow, Store, utcnow
 from ehr_bridge.sync.connection import Connection
 from ehr_bridge.sync.events import WriteFinished, publish
@@ -115,6 +124,7 @@ class _PushRun:
     queue: deque[tuple[OutboxRow, float]] = field(default_factory=deque)
     running: dict[Future[_Result], _Started] = field(default_factory=dict)
     failure: BaseException | None = None
+    out_of_time: bool = False
 
     def drain(self) -> None:
         """Start, collect and close rows until nothing is due; then raise what stopped it."""
@@ -131,7 +141,17 @@ class _PushRun:
             raise self.failure
 
     def _halted(self) -> bool:
-        return self.stop.is_set() or self.failure is not None
+        if self.stop.is_set() or self.failure is not None:
+            return True
+        if not current_scope().expired():
+            return False
+        if not self.out_of_time:
+            self.out_of_time = True
+            log.warning(
+                "push reached its deadline: the rest waits for the next run",
+                extra={"connection": self.conn.name},
+            )
+        return True
 
     def _fill(self) -> None:
         while len(self.running) < self.width and not self._halted():
@@ -226,7 +246,8 @@ def _attempt(conn: Connection, row: OutboxRow, item: WriteItem) -> _Result:
         return _Result(receipt=_find_or_write(conn, row, item))
     except TransientError as exc:
         late = None
-        if exc.ambiguous and conn.retry.exhausted(row.attempts + 1):
+        abandoned = isinstance(exc, AbandonedError)
+        if exc.ambiguous and not abandoned and conn.retry.exhausted(row.attempts + 1):
             late = _find_quietly(conn, item)
         return _Result(error=exc, found_late=late)
     except (TerminalError, MappingError) as exc:
@@ -255,6 +276,8 @@ def _settle(conn: Connection, store: Store, row: OutboxRow, result: _Result) -> 
     """Close the row's attempt in the store as the trust's answer says; the outcome."""
     if result.receipt is not None:
         return _done(conn, store, row, result.receipt)
+    if isinstance(result.error, AbandonedError):
+        return _let_go(conn, store, row, result.error)
     if isinstance(result.error, TransientError):
         return _retry_or_bury(conn, store, row, result.error, result.found_late)
     assert result.error is not None  # a result holds a receipt or an error
@@ -376,6 +399,26 @@ def _retry_or_bury(
             "attempt": attempts,
             "delay_s": round(delay, 1),
         },
+    )
+    return "retry"
+
+
+def _let_go(conn: Connection, store: Store, row: OutboxRow, exc: AbandonedError) -> str:
+    """A write we gave up on (stop, deadline): due again at once, never buried.
+
+    If it may have reached the trust the attempt counts, so the next one reads first.
+    """
+    store.finish_attempt(
+        row.id,
+        state="pending",
+        owner=conn.owner,
+        error=exc.safe_message if exc.ambiguous else row.last_error,
+        error_code=exc.code if exc.ambiguous else row.last_error_code,
+        count_attempt=exc.ambiguous,
+    )
+    log.warning(
+        "write abandoned, due again next run",
+        extra={"connection": conn.name, "outbox": row.id, "code": exc.code},
     )
     return "retry"
 

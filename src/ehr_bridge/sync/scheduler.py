@@ -1,13 +1,20 @@
 """The daemon: APScheduler runs each flow of each connection at its configured interval.
 
-Only wiring lives here. Each job runs under its connection's lock, so flows of one
-connection never overlap, and under a fresh correlation id, so its log lines can be told
-from the others'. A pull that stored new or changed referrals brings that connection's
-deliver forward to now: a referral reaches the provider within the poll interval, not the
-poll interval plus the deliver interval. On SIGTERM or SIGINT the stop event is set:
-running flows finish the unit of work in hand (a page, a submission, an outbox row) and
-return, the scheduler waits for them, the services (the observability server and alerts)
-stop, and the process exits.
+Only wiring lives here. Each connection has an executor of its own with one worker, so
+its flows never overlap (they also hold its lock) and a connection whose trust hangs
+holds only its own worker: the others' jobs run on time whatever it does. Each job runs
+under a fresh correlation id, so its log lines can be told from the others'. A pull that
+stored new or changed referrals brings that connection's deliver forward to now: a
+referral reaches the provider within the poll interval, not the poll interval plus the
+deliver interval.
+
+On SIGTERM or SIGINT the stop event is set: running flows finish the unit of work in hand
+(a page, a submission, an outbox row) and return; a call still at a trust is abandoned
+within ``retry.STOP_GRACE_SECONDS`` and a backoff ends at once, so the scheduler's wait
+for them is short whatever a trust does. Then the services (the observability server
+and alerts) stop, and the process exits. Before the first job, the leases of dead
+processes on this host are freed, waiting for the database if it cannot be written yet
+(``sync.startup``).
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Protocol
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ehr_bridge.config import ScheduleConfig
@@ -29,6 +38,7 @@ from ehr_bridge.logs import correlation, new_cycle_id
 from ehr_bridge.store import Store
 from ehr_bridge.sync.connection import Connection, process_alive
 from ehr_bridge.sync.cycle import FLOWS, run_flow
+from ehr_bridge.sync.startup import until_ready
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +102,22 @@ def _run_logged(
             return None
 
 
+def executor_of(conn: Connection) -> str:
+    """The name of the connection's own executor (one worker: its flows run in turn)."""
+    return f"connection:{conn.name}"
+
+
 def build_scheduler(
     connections: Sequence[tuple[Connection, ScheduleConfig]], store: Store, stop: threading.Event
 ) -> BackgroundScheduler:
-    """One interval job per flow per connection, first run immediately."""
+    """One interval job per flow per connection, first run immediately.
+
+    Every connection's jobs go to its own one-worker executor: a slow connection queues
+    only its own flows, never another connection's.
+    """
     scheduler = BackgroundScheduler(
         timezone=UTC,
-        executors={"default": {"type": "threadpool", "max_workers": max(2, len(connections) * 2)}},
+        executors={executor_of(conn): ThreadPoolExecutor(max_workers=1) for conn, _ in connections},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     jobs = _Jobs(store, stop)
@@ -112,9 +131,39 @@ def build_scheduler(
                 seconds=getattr(schedule, f"{flow}_seconds"),
                 args=(flow, conn),
                 id=f"{conn.name}:{flow}",
+                executor=executor_of(conn),
                 next_run_time=now,
             )
     return scheduler
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
+    """Set ``stop`` on SIGTERM or SIGINT while the block runs (on the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping on signal %s: finishing work in hand", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def free_orphaned_leases(store: Store) -> int:
+    """Free the outbox and flow leases of dead processes on this host; how many."""
+    host = socket.gethostname()
+    freed = store.expire_orphaned_leases(host, process_alive)
+    freed += store.expire_orphaned_flow_leases(host, process_alive)
+    if freed:
+        log.info("freed leases of stopped processes on this host", extra={"rows": freed})
+    return freed
 
 
 def run_daemon(
@@ -123,35 +172,31 @@ def run_daemon(
     stop: threading.Event | None = None,
     *,
     services: Sequence[Service] = (),
+    leases_freed: bool = False,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop`` is set), then finish in-hand work and return.
 
     ``services`` start before the first job and stop after the last one has finished.
+    The leases of dead processes are freed first (unless the caller did: ``leases_freed``),
+    waiting for a database that cannot be written yet rather than exiting.
     """
     stop = stop or threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping on signal %s: finishing work in hand", signal.Signals(signum).name)
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-    host = socket.gethostname()
-    freed = store.expire_orphaned_leases(host, process_alive)
-    freed += store.expire_orphaned_flow_leases(host, process_alive)
-    if freed:
-        log.info("freed leases of stopped processes on this host", extra={"rows": freed})
-    started: list[Service] = []
-    try:
-        for service in services:
-            service.start()
-            started.append(service)
-        _schedule_until_stopped(connections, store, stop)
-    finally:
-        for service in reversed(started):
-            service.stop()
-        log.info("daemon stopped")
+    with stop_on_signals(stop):
+        if (
+            not leases_freed
+            and until_ready(lambda: free_orphaned_leases(store), stop, what="start-up") is None
+        ):
+            return
+        started: list[Service] = []
+        try:
+            for service in services:
+                service.start()
+                started.append(service)
+            _schedule_until_stopped(connections, store, stop)
+        finally:
+            for service in reversed(started):
+                service.stop()
+            log.info("daemon stopped")
 
 
 def _schedule_until_stopped(

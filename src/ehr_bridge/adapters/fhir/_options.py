@@ -35,6 +35,7 @@ class FhirOptions(TransportOptions):
     token_env: str | None = None
     token_file: str | None = None
     page_size: int = Field(default=100, ge=1, le=1000, description="_count per search page")
+    #: whole-request deadline: connect, send, answer and body (docs/operations.md)
     timeout_seconds: float = Field(default=15, gt=0)
     read_attempts: int = Field(default=4, ge=1, le=10)
 

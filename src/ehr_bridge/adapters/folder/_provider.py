@@ -121,6 +121,9 @@ class FolderProvider:
         while True:
             page = self._pending_page(after)
             for _, name in page:
+                if not _is_text_name(name):
+                    yield self._set_aside_badly_named(name)
+                    continue
                 try:
                     bundle = self._load(self.sessions_dir / name)
                 except FileNotFoundError:
@@ -129,6 +132,23 @@ class FolderProvider:
             if len(page) < self.listing_page:
                 return
             after = page[-1]
+
+    def _set_aside_badly_named(self, name: str) -> ProviderSubmission:
+        """A file whose name is not text (bytes that are not UTF-8, control characters).
+
+        Such a name cannot be stored, printed or logged as it is, so the file is moved to
+        ``rejected/`` at once under a safe form of its name (its bytes percent-encoded)
+        and offered as unreadable under that name: collect quarantines it, and support
+        staff find it in ``rejected/`` by the name the quarantine entry shows.
+        """
+        safe = safe_file_name(name)
+        try:
+            os.replace(self.sessions_dir / name, self.rejected_dir / safe)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise TransientError("could not move the session file") from exc
+        return ProviderSubmission(handle=safe, bundle={UNREADABLE_KEY: "file_name_not_text"})
 
     def acknowledge(self, handle: str) -> None:
         """Move a collected file to ``processed/``; a repeat or a missing file is a no-op."""
@@ -188,6 +208,21 @@ class FolderProvider:
             return
         except OSError as exc:
             raise TransientError("could not move the session file") from exc
+
+
+def _is_text_name(name: str) -> bool:
+    """Whether a file name is text we may store and print (UTF-8, no control characters)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by the OS as surrogates
+        return False
+    return not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` with every byte outside printable ASCII percent-encoded (``s%E9ance.json``)."""
+    raw = os.fsencode(name)
+    return "".join(chr(b) if 32 < b < 127 and b != 37 else f"%{b:02X}" for b in raw)
 
 
 def _is_candidate(name: str) -> bool:

@@ -10,6 +10,12 @@ Failures come out as ``TransientError``: ``ambiguous`` once the message may have
 peer might have stored it), so the engine never assumes a lost ACK means nothing happened.
 A late ACK left on a connection is never mistaken for the next one: a timed-out
 connection is closed, and a stray byte found before sending discards the connection.
+
+``timeout`` is the whole exchange's deadline: connecting (at most ``connect_timeout`` of
+it), sending, a reconnect and resend, and the ACK, however slowly the peer drips it. The
+exchange runs under ``ehr_bridge.retry.watched``, so the flow run's deadline and the stop
+signal end it too (the watchdog shuts the socket down); it then raises
+``CallDeadlineError``, ``FlowDeadlineError`` or ``StoppedError``.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import threading
 import time
 
 from ehr_bridge.errors import TransientError
+from ehr_bridge.retry import Watch, watched
 from ehr_bridge.security.foreign_text import exception_name
 
 START = b"\x0b"
 END = b"\x1c\r"
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+DEFAULT_CONNECT_TIMEOUT = 5.0
 
 
 def frame(message: bytes) -> bytes:
@@ -74,11 +82,18 @@ class MllpClient:
     """Sends framed messages to one peer and returns each reply frame."""
 
     def __init__(
-        self, host: str, port: int, *, timeout: float = 10.0, keep_alive: bool = True
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 10.0,
+        keep_alive: bool = True,
+        connect_timeout: float | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.connect_timeout = min(connect_timeout or DEFAULT_CONNECT_TIMEOUT, timeout)
         self.keep_alive = keep_alive
         self._sock: socket.socket | None = None
         self._reader: FrameReader | None = None
@@ -89,32 +104,51 @@ class MllpClient:
 
     def exchange(self, message: bytes) -> bytes:
         """Send one message and return the content of the peer's answer frame."""
-        with self._lock:
+        with self._lock, watched(self.timeout, "MLLP send") as watch:
             for attempt in (1, 2):
                 reused = self._usable()
-                reply = self._send_once(message, retry_allowed=reused and attempt == 1)
+                retry_allowed = reused and attempt == 1
+                reply = self._send_once(
+                    message, watch, retry_allowed=retry_allowed, resend=attempt > 1
+                )
                 if reply is not None:
                     if not self.keep_alive:
                         self.close()
                     return reply
         raise TransientError("MLLP peer closed the connection without an answer", ambiguous=True)
 
-    def _send_once(self, message: bytes, *, retry_allowed: bool) -> bytes | None:
-        reader = self._connect()
+    def _send_once(
+        self, message: bytes, watch: Watch, *, retry_allowed: bool, resend: bool
+    ) -> bytes | None:
+        """One send and its ACK; None when a reused connection died and a resend may follow.
+
+        A ``resend`` ended by the watch is ambiguous even before it starts: the first copy
+        may have reached the peer.
+        """
+        reader = self._connect(watch)
+        sock = reader.sock
+        watch.hold(lambda: sock.shutdown(socket.SHUT_RDWR))
+        if watch.fired is not None or watch.remaining() == 0:
+            self.close()
+            raise watch.error("MLLP send", ambiguous=resend)
         try:
-            reader.sock.sendall(frame(message))
-            reply = reader.next(time.monotonic() + self.timeout)
-        except TimeoutError:
+            sock.settimeout(watch.remaining() or 0.001)
+            sock.sendall(frame(message))
+            reply = reader.next(watch.deadline)
+        except OSError as exc:  # TimeoutError and ConnectionError included
             self.close()
-            raise TransientError("MLLP peer sent no answer in time", ambiguous=True) from None
-        except OSError as exc:
-            self.close()
+            if watch.fired is not None or watch.remaining() == 0:
+                raise watch.error("MLLP send", ambiguous=True) from None
+            if isinstance(exc, TimeoutError):
+                raise TransientError("MLLP peer sent no answer in time", ambiguous=True) from None
             if retry_allowed:
                 return None
             reason = f"MLLP send failed: {exception_name(exc)}"
             raise TransientError(reason, ambiguous=True) from None
         if reply is None:
             self.close()
+            if watch.fired is not None:
+                raise watch.error("MLLP send", ambiguous=True)
             if not retry_allowed:
                 raise TransientError("MLLP peer closed without an answer", ambiguous=True)
         return reply
@@ -136,11 +170,14 @@ class MllpClient:
         self.close()  # the peer closed it, or a stray late answer is waiting: start afresh
         return False
 
-    def _connect(self) -> FrameReader:
+    def _connect(self, watch: Watch) -> FrameReader:
         if self._sock is None or self._reader is None:
+            seconds = max(min(self.connect_timeout, watch.remaining()), 0.001)
             try:
-                sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+                sock = socket.create_connection((self.host, self.port), timeout=seconds)
             except OSError as exc:
+                if watch.fired is not None or watch.remaining() == 0:
+                    raise watch.error("MLLP connect") from None
                 raise TransientError(f"MLLP connect failed: {exception_name(exc)}") from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sock, self._reader = sock, FrameReader(sock)

@@ -50,6 +50,7 @@ class IaptusOptions(TransportOptions):
     token_env: str | None = None
     token_file: str | None = None
     page_size: int = Field(default=100, ge=1, le=500)
+    #: whole-request deadline: connect, send, answer and body (docs/operations.md)
     timeout_seconds: float = Field(default=15, gt=0)
     read_attempts: int = Field(default=4, ge=1, le=10)
 
