@@ -23,31 +23,11 @@ from ehr_bridge.store import Store
 from ehr_bridge.sync.connection import build_connections
 from ehr_bridge.sync.deliver import deliver
 from ehr_bridge.sync.pull import pull
+from support.hl7_drop import CONFIG
 from support.trusts import TrustHarness, trust_harness
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = sorted((ROOT / "mappings").glob("*.yaml"))
-CONFIG = """
-[database]
-url = "sqlite:///state/ehr-bridge.db"
-
-[[connection]]
-name = "hl7-trust"
-mapping = "{mapping}"
-test_connection = true
-
-[connection.provider_org]
-code = "IESO01"
-
-[connection.trust]
-adapter = "hl7v2"
-drop_folder = "hl7/in"
-settle_seconds = 0
-
-[connection.provider]
-adapter = "folder"
-path = "provider"
-"""
 
 
 @pytest.mark.parametrize("mapping_path", MAPPINGS, ids=lambda p: p.stem)

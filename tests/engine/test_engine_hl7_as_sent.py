@@ -11,44 +11,17 @@ never mapped into a made-up referral.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from hl7.client import MLLPClient
 
 from ehr_bridge.adapters.hl7v2 import Hl7v2Adapter
-from ehr_bridge.config import load_config
-from ehr_bridge.store import Store
-from ehr_bridge.sync.connection import Connection, build_connections
 from ehr_bridge.sync.pull import pull
+from support.hl7_drop import DropFolderTrust
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "fixtures" / "hl7v2" / "uk_REF-I12-01-gp.hl7"
-CONFIG = """
-[database]
-url = "sqlite:///state/ehr-bridge.db"
-
-[[connection]]
-name = "hl7-trust"
-mapping = "{mapping}"
-test_connection = true
-
-[connection.provider_org]
-code = "IESO01"
-
-[connection.trust]
-adapter = "hl7v2"
-drop_folder = "hl7/in"
-settle_seconds = 0
-
-[connection.trust.listen]
-port = 0
-
-[connection.provider]
-adapter = "folder"
-path = "provider"
-"""
 
 
 def _base() -> str:
@@ -72,22 +45,8 @@ def _with_field(message: str, segment_id: str, number: int, value: str) -> str:
     return message.replace(old, "|".join(fields), 1)
 
 
-class _Trust:
-    def __init__(self, workdir: Path) -> None:
-        (workdir / "ehr-bridge.toml").write_text(
-            CONFIG.format(mapping=ROOT / "mappings" / "hl7v2-ref-i12.yaml")
-        )
-        config = load_config(workdir / "ehr-bridge.toml")
-        self.conn: Connection
-        (self.conn,) = build_connections(config)
-        self.store = Store(config.database_url())
-        self.inbox = workdir / "hl7" / "in"
-        self.inbox.mkdir(parents=True, exist_ok=True)
-
-    def drop(self, data: bytes) -> None:
-        path = self.inbox / "message.hl7"
-        path.write_bytes(data)
-        os.utime(path, (1_700_000_000, 1_700_000_000))
+class _Trust(DropFolderTrust):
+    """The drop-folder connection, and what its one referral became."""
 
     def only_patient(self) -> dict:
         (row,) = self.store.list_referrals(self.conn.name)

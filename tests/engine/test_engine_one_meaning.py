@@ -11,7 +11,6 @@ trust's staff still is.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -25,42 +24,18 @@ from hypothesis import strategies as st
 
 from ehr_bridge.adapters.hl7v2 import Hl7v2Adapter
 from ehr_bridge.adapters.hl7v2.peer import uk_referral
-from ehr_bridge.config import load_config
 from ehr_bridge.domain.ids import artefact_key
 from ehr_bridge.domain.session import build_episode_end, session_bundle
 from ehr_bridge.sim import TrustSimulator
 from ehr_bridge.store import Store
-from ehr_bridge.sync.connection import Connection, build_connections
+from ehr_bridge.sync.connection import Connection
 from ehr_bridge.sync.cycle import run_cycle
 from ehr_bridge.sync.deliver import deliver
 from ehr_bridge.sync.pull import pull
+from support.hl7_drop import DropFolderTrust
 from support.trusts import HarnessReferral, TrustHarness, trust_harness
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = """
-[database]
-url = "sqlite:///state/ehr-bridge.db"
-
-[[connection]]
-name = "hl7-trust"
-mapping = "{mapping}"
-test_connection = true
-
-[connection.provider_org]
-code = "IESO01"
-
-[connection.trust]
-adapter = "hl7v2"
-drop_folder = "hl7/in"
-settle_seconds = 0
-
-[connection.trust.listen]
-port = 0
-
-[connection.provider]
-adapter = "folder"
-path = "provider"
-"""
 Referral = dict[str, Any]
 
 
@@ -69,27 +44,8 @@ def _ours(seed: int = 5, count: int = 3) -> list[Referral]:
     return [e["referral"] for e in exported if e["referral"]["referred_on_to"] == "IESO01"][:count]
 
 
-class _Hl7Trust:
-    """A drop-folder HL7 connection with its store, in ``workdir``."""
-
-    def __init__(self, workdir: Path) -> None:
-        (workdir / "ehr-bridge.toml").write_text(
-            CONFIG.format(mapping=ROOT / "mappings" / "hl7v2-ref-i12.yaml")
-        )
-        config = load_config(workdir / "ehr-bridge.toml")
-        (self.conn,) = build_connections(config)
-        self.store = Store(config.database_url())
-        self.inbox = workdir / "hl7" / "in"
-        self.provider = workdir / "provider"
-        self._order = 0
-
-    def drop(self, message: str) -> None:
-        """One file in the drop folder, after every earlier one (the arrival order)."""
-        self._order += 1
-        path = self.inbox / f"{self._order:04d}.hl7"
-        path.write_text(message, newline="")
-        stamp = 1_700_000_000 + self._order
-        os.utime(path, (stamp, stamp))
+class _Hl7Trust(DropFolderTrust):
+    """The drop-folder connection, and how many versions a referral has."""
 
     def versions(self, trust_referral_id: str) -> int:
         (row,) = [
