@@ -94,6 +94,8 @@ class ScheduleConfig(_Section):
     deliver_seconds: float = Field(default=60, gt=0)
     collect_seconds: float = Field(default=60, gt=0)
     push_seconds: float = Field(default=30, gt=0)
+    #: the risk lane (collect, write and acknowledge risks ahead of everything else)
+    risk_seconds: float = Field(default=15, gt=0, le=300)
     push_concurrency: int = Field(default=8, ge=1, le=64, strict=True)
     #: longest one run of one flow may take (docs/operations.md, "Deadlines and stopping"):
     #: past it the call in flight is abandoned and the next run goes on from what is stored
@@ -123,6 +125,36 @@ class ScoresConfig(_Section):
     itemless_totals: list[str] = Field(default_factory=list)
 
 
+class RiskRuleConfig(_Section):
+    """A questionnaire answer that raises a risk (``domain.risk.ItemRule``)."""
+
+    measure: str
+    item: int = Field(ge=1, strict=True)
+    at_least: int = Field(ge=1, strict=True)
+    level: Literal["routine_review", "urgent", "immediate"]
+    #: the risk's SNOMED CT concept id and display; PHQ-9 item 9 has one built in
+    snomed_code: str | None = Field(default=None, pattern=r"^[0-9]{6,18}$")
+    snomed_display: str | None = None
+
+
+class RiskConfig(_Section):
+    """Risk events: their lane, how soon the trust must acknowledge, how often to page.
+
+    Risks (PHQ-9 item 9 above zero, a provider's Flag, RiskAssessment or DetectedIssue)
+    are collected and written back on their own short interval (``[connection.schedule]
+    risk_seconds``), ahead of every routine
+    item. One not acknowledged at the trust within ``acknowledge_within_minutes`` (or that
+    cannot be written at all) pages through the alert channel at once and again every
+    ``repeat_alert_minutes`` until acknowledged or resolved (docs/clinical-safety.md).
+    ``rules`` replaces the default rule (PHQ-9 item 9 >= 1: urgent); an empty list keeps
+    only the provider's own risk resources.
+    """
+
+    acknowledge_within_minutes: float = Field(default=60, gt=0, le=24 * 60)
+    repeat_alert_minutes: float = Field(default=30, gt=0, le=24 * 60)
+    rules: list[RiskRuleConfig] | None = None
+
+
 class ConnectionConfig(_Section):
     """One trust record system connected to one provider platform."""
 
@@ -142,6 +174,7 @@ class ConnectionConfig(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     retry: RetryConfig = RetryConfig()
     scores: ScoresConfig = ScoresConfig()
+    risk: RiskConfig = RiskConfig()
 
 
 class ReportsConfig(_Section):

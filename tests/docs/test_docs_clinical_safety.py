@@ -22,6 +22,7 @@ HAZARDS = (
     "stale referral status",
     "wrong outcome figure",
     "disclosed",
+    "risk is not seen in time",
 )
 
 

@@ -6,12 +6,14 @@ def test_public_surface_is_exactly_all():
     modules = {
         "codes",
         "facts",
+        "fhir_checks",
         "icd10",
         "ids",
         "measures",
         "nhs_number",
         "primitives",
         "referral",
+        "risk",
         "session",
         "validate",
     }

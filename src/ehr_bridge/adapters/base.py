@@ -142,3 +142,25 @@ class RejectingProvider(Protocol):
     def reject(self, handle: str) -> None:
         """Set an unreadable submission aside (quarantined already) so it is not offered again."""
         ...
+
+
+@dataclass(frozen=True)
+class RiskAcknowledgement:
+    """Someone at the trust has seen a risk item: when, and the trust's id of who."""
+
+    at: datetime
+    #: the trust's user or staff id (shape-checked by the adapter), never a name
+    by: str | None = None
+
+
+@runtime_checkable
+class RiskAcknowledger(Protocol):
+    """Optional: tells whether a risk item was acknowledged (capability ``read_acknowledgement``).
+
+    Without it, a risk is acknowledged only by an operator (`ehr-bridge risk resolve`), after
+    checking with the trust's duty team; the escalation pages until then.
+    """
+
+    def acknowledgement(self, item: WriteItem, trust_id: str) -> RiskAcknowledgement | None:
+        """The acknowledgement of the risk item ``trust_id``, or None while nobody has seen it."""
+        ...

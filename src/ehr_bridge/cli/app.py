@@ -19,6 +19,7 @@ from ehr_bridge.cli.mapping import app as mapping_app
 from ehr_bridge.cli.patients import app as patients_app
 from ehr_bridge.cli.reconcile import reconcile_command
 from ehr_bridge.cli.report import app as report_app
+from ehr_bridge.cli.risk import app as risk_app
 from ehr_bridge.cli.sim import app as sim_app
 
 app = typer.Typer(
@@ -55,6 +56,7 @@ app.command()(demo)
 app.add_typer(listings.referrals_app, name="referrals")
 app.add_typer(listings.outbox_app, name="outbox")
 app.add_typer(listings.quarantine_app, name="quarantine")
+app.add_typer(risk_app, name="risk")
 app.add_typer(listings.adapters_app, name="adapters")
 app.command("reconcile")(reconcile_command)
 app.add_typer(patients_app, name="patients")

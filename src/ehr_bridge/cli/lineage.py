@@ -16,10 +16,11 @@ from typing import Any
 from rich.console import Console
 
 from ehr_bridge.cli.context import print_table
+from ehr_bridge.cli.risk import risk_state
 from ehr_bridge.cli.support import say as say_to
 from ehr_bridge.cli.support import short
 from ehr_bridge.cli.text import markup_safe
-from ehr_bridge.store import OutboxRow, ReferralRow, Store
+from ehr_bridge.store import OutboxRow, ReferralRow, RiskView, Store
 from ehr_bridge.sync.deliver import earlier_referrals
 
 JsonDict = dict[str, Any]
@@ -51,10 +52,24 @@ def lineage(store: Store, row: ReferralRow) -> JsonDict:
             _quarantine(q) for q in store.quarantine_for(row.connection, row.trust_referral_id)
         ],
         "identity": _identity(store, row),
+        "risks": [_risk(v) for v in store.risks(row.connection, referral_id=row.id)],
         "audit": [_audit(a) for a in store.audit_events(referral_id=row.id)],
     }
     data["timeline"] = timeline(data)
     return data
+
+
+def _risk(view: RiskView) -> JsonDict:
+    return {
+        "id": view.id,
+        "level": view.level,
+        "reason": view.reason,
+        "state": risk_state(view),
+        "raised_at": view.raised_at,
+        "delivered_at": view.delivered_at,
+        "acknowledged_at": view.acknowledged_at,
+        "alerts_sent": view.alerts_sent,
+    }
 
 
 def _states(rows: list[OutboxRow]) -> dict[str, int]:
@@ -232,6 +247,11 @@ def print_lineage(console: Console, data: JsonDict) -> None:
         )
     delivered = data["delivered_at"] or "not yet"
     say(f"  FHIR: {len(data['resources'])} resources; delivered {delivered}")
+    for risk in data["risks"]:
+        say(
+            f"  [bold]RISK[/bold] {short(risk['id'])} {risk['level']} ({risk['reason']}):"
+            f" {risk['state']}, raised {risk['raised_at']:%Y-%m-%d %H:%M}"
+        )
     rows = [[f"{e['at']:%Y-%m-%d %H:%M:%S}", e["event"], e["detail"]] for e in data["timeline"]]
     print_table(console, "  timeline (UTC)", ["when", "event", "detail"], rows)
     write_backs = [

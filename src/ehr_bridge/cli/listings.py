@@ -19,7 +19,7 @@ from ehr_bridge.cli.quarantine import dismiss_entry, retry_entry
 from ehr_bridge.cli.support import one_referral
 from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.errors import ConfigError
-from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store, operator
+from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store, operator, utcnow
 from ehr_bridge.store.held_scores import HOLD_OVERDUE_AFTER
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -69,6 +69,13 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         cli.console.print(f"  outbox: {outbox}", highlight=False)
         if info["held_scores"]["count"]:
             cli.console.print(f"  {_held_line(info['held_scores'])}", highlight=False)
+        if info["risks"]["open"]:
+            risks = info["risks"]
+            cli.console.print(
+                f"  RISKS open {risks['open']} (not yet delivered {risks['undelivered']},"
+                f" oldest {risks['oldest_minutes']:.0f} min): see `ehr-bridge risk list`",
+                highlight=False,
+            )
         rows = [
             [f, r["finished_at"], "ok" if r["ok"] else "FAILED", r["counts"]]
             for f, r in info["last_runs"].items()
@@ -89,6 +96,7 @@ def _status_of(store: Store, name: str) -> dict[str, Any]:
         "outbox": store.outbox_counts(name),
         "quarantined": store.quarantine_count(name),
         "held_scores": _held_of(store, name),
+        "risks": _risks_of(store, name),
         "last_runs": {
             flow: {
                 "finished_at": r.finished_at.isoformat(timespec="seconds"),
@@ -102,6 +110,19 @@ def _status_of(store: Store, name: str) -> dict[str, Any]:
             f" {last_error.error}"
             if last_error
             else None
+        ),
+    }
+
+
+def _risks_of(store: Store, name: str) -> dict[str, Any]:
+    """Open risks (not acknowledged at the trust, not resolved by an operator)."""
+    views = store.risks(name, open_only=True)
+    now = utcnow()
+    return {
+        "open": len(views),
+        "undelivered": sum(1 for v in views if v.outbox_state != "done"),
+        "oldest_minutes": max(
+            ((now - v.created_at).total_seconds() / 60 for v in views), default=0
         ),
     }
 

@@ -26,6 +26,7 @@ from ehr_bridge.observability import (
     HealthChecker,
     HealthReport,
     ObservabilityServer,
+    RiskPolicy,
     build_observability,
 )
 from ehr_bridge.runtime import settle_heap
@@ -141,7 +142,14 @@ def run(
         if store is None:
             return  # stopped before the database came
         try:
-            services: list[Service] = [build_observability(config.observability, ours, store)]
+            policy = {
+                c.name: RiskPolicy(c.risk_acknowledge_minutes, c.risk_repeat_minutes)
+                for c in connections
+            }
+            observability = build_observability(
+                config.observability, ours, store, risk_policy=policy
+            )
+            services: list[Service] = [observability]
             run_daemon(
                 [(c, schedules[c.name]) for c in connections],
                 store,

@@ -1,4 +1,4 @@
-"""Builders for session artefacts: Encounter, scores (QR + Observation), notes, episode end.
+"""Builders for session artefacts: Encounter, scores, notes, episode end, risk flags.
 
 The synthetic therapy platform builds its output only through these functions, so what
 collect receives is exactly what the domain defines, and tests can exercise the whole
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from ehr_bridge.domain import codes
+from ehr_bridge.domain import codes, risk
 from ehr_bridge.domain.measures import (
     Measure,
     measure_coding,
@@ -305,6 +305,49 @@ def build_episode_end(
         "period": {"start": start.isoformat(), "end": end.isoformat()},
     }
     return validate_resource(episode)
+
+
+def build_risk_flag(
+    *,
+    flag_id: str,
+    patient_id: str,
+    service_request_id: str,
+    raised: datetime,
+    concept: tuple[str, str],
+    level: str = "urgent",
+    encounter_id: str | None = None,
+    shareable_text: str | None = None,
+) -> JsonDict:
+    """A risk the provider's therapist raised, as an active UK Core Flag (``domain.risk``).
+
+    The referral is named by our ``referral`` extension, since an R4 Flag has no basedOn;
+    ``shareable_text`` is the one line the provider marks as fit for the trust's duty team.
+    """
+    extension: list[JsonDict] = [
+        {
+            "url": risk.REFERRAL_EXTENSION,
+            "valueReference": _ref("ServiceRequest", service_request_id),
+        },
+        {"url": risk.RISK_LEVEL_EXTENSION, "valueCode": level},
+    ]
+    if shareable_text is not None:
+        extension.append({"url": risk.SHAREABLE_TEXT_EXTENSION, "valueString": shareable_text})
+    flag: JsonDict = {
+        "resourceType": "Flag",
+        "id": flag_id,
+        "meta": _profile("Flag"),
+        "extension": extension,
+        "status": "active",
+        "category": [
+            {"coding": [{"system": risk.FLAG_CATEGORY, "code": "safety", "display": "Safety"}]}
+        ],
+        "code": {"coding": [{"system": codes.SNOMED, "code": concept[0], "display": concept[1]}]},
+        "subject": _ref("Patient", patient_id),
+        "period": {"start": _instant(raised, "raised")},
+    }
+    if encounter_id is not None:
+        flag["encounter"] = _ref("Encounter", encounter_id)
+    return validate_resource(flag)
 
 
 def session_bundle(bundle_id: str, resources: Sequence[JsonDict]) -> JsonDict:

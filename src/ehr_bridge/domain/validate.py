@@ -20,16 +20,23 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import pydantic
 from fhir.resources.R4B import get_fhir_model_class
 
-from ehr_bridge.domain import codes
+from ehr_bridge.domain import codes, risk
+from ehr_bridge.domain.fhir_checks import coding_in as _coding_in
+from ehr_bridge.domain.fhir_checks import invalid as _invalid
+from ehr_bridge.domain.fhir_checks import is_date as _is_date
+from ehr_bridge.domain.fhir_checks import is_full_datetime as is_full_datetime
+from ehr_bridge.domain.fhir_checks import lookup as _lookup
+from ehr_bridge.domain.fhir_checks import prefixed as _prefixed
+from ehr_bridge.domain.fhir_checks import questionnaire_items as questionnaire_items
+from ehr_bridge.domain.fhir_checks import reference_id as _reference_id
 from ehr_bridge.domain.measures import (
     PANEL_LOINC_CODES,
     Measure,
@@ -56,6 +63,8 @@ class SessionArtefacts:
     questionnaire_responses: list[JsonDict]
     documents: list[JsonDict]
     episode_ends: list[JsonDict]
+    #: the provider's risk resources (Flag, RiskAssessment, DetectedIssue), checked
+    risks: list[JsonDict] = field(default_factory=list)
     #: observation id -> id of the QuestionnaireResponse its derivedFrom names that is not
     #: in this bundle (check it once that response is stored); None: no derivedFrom at all
     awaiting_items: dict[str, str | None] = field(default_factory=dict)
@@ -136,42 +145,7 @@ def note_text(document: JsonDict) -> str:
         ) from exc
 
 
-def questionnaire_items(response: JsonDict) -> list[int | None]:
-    """Item answers of a QuestionnaireResponse, in linkId order "1".."n"; None if unanswered.
-
-    The linkIds must be exactly "1".."n" in order, each with at most one integer answer:
-    anything else is a response we cannot score, so it is rejected rather than guessed.
-    """
-    values: list[int | None] = []
-    for index, item in enumerate(response.get("item") or []):
-        if item.get("linkId") != str(index + 1):
-            raise _invalid(f"item[{index}].linkId", "linkIds must run 1..n in order", "item_link")
-        answers = item.get("answer") or []
-        if len(answers) > 1:
-            raise _invalid(f"item[{index}].answer", "at most one answer per item", "item_answer")
-        value = answers[0].get("valueInteger") if answers else None
-        if answers and (isinstance(value, bool) or not isinstance(value, int)):
-            path = f"item[{index}].answer[0].valueInteger"
-            raise _invalid(path, "answer must be an integer", "item_type")
-        values.append(value)
-    return values
-
-
-def _invalid(path: str, message: str, code: str) -> RecordValidationError:
-    """A rule failure at ``path`` (messages name rules and ranges, never patient values)."""
-    return RecordValidationError(message, field=path, code=code)
-
-
-def _prefixed(exc: RecordValidationError, prefix: str) -> RecordValidationError:
-    """The same failure, with its field path placed under ``prefix``."""
-    path = f"{prefix}.{exc.field}" if exc.field else prefix
-    return _invalid(path, exc.reason, exc.code)
-
-
 # --- references ------------------------------------------------------------------------
-_REFERENCE = re.compile(r"(?:^|/)(?P<kind>[A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})$")
-_URN_UUID = re.compile(r"urn:uuid:(?P<id>[A-Za-z0-9\-.]{1,64})")
-
 #: where each accepted resource type points at its patient and its referral
 _LINKS: Mapping[str, tuple[str, str]] = {
     "Encounter": ("subject", "basedOn"),
@@ -182,30 +156,14 @@ _LINKS: Mapping[str, tuple[str, str]] = {
 }
 
 
-def _reference_id(reference: Any, kind: str, path: str) -> str:
-    """The id a ``kind`` reference points at ("Kind/id", ".../Kind/id" or "urn:uuid:id")."""
-    text = reference.get("reference") if isinstance(reference, dict) else None
-    if not isinstance(text, str):
-        raise _invalid(path, f"needs a literal {kind} reference", "reference_missing")
-    urn = _URN_UUID.fullmatch(text)
-    if urn:
-        return urn["id"]
-    match = _REFERENCE.search(text)
-    if not match or match["kind"] != kind:
-        raise _invalid(path, f"is not a {kind} reference", "reference_type")
-    return match["id"]
+def _linked_ids(resource: JsonDict, prefix: str) -> tuple[str, str | None]:
+    """(patient id, service request id) a resource refers to; exactly one of each.
 
-
-def _lookup(resource: JsonDict, dotted: str) -> Any:
-    """The value at a dotted path of plain keys, or None."""
-    value: Any = resource
-    for key in dotted.split("."):
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-def _linked_ids(resource: JsonDict, prefix: str) -> tuple[str, str]:
-    """(patient id, service request id) a resource refers to; exactly one of each."""
+    A risk resource may leave its referral out (a Flag has no basedOn): it is then the
+    referral of the bundle's other resources.
+    """
+    if resource["resourceType"] in risk.RISK_TYPES:
+        return risk.risk_links(resource, prefix)
     patient_key, request_key = _LINKS[resource["resourceType"]]
     patient = _reference_id(resource.get(patient_key), "Patient", f"{prefix}.{patient_key}")
     requests = _lookup(resource, request_key) or []
@@ -223,15 +181,6 @@ class _Context:
     table: Mapping[str, Measure]
     responses: dict[str, tuple[str, JsonDict]] = field(default_factory=dict)
     awaiting_items: dict[str, str | None] = field(default_factory=dict)
-
-
-def _coding_in(concept: Any, system: str) -> JsonDict | None:
-    """The first coding of ``system`` in a CodeableConcept, if any."""
-    for coding in (concept or {}).get("coding") or []:
-        if coding.get("system") == system:
-            found: JsonDict = coding
-            return found
-    return None
 
 
 def _check_coded(coding: JsonDict | None, table: Mapping[str, str], path: str) -> None:
@@ -291,11 +240,12 @@ _FULL_TIMES: Mapping[str, tuple[str, ...]] = {
     "Observation": ("effectiveDateTime", "effectiveInstant"),
     "QuestionnaireResponse": ("authored",),
     "DocumentReference": ("date",),
+    "Flag": ("period.start",),
+    "RiskAssessment": ("occurrenceDateTime",),
+    "DetectedIssue": ("identifiedDateTime",),
 }
 #: fields that may also be a calendar date (ServDischDate is a date)
 _DATES: Mapping[str, tuple[str, ...]] = {"EpisodeOfCare": ("period.start", "period.end")}
-_FULL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _check_times(resource: JsonDict, prefix: str) -> None:
@@ -316,28 +266,6 @@ def _check_times(resource: JsonDict, prefix: str) -> None:
         if isinstance(value, str) and not (_is_date(value) or is_full_datetime(value)):
             reason = "needs a date, or a date and time with a UTC offset"
             raise _invalid(f"{prefix}.{dotted}", reason, "datetime_precision")
-
-
-def is_full_datetime(value: str) -> bool:
-    """True for a FHIR dateTime to the second with a UTC offset that Python can read."""
-    if not _FULL_TIME.fullmatch(value):
-        return False
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:  # 30 February, a leap second: legal in the pattern, not a real time
-        return False
-    return True
-
-
-def _is_date(value: str) -> bool:
-    """True for a full calendar date (YYYY-MM-DD)."""
-    if not _DATE.fullmatch(value):
-        return False
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
 
 
 # --- scores ----------------------------------------------------------------------------
@@ -541,6 +469,11 @@ def _check_episode(resource: JsonDict, prefix: str, ctx: _Context) -> JsonDict:
     return resource
 
 
+def _check_risk(resource: JsonDict, prefix: str, ctx: _Context) -> JsonDict:
+    """A risk the provider raised: coded, timed and with a level we can read (``risk``)."""
+    return risk.check_risk_resource(resource, prefix)
+
+
 _Check = Callable[[JsonDict, str, _Context], JsonDict]
 _CHECKS: Mapping[str, tuple[str, _Check]] = {
     "Encounter": ("encounters", _check_encounter),
@@ -548,6 +481,9 @@ _CHECKS: Mapping[str, tuple[str, _Check]] = {
     "QuestionnaireResponse": ("questionnaire_responses", _check_response),
     "DocumentReference": ("documents", _check_document),
     "EpisodeOfCare": ("episode_ends", _check_episode),
+    "Flag": ("risks", _check_risk),
+    "RiskAssessment": ("risks", _check_risk),
+    "DetectedIssue": ("risks", _check_risk),
 }
 
 
@@ -555,7 +491,8 @@ _CHECKS: Mapping[str, tuple[str, _Check]] = {
 def parse_session_bundle(bundle: JsonDict, *, adsm_enabled: bool = False) -> SessionArtefacts:
     """Check an untrusted provider session bundle and group its resources, normalised.
 
-    Every entry is parsed with the FHIR model, must be one of the five artefact types,
+    Every entry is parsed with the FHIR model, must be one of the artefact types (the
+    five of a session, and the provider's risk resources),
     must refer to the same Patient and ServiceRequest as the others, and must pass its
     type's rules. The first failure raises; nothing is dropped silently. With
     ``adsm_enabled`` (the service has verified the ADSM rows) ADSM scores are accepted.
@@ -610,16 +547,21 @@ def _bundle_entries(bundle: JsonDict) -> list[tuple[str, JsonDict]]:
 
 def _common_links(resources: list[JsonDict], prefixes: list[str]) -> tuple[str, str]:
     """The one (patient, service request) every resource refers to; ids unique per type."""
-    expected: tuple[str, str] | None = None
+    patient: str | None = None
+    request: str | None = None
     seen: set[tuple[str, str]] = set()
     for prefix, resource in zip(prefixes, resources, strict=True):
         key = (resource["resourceType"], resource.get("id", ""))
         if not key[1] or key in seen:
             raise _invalid(f"{prefix}.id", "needs a unique id", "id")
         seen.add(key)
-        links = _linked_ids(resource, prefix)
-        expected = expected or links
-        if links != expected:
+        linked_patient, linked_request = _linked_ids(resource, prefix)
+        patient = patient or linked_patient
+        request = request or linked_request
+        if linked_patient != patient or linked_request not in (None, request):
             raise _invalid(prefix, "refers to another patient or referral", "reference_mismatch")
-    assert expected is not None  # entries are non-empty
-    return expected
+    if request is None:  # only risk resources, none naming its referral
+        reason = "a risk needs its referral: extension(referral) or a session resource"
+        raise _invalid(f"{prefixes[0]}.extension(referral)", reason, "reference")
+    assert patient is not None  # entries are non-empty
+    return patient, request

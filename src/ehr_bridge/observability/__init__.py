@@ -2,11 +2,18 @@
 
 The flows publish plain events (``ehr_bridge.sync.events``); this package listens. The
 daemon serves ``/healthz`` and ``/metrics`` on a loopback port and sends one alert per
-incident (a connection failing for too long, dead letters appearing) and one on recovery.
+incident (a connection failing for too long, dead letters appearing) and one on recovery,
+and pages for every risk not acknowledged in time, repeating until it is.
 See docs/operations.md for the metric names and what "healthy" means.
 """
 
-from ehr_bridge.observability.alerts import Alert, AlertLoop, AlertManager, Notifier
+from ehr_bridge.observability.alerts import (
+    Alert,
+    AlertLoop,
+    AlertManager,
+    Notifier,
+    RiskPolicy,
+)
 from ehr_bridge.observability.health import HealthChecker, HealthReport, RunCache
 from ehr_bridge.observability.metrics import FlowMetrics, StoreCollector, build_metrics
 from ehr_bridge.observability.notifiers import EmailNotifier, WebhookNotifier, build_notifiers
@@ -24,6 +31,7 @@ __all__ = [
     "Notifier",
     "Observability",
     "ObservabilityServer",
+    "RiskPolicy",
     "RunCache",
     "StoreCollector",
     "WebhookNotifier",

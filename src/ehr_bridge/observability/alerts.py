@@ -29,7 +29,7 @@ from ehr_bridge.sync.events import FlowFinished, WriteFinished
 
 log = logging.getLogger(__name__)
 
-IncidentKind = Literal["failing", "dead_letters"]
+IncidentKind = Literal["failing", "dead_letters", "risk"]
 AlertState = Literal["firing", "resolved"]
 _KINDS: tuple[IncidentKind, ...] = ("failing", "dead_letters")
 
@@ -67,12 +67,60 @@ class Notifier(Protocol):
         ...
 
 
+class RiskSource(Protocol):
+    """Where risk events are followed: the Store's ``risks``, ``claim_risk_alert``..."""
+
+    def risks(self, connection: str | None = None, *, open_only: bool = False) -> list[Any]:
+        """Risk events with their write-back's state (``store.RiskView``)."""
+        ...
+
+    def claim_risk_alert(self, risk_id: str, previous: datetime | None, at: datetime) -> bool:
+        """Take the right to send this risk's next alert (False: another daemon did)."""
+        ...
+
+    def undo_risk_alert(self, risk_id: str, previous: datetime | None, at: datetime) -> None:
+        """Give the claim back: the alert could not be delivered."""
+        ...
+
+
 class DeadLetterCounts(Protocol):
     """Where dead letters are counted: the Store's ``outbox_counts``."""
 
     def outbox_counts(self, connection: str) -> dict[str, int]:
         """Outbox rows by state."""
         ...
+
+
+@dataclass(frozen=True)
+class RiskPolicy:
+    """A connection's risk escalation: acknowledgement window and repeat interval."""
+
+    acknowledge_minutes: float = 60.0
+    repeat_minutes: float = 30.0
+
+
+_WHY = {
+    "quarantined": "a session bundle holding a risk was refused (quarantine)",
+    "not_writable": "the trust adapter cannot take risk items",
+    "dead_letter": "the risk item could not be written to the trust",
+    "cancelled": "the risk item was cancelled before it reached the trust",
+    "not_acknowledged": "nobody at the trust has acknowledged the risk item",
+}
+
+
+def overdue_reason(view: Any, now: datetime, policy: RiskPolicy) -> str | None:
+    """Why an open risk needs a page now (a key of ``_WHY``), or None while it can wait."""
+    if view.origin == "quarantine":
+        return "quarantined"
+    if view.outbox_key is None:
+        return "not_writable"
+    if view.outbox_state == "dead":
+        return "dead_letter"
+    if view.outbox_state == "cancelled":
+        return "cancelled"
+    if now - view.created_at >= timedelta(minutes=policy.acknowledge_minutes):
+        return "not_acknowledged"
+    return None
 
 
 @dataclass
@@ -99,6 +147,8 @@ class AlertManager:
         *,
         failure_seconds: float,
         dead_letters: DeadLetterCounts | None = None,
+        risks: RiskSource | None = None,
+        risk_policy: Mapping[str, RiskPolicy] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -106,6 +156,10 @@ class AlertManager:
         self._notifiers = list(notifiers)
         self._threshold = failure_seconds
         self._dead_letters = dead_letters
+        self._risks = risks
+        self._risk_policy = dict(risk_policy or {})
+        #: risks this process paged for and not yet announced as acknowledged or resolved
+        self._paged: dict[str, tuple[str, datetime]] = {}
         self._clock = clock
         self._wall = wall
         self._lock = threading.Lock()
@@ -144,7 +198,82 @@ class AlertManager:
         for name in self._connections:
             self._judge_failing(name)
             self._judge_dead_letters(name)
-        return self._flush()
+        sent = self._flush()
+        return sent + self._judge_risks()
+
+    def _judge_risks(self) -> list[Alert]:
+        """Page for every open risk that is overdue, now and then every repeat interval.
+
+        A risk alert is sent straight away, not queued behind others: its schedule is kept
+        in the store (claimed before sending, given back if no notifier took it), so two
+        daemons do not both page for one interval and a restart does not reset it.
+        """
+        if self._risks is None:
+            return []
+        try:
+            views = self._risks.risks(open_only=True)
+        except Exception as exc:  # the database may be down: judge again next time
+            log.warning("alerts: cannot read risks", extra={"error": type(exc).__name__})
+            return []
+        now = self._wall()
+        still_open = {view.id for view in views}
+        sent: list[Alert] = []
+        for risk_id in [r for r in self._paged if r not in still_open]:
+            sent += self._announce_closed(risk_id)
+        for view in views:
+            if view.connection not in self._risk_policy:
+                continue
+            alert = self._risk_alert(view, now)
+            if alert is not None and self._send_risk(view, alert, now):
+                sent.append(alert)
+        return sent
+
+    def _risk_alert(self, view: Any, now: datetime) -> Alert | None:
+        policy = self._risk_policy[view.connection]
+        why = overdue_reason(view, now, policy)
+        if why is None:
+            return None
+        last = view.last_alert_at
+        if last is not None and now - last < timedelta(minutes=policy.repeat_minutes):
+            return None
+        referral = view.trust_referral_id or "unknown"
+        summary = (
+            f"RISK ({view.level}) on connection {view.connection}: {_WHY[why]};"
+            f" trust referral {referral}, risk {view.id}: tell the duty team now,"
+            " then `ehr-bridge risk list`"
+        )
+        details = {
+            "risk": view.id,
+            "trust_referral_id": view.trust_referral_id,
+            "level": view.level,
+            "reason": view.reason,
+            "why": why,
+            "alert": view.alerts_sent + 1,
+        }
+        return Alert("firing", "risk", view.connection, view.created_at, summary, details)
+
+    def _send_risk(self, view: Any, alert: Alert, now: datetime) -> bool:
+        log.error(
+            "risk needs the duty team",
+            extra={"connection": view.connection, "risk": view.id, "why": alert.details["why"]},
+        )
+        if not self._risks or not self._risks.claim_risk_alert(view.id, view.last_alert_at, now):
+            return False
+        if self._deliver(alert):
+            self._paged[view.id] = (view.connection, view.created_at)
+            return True
+        self._risks.undo_risk_alert(view.id, view.last_alert_at, now)
+        return False
+
+    def _announce_closed(self, risk_id: str) -> list[Alert]:
+        """One ``resolved`` alert for a risk this process paged for, once it is closed."""
+        connection, since = self._paged[risk_id]
+        summary = f"risk {risk_id} on connection {connection} was acknowledged or resolved"
+        alert = Alert("resolved", "risk", connection, since, summary, {"risk": risk_id})
+        if not self._deliver(alert):
+            return []
+        del self._paged[risk_id]
+        return [alert]
 
     def _judge_failing(self, name: str) -> None:
         with self._lock:

@@ -162,6 +162,19 @@ class StoreCollector:
         lag = self._lag(name)
         if lag is not None:
             families["lag"].add_metric([name], lag)
+        self._risks(name, families)
+
+    def _risks(self, name: str, families: Mapping[str, GaugeMetricFamily]) -> None:
+        """Open risks by age (``le`` buckets in minutes, cumulative) and the oldest's age."""
+        now = self._wall()
+        ages = [
+            now - view.created_at.timestamp() for view in self._store.risks(name, open_only=True)
+        ]
+        for bound in RISK_AGE_BUCKETS_MINUTES:
+            within = sum(1 for age in ages if age <= bound * 60)
+            families["risk_open"].add_metric([name, str(bound)], within)
+        families["risk_open"].add_metric([name, "+Inf"], len(ages))
+        families["risk_oldest"].add_metric([name], max(ages, default=0.0))
 
     def _lag(self, name: str) -> float | None:
         """Seconds since the start of the latest successful pull (by any daemon)."""
@@ -173,8 +186,22 @@ class StoreCollector:
         return max(self._wall() - max(known), 0.0) if known else None
 
 
+#: age buckets of open risks (minutes): within the lane's minute, the hour, the day
+RISK_AGE_BUCKETS_MINUTES = (1, 15, 60, 240, 1440)
+
+
 def _empty_families() -> dict[str, GaugeMetricFamily]:
     return {
+        "risk_open": GaugeMetricFamily(
+            "ehr_bridge_risk_open",
+            "Open risks (not acknowledged at the trust, not resolved) no older than le minutes.",
+            labels=["connection", "le"],
+        ),
+        "risk_oldest": GaugeMetricFamily(
+            "ehr_bridge_risk_oldest_open_seconds",
+            "Age of the oldest open risk (0 when none is open).",
+            labels=["connection"],
+        ),
         "outbox": GaugeMetricFamily(
             "ehr_bridge_outbox_rows", "Write-backs by state.", labels=["connection", "state"]
         ),

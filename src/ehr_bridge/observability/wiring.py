@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from ehr_bridge.config import ObservabilityConfig, ScheduleConfig
-from ehr_bridge.observability.alerts import AlertLoop, AlertManager, Notifier
+from ehr_bridge.observability.alerts import AlertLoop, AlertManager, Notifier, RiskPolicy
 from ehr_bridge.observability.health import HealthChecker, RunCache
 from ehr_bridge.observability.metrics import FlowMetrics, build_metrics
 from ehr_bridge.observability.notifiers import build_notifiers
@@ -58,19 +58,29 @@ def build_observability(
     *,
     notifiers: Sequence[Notifier] | None = None,
     cache_seconds: float = 2.0,
+    risk_policy: Mapping[str, RiskPolicy] | None = None,
 ) -> Observability:
     """Everything the daemon serves and sends, for the connections in ``schedules``.
 
     ``notifiers`` replaces the ones the config names (tests); ``cache_seconds`` is how long
     the latest runs read for ``/healthz`` and ``/metrics`` are reused between requests.
+    ``risk_policy`` gives each connection's risk escalation (default: an hour to
+    acknowledge, a page every 30 minutes after).
     """
     names = list(schedules)
     runs = RunCache(store, ttl=cache_seconds)
     health = HealthChecker(store, schedules, runs)
     registry, flow_metrics = build_metrics(store, names, health, runs)
     chosen = build_notifiers(config) if notifiers is None else list(notifiers)
+    policy = {name: RiskPolicy() for name in names}
+    policy.update(risk_policy or {})
     alerts = AlertManager(
-        names, chosen, failure_seconds=config.failure_alert_minutes * 60, dead_letters=store
+        names,
+        chosen,
+        failure_seconds=config.failure_alert_minutes * 60,
+        dead_letters=store,
+        risks=store,
+        risk_policy=policy,
     )
     server = ObservabilityServer(config.host, config.port, registry, health)
     return Observability(

@@ -13,14 +13,19 @@ from ehr_bridge.store.models import (
     ReferralRow,
     ReferralVersionRow,
     ResourceRow,
+    RiskEventRow,
     RunRow,
     WriteAttemptRow,
     utcnow,
 )
+from ehr_bridge.store.risks import RiskView
 from ehr_bridge.store.store import Store
 from ehr_bridge.store.values import (
+    RISK_PRIORITY,
+    ROUTINE_PRIORITY,
     NewOutboxItem,
     NewQuarantine,
+    NewRiskEvent,
     PageState,
     PulledReferral,
     Restamp,
@@ -28,11 +33,14 @@ from ehr_bridge.store.values import (
 )
 
 __all__ = [
+    "RISK_PRIORITY",
+    "ROUTINE_PRIORITY",
     "AuditEntry",
     "AuditEventRow",
     "DeliveryRow",
     "NewOutboxItem",
     "NewQuarantine",
+    "NewRiskEvent",
     "OutboxRow",
     "PageState",
     "PatientLinkRow",
@@ -44,6 +52,8 @@ __all__ = [
     "ReferralVersionRow",
     "ResourceRow",
     "Restamp",
+    "RiskEventRow",
+    "RiskView",
     "RunRow",
     "Store",
     "Stored",

@@ -98,6 +98,8 @@ class OutboxRow(SQLModel, table=True):
     resource_id: str
     depends_on: str | None = None
     context: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    #: lower is claimed first: 0 is the risk lane (``values.RISK_PRIORITY``), 100 routine
+    priority: int = Field(default=100, index=True)
     state: str = Field(default="pending", index=True)  # pending|in_flight|done|dead|cancelled
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
@@ -109,6 +111,33 @@ class OutboxRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     done_at: datetime | None = None
+
+
+class RiskEventRow(SQLModel, table=True):
+    """A risk the trust's duty team must see: its write-back, acknowledgement and alerts.
+
+    ``origin`` is ``session`` (a risk in a stored bundle, written back through
+    ``outbox_key``) or ``quarantine`` (a refused bundle that held a risk: nothing can be
+    written, so it pages at once). Codes, ids and times only; never patient data or text.
+    """
+
+    __tablename__ = "risk_event"
+    id: str = Field(primary_key=True)
+    connection: str = Field(index=True)
+    referral_id: str | None = Field(default=None, index=True)
+    outbox_key: str | None = None
+    origin: str  # session | quarantine
+    level: str  # routine_review | urgent | immediate
+    reason: str
+    raised_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+    acknowledged_at: datetime | None = None
+    #: the trust's id of who acknowledged (shape-checked by the adapter), never a name
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    last_alert_at: datetime | None = None
+    alerts_sent: int = 0
 
 
 class QuarantineRow(SQLModel, table=True):

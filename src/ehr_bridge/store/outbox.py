@@ -49,6 +49,7 @@ from ehr_bridge.store.models import (
     WriteAttemptRow,
     utcnow,
 )
+from ehr_bridge.store.values import RISK_PRIORITY
 
 FINISHED = ("done", "dead", "cancelled")
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
@@ -83,12 +84,14 @@ def _dependency_finished() -> Any:
     return or_(col(OutboxRow.depends_on).is_(None), ~unfinished)
 
 
-def _claim_skip_locked(s: Session, params: dict[str, Any]) -> list[OutboxRow]:
+def _claim_skip_locked(s: Session, params: dict[str, Any], risk_only: bool) -> list[OutboxRow]:
     """Lock due candidates no other daemon holds, then take them, in one transaction."""
-    ids = list(s.exec(_candidates().with_for_update(skip_locked=True), params=params).all())
+    candidates = _candidates(risk_only).with_for_update(skip_locked=True)
+    ids = list(s.exec(candidates, params=params).all())
     if not ids:
         return []
-    return _scalars(s, _claim_statement(skip_locked=True), {**params, "p_ids": ids})
+    statement = _claim_statement(skip_locked=True, risk_only=risk_only)
+    return _scalars(s, statement, {**params, "p_ids": ids})
 
 
 def _scalars(s: Session, statement: Any, params: dict[str, Any]) -> list[OutboxRow]:
@@ -97,19 +100,25 @@ def _scalars(s: Session, statement: Any, params: dict[str, Any]) -> list[OutboxR
 
 
 @functools.cache
-def _candidates() -> Any:
-    """The ids of due rows whose dependency is finished, oldest first (parameters ``p_*``)."""
+def _candidates(risk_only: bool) -> Any:
+    """The ids of due rows whose dependency is finished, risks first, then oldest first.
+
+    ``risk_only`` is the risk lane's claim: it never takes a routine row, so it never
+    waits behind one.
+    """
     due = _due(bindparam("p_now", type_=_OUTBOX.c.next_attempt_at.type))
-    return (
-        select(OutboxRow.id)
-        .where(OutboxRow.connection == bindparam("p_connection"), due, _dependency_finished())
-        .order_by(col(OutboxRow.created_at), col(OutboxRow.id))
-        .limit(bindparam("p_limit"))
+    query = select(OutboxRow.id).where(
+        OutboxRow.connection == bindparam("p_connection"), due, _dependency_finished()
     )
+    if risk_only:
+        query = query.where(col(OutboxRow.priority) == RISK_PRIORITY)
+    return query.order_by(
+        col(OutboxRow.priority), col(OutboxRow.created_at), col(OutboxRow.id)
+    ).limit(bindparam("p_limit"))
 
 
 @functools.cache
-def _claim_statement(*, skip_locked: bool) -> Any:
+def _claim_statement(*, skip_locked: bool, risk_only: bool = False) -> Any:
     """Lease the chosen rows and return them, built once (building cost more than running).
 
     With ``skip_locked`` the ids were locked first and come as ``p_ids``; else the due
@@ -118,7 +127,7 @@ def _claim_statement(*, skip_locked: bool) -> Any:
     if skip_locked:
         which = col(OutboxRow.id).in_(bindparam("p_ids", expanding=True))
     else:
-        which = col(OutboxRow.id).in_(_candidates().scalar_subquery())
+        which = col(OutboxRow.id).in_(_candidates(risk_only).scalar_subquery())
     return update(OutboxRow).where(which).values(**_claim_values()).returning(OutboxRow)
 
 
@@ -230,9 +239,15 @@ class OutboxLeases:
     session: Callable[[], Any]
 
     def claim_due(
-        self, connection: str, *, owner: str, lease_seconds: float, limit: int = 20
+        self,
+        connection: str,
+        *,
+        owner: str,
+        lease_seconds: float,
+        limit: int = 20,
+        risk_only: bool = False,
     ) -> list[OutboxRow]:
-        """Lease up to ``limit`` due rows whose dependency is finished, oldest first."""
+        """Lease up to ``limit`` due rows whose dependency is finished: risks, then oldest."""
         now = utcnow()
         params = {
             "p_connection": connection,
@@ -243,10 +258,11 @@ class OutboxLeases:
         }
         with self.session() as s:
             if self.engine.dialect.name == "postgresql":
-                rows = _claim_skip_locked(s, params)
+                rows = _claim_skip_locked(s, params, risk_only)
             else:  # one statement under SQLite's write lock: choose and take together
-                rows = _scalars(s, _claim_statement(skip_locked=False), params)
-        return sorted(rows, key=lambda row: (row.created_at, row.id))
+                statement = _claim_statement(skip_locked=False, risk_only=risk_only)
+                rows = _scalars(s, statement, params)
+        return sorted(rows, key=lambda row: (row.priority, row.created_at, row.id))
 
     def outbox_row(self, key: str) -> OutboxRow | None:
         """One outbox row by key."""

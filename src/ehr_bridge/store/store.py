@@ -43,6 +43,7 @@ from ehr_bridge.store.models import (
 )
 from ehr_bridge.store.outbox import OutboxLeases
 from ehr_bridge.store.repair import Repairs
+from ehr_bridge.store.risks import RiskEvents
 from ehr_bridge.store.submissions import Submissions
 from ehr_bridge.store.values import (
     NewOutboxItem,
@@ -81,7 +82,15 @@ def make_engine(url: str) -> Engine:
 
 
 class Store(
-    OutboxLeases, FlowLeases, AuditLog, Lineage, Identity, Repairs, Submissions, HeldScores
+    OutboxLeases,
+    FlowLeases,
+    AuditLog,
+    Lineage,
+    Identity,
+    Repairs,
+    Submissions,
+    HeldScores,
+    RiskEvents,
 ):
     """All reads and writes of ehr-bridge's state."""
 

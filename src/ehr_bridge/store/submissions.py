@@ -43,16 +43,19 @@ from ehr_bridge.store.held_scores import (
 from ehr_bridge.store.models import (
     OutboxRow,
     ReferralRow,
+    RiskEventRow,
     SubmissionRow,
     utcnow,
 )
-from ehr_bridge.store.values import NewOutboxItem, NewQuarantine
+from ehr_bridge.store.risks import risk_row
+from ehr_bridge.store.values import NewOutboxItem, NewQuarantine, NewRiskEvent
 
 JsonDict = dict[str, Any]
 Row = dict[str, Any]
 
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 _SUBMISSIONS: Table = SubmissionRow.__table__  # type: ignore[attr-defined]
+_RISKS: Table = RiskEventRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class CollectedBundle:
     checked_scores: Sequence[str] = ()
     #: entries for held scores whose items disagree (``record_ref``: the observation id)
     refused_scores: Sequence[NewQuarantine] = ()
+    #: risks to follow until acknowledged (a refused bundle's too: it pages at once)
+    risks: Sequence[NewRiskEvent] = ()
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,8 @@ class Submissions:
                 if bundle.quarantine is not None:
                     self._add_quarantine(s, connection, bundle.quarantine)
             self._save_score_outcomes(s, connection, stored, now)
+            new_risks = [risk_row(connection, r, now) for b in bundles for r in b.risks]
+            insert_new(s, _RISKS, new_risks, keys=("id",))
             upsert(
                 s,
                 _SUBMISSIONS,
@@ -202,6 +209,7 @@ def _outbox_row(connection: str, item: NewOutboxItem, now: datetime) -> Row:
         "resource_id": item.resource_id,
         "depends_on": item.depends_on,
         "context": canonical_json(item.context),
+        "priority": item.priority,
         "state": "pending",
         "attempts": 0,
         "next_attempt_at": now,

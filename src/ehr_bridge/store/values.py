@@ -7,6 +7,7 @@ a module of their own lets each of those import them without importing the other
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 JsonDict = dict[str, Any]
@@ -99,3 +100,23 @@ class NewOutboxItem:
     resource_id: str
     depends_on: str | None = None
     context: JsonDict = field(default_factory=dict)
+    #: lower is claimed first (``RISK_PRIORITY`` for risks, ``ROUTINE_PRIORITY`` else)
+    priority: int = 100
+
+
+#: the outbox priority of a risk write-back: claimed before every routine row
+RISK_PRIORITY = 0
+ROUTINE_PRIORITY = 100
+
+
+@dataclass(frozen=True)
+class NewRiskEvent:
+    """A risk to follow until the trust acknowledges it (``RiskEventRow``)."""
+
+    id: str
+    referral_id: str | None
+    outbox_key: str | None
+    origin: str
+    level: str
+    reason: str
+    raised_at: datetime

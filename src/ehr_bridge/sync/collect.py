@@ -44,6 +44,7 @@ from ehr_bridge.sync.bundle_checks import (
     check_bundle,
 )
 from ehr_bridge.sync.connection import Connection
+from ehr_bridge.sync.risk_items import bundle_risks, quarantined_risk
 from ehr_bridge.sync.score_items import (
     BatchScores,
     ScorePlan,
@@ -73,6 +74,8 @@ class CollectCounts:
     held: int = 0
     #: held scores whose items, once collected, disagreed (quarantined on their own)
     scores_refused: int = 0
+    #: risk events raised (each followed until the trust acknowledges it)
+    risks: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,27 @@ def collect(
     ``workers`` is the size of the checking pool for a large backlog (None:
     ``EHR_BRIDGE_COLLECT_WORKERS``, else up to two, one per core; 0 or 1: no pool).
     """
+    with conn.collect_lock:
+        return _collect(conn, store, stop, workers, batch_size)
+
+
+def collect_if_free(conn: Connection, store: Store, stop: threading.Event | None) -> CollectCounts:
+    """Collect unless another collect of this connection runs (it queues the risks too)."""
+    if not conn.collect_lock.acquire(blocking=False):
+        return CollectCounts()
+    try:
+        return _collect(conn, store, stop, None, BATCH_SIZE)
+    finally:
+        conn.collect_lock.release()
+
+
+def _collect(
+    conn: Connection,
+    store: Store,
+    stop: threading.Event | None,
+    workers: int | None,
+    batch_size: int,
+) -> CollectCounts:
     counts = CollectCounts()
     with BundleChecker(workers, adsm_enabled=conn.adsm_enabled) as checker:
         in_hand: _Batch | None = None
@@ -226,7 +250,11 @@ def _record(
             field=error.field,
             payload=bundle,
         )
-        return CollectedBundle(handle, bundle_hash, None, quarantine=entry)
+        referral = verdict.service_request_id if isinstance(verdict, SessionArtefacts) else None
+        known = referral if referral is not None and referral in owners else None
+        risk = quarantined_risk(conn, bundle, bundle_hash, known)
+        risks = [risk] if risk is not None else []
+        return CollectedBundle(handle, bundle_hash, None, quarantine=entry, risks=risks)
     artefacts, plan = accepted
     scores.commit(artefacts, plan)
     return _stored_record(conn, handle, bundle_hash, artefacts, plan)
@@ -257,28 +285,38 @@ def _stored_record(
     conn: Connection, handle: str, bundle_hash: str, artefacts: SessionArtefacts, plan: ScorePlan
 ) -> CollectedBundle:
     items = outbox_items(conn.name, artefacts, plan)
+    risks = bundle_risks(conn, artefacts)
     resources = [
         *artefacts.encounters,
         *artefacts.questionnaire_responses,
         *artefacts.observations,
         *artefacts.documents,
         *artefacts.episode_ends,
+        *artefacts.risks,
+        *risks.flags,
     ]
     return CollectedBundle(
         handle,
         bundle_hash,
         artefacts.service_request_id,
         resources,
-        [item for item in items if conn.writes(item.kind)],
+        [*risks.outbox, *(item for item in items if conn.writes(item.kind))],
         holds=plan.holds,
         unheld=plan.unheld,
         checked_scores=plan.checked,
         refused_scores=plan.refused,
+        risks=risks.events,
     )
 
 
 def _count(conn: Connection, record: CollectedBundle, counts: CollectCounts) -> None:
     """Count and log a committed bundle (ids, codes and numbers only)."""
+    counts.risks += len(record.risks)
+    for risk in record.risks:
+        log.warning(
+            "risk raised",
+            extra={"connection": conn.name, "risk": risk.id, "level": risk.level},
+        )
     if record.quarantine is not None:
         counts.quarantined += 1
         log.warning(

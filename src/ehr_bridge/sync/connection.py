@@ -13,6 +13,7 @@ from ehr_bridge.adapters.registry import ALL_WRITES, create_adapter, spec_for
 from ehr_bridge.config import AppConfig, ConnectionConfig
 from ehr_bridge.domain.measures import MEASURES
 from ehr_bridge.domain.referral import ProviderRef
+from ehr_bridge.domain.risk import DEFAULT_RULES, ItemRule, check_rules
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.mapping import Mapping, load_mapping
 from ehr_bridge.mapping.check import check_mapping
@@ -64,8 +65,17 @@ class Connection:
     itemless_totals: frozenset[str] = frozenset()
     #: the anxiety-disorder-specific measures are in use ([reports] adsm_enabled)
     adsm_enabled: bool = False
+    #: rules over questionnaire items that raise a risk ([connection.risk] rules)
+    risk_rules: tuple[ItemRule, ...] = DEFAULT_RULES
+    #: the risk lane's own writer (a second adapter instance): never shared with push
+    risk_writer: TrustWriter | None = None
+    #: how soon the trust must acknowledge a risk, and how often to page until it does
+    risk_acknowledge_minutes: float = 60.0
+    risk_repeat_minutes: float = 30.0
     #: serialises this connection's flows when the daemon runs them from several threads
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: held by whichever collect runs (the routine flow or the risk lane's): one at a time
+    collect_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def writes(self, kind: str) -> bool:
         """True if the trust adapter takes items of this kind (others are never queued)."""
@@ -97,6 +107,15 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
         provider_code=code,
     )
     _check_measure_keys(config.scores.itemless_totals, f"{key}.scores.itemless_totals")
+    rules = _risk_rules(config, f"{key}.risk.rules")
+    risk_writer = create_adapter(
+        "trust",
+        config.trust,
+        base_dir=app.base_dir,
+        key=f"{key}.trust",
+        provider_code=code,
+        mapping=mapping,
+    )
     _require(trust, (TrustSource, TrustWriter), f"{key}.trust")
     _require(provider, (ProviderPort,), f"{key}.provider")
     org = config.provider_org
@@ -121,7 +140,29 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
         other_uk_numbers=config.other_uk_numbers,
         itemless_totals=frozenset(config.scores.itemless_totals),
         adsm_enabled=app.reports.adsm_enabled,
+        risk_rules=rules,
+        risk_writer=risk_writer,
+        risk_acknowledge_minutes=config.risk.acknowledge_within_minutes,
+        risk_repeat_minutes=config.risk.repeat_alert_minutes,
     )
+
+
+def _risk_rules(config: ConnectionConfig, key: str) -> tuple[ItemRule, ...]:
+    """The connection's risk rules, each checked: a typo must never silently raise nothing."""
+    if config.risk.rules is None:
+        return DEFAULT_RULES
+    rules = []
+    for index, rule in enumerate(config.risk.rules):
+        concept = None
+        if rule.snomed_code is not None:
+            concept = (rule.snomed_code, rule.snomed_display or "")
+        item = ItemRule(rule.measure, rule.item, rule.at_least, rule.level, concept)
+        try:
+            check_rules([item])
+        except ValueError as exc:
+            raise ConfigError(str(exc), key=f"{key}[{index}]") from exc
+        rules.append(item)
+    return tuple(rules)
 
 
 def _check_write_back_codes(mapping: Mapping, *, adsm_enabled: bool) -> None:

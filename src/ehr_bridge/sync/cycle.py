@@ -12,6 +12,7 @@ lock, and every outbound call and backoff in it ends at that deadline or on stop
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import logging
@@ -33,16 +34,25 @@ from ehr_bridge.sync.deliver import deliver
 from ehr_bridge.sync.events import FlowFinished, publish
 from ehr_bridge.sync.pull import pull
 from ehr_bridge.sync.push import push
+from ehr_bridge.sync.risk_lane import risk_lane
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Flow = Callable[[Connection, Store, threading.Event | None], Any]
-FLOWS: dict[str, Flow] = {"pull": pull, "deliver": deliver, "collect": collect, "push": push}
+FLOWS: dict[str, Flow] = {
+    "pull": pull,
+    "deliver": deliver,
+    "collect": collect,
+    "push": push,
+    "risk": risk_lane,
+}
 
 
 #: flows that walk one cursor or folder: one worker at a time per connection
 LEASED_FLOWS = frozenset({"pull", "deliver", "collect"})
+#: flows that never wait for the connection's lock (the risk lane: ``sync.risk_lane``)
+UNLOCKED_FLOWS = frozenset({"risk"})
 
 
 def run_flow(
@@ -94,7 +104,8 @@ def _lease_kept(name: str, conn: Connection, store: Store) -> Iterator[None]:
 def _run_recorded(
     name: str, conn: Connection, store: Store, stop: threading.Event | None
 ) -> dict[str, Any]:
-    with conn.lock, flow_scope(name, conn.flow_deadline_seconds, stop):
+    lock = contextlib.nullcontext() if name in UNLOCKED_FLOWS else conn.lock
+    with lock, flow_scope(name, conn.flow_deadline_seconds, stop):
         started, clock = utcnow(), time.monotonic()
         try:
             counts = dataclasses.asdict(FLOWS[name](conn, store, stop))

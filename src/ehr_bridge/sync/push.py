@@ -83,11 +83,20 @@ def push_concurrency(conn: Connection) -> int:
     return max(1, conn.push_concurrency)
 
 
-def push(conn: Connection, store: Store, stop: threading.Event | None = None) -> PushCounts:
-    """Write every due row, claiming as slots free up, until none is due or left running."""
+def push(
+    conn: Connection,
+    store: Store,
+    stop: threading.Event | None = None,
+    *,
+    risk_only: bool = False,
+) -> PushCounts:
+    """Write every due row, claiming as slots free up, until none is due or left running.
+
+    Risk rows are claimed first; ``risk_only`` (the risk lane) claims nothing else.
+    """
     width = push_concurrency(conn)
     with _writers(width) as submit:
-        run = _PushRun(conn, store, stop or threading.Event(), width, submit)
+        run = _PushRun(conn, store, stop or threading.Event(), width, submit, risk_only)
         run.drain()
     return run.counts
 
@@ -120,6 +129,7 @@ class _PushRun:
     stop: threading.Event
     width: int
     submit: Submit
+    risk_only: bool = False
     counts: PushCounts = field(default_factory=PushCounts)
     queue: deque[tuple[OutboxRow, float]] = field(default_factory=deque)
     running: dict[Future[_Result], _Started] = field(default_factory=dict)
@@ -170,6 +180,7 @@ class _PushRun:
             owner=self.conn.owner,
             lease_seconds=self.conn.lease_seconds,
             limit=limit,
+            risk_only=self.risk_only,
         )
         deadline = time.monotonic() + self.conn.lease_seconds * _LEASE_HEADROOM
         self.queue.extend((row, deadline) for row in rows)

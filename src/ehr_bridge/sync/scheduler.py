@@ -102,8 +102,13 @@ def _run_logged(
             return None
 
 
-def executor_of(conn: Connection) -> str:
-    """The name of the connection's own executor (one worker: its flows run in turn)."""
+def executor_of(conn: Connection, flow: str = "") -> str:
+    """The executor a flow runs in: the connection's own (one worker), or the risk lane's.
+
+    The risk lane has one more of its own, so a risk never waits for a push.
+    """
+    if flow == "risk":
+        return f"risk:{conn.name}"
     return f"connection:{conn.name}"
 
 
@@ -117,7 +122,11 @@ def build_scheduler(
     """
     scheduler = BackgroundScheduler(
         timezone=UTC,
-        executors={executor_of(conn): ThreadPoolExecutor(max_workers=1) for conn, _ in connections},
+        executors={
+            executor_of(conn, flow): ThreadPoolExecutor(max_workers=1)
+            for conn, _ in connections
+            for flow in ("", "risk")
+        },
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     jobs = _Jobs(store, stop)
@@ -131,7 +140,7 @@ def build_scheduler(
                 seconds=getattr(schedule, f"{flow}_seconds"),
                 args=(flow, conn),
                 id=f"{conn.name}:{flow}",
-                executor=executor_of(conn),
+                executor=executor_of(conn, flow),
                 next_run_time=now,
             )
     return scheduler
