@@ -4,6 +4,11 @@ Destinations are secrets by reference: the config names the environment variable
 hold the webhook URL and the SMTP password, they are read once at start-up (a missing one
 stops the daemon before the first job, naming the key), and neither ever reaches a log
 line or an exception message.
+
+The webhook goes through the same ``SecureSession`` as the adapters: TLS verified, no
+redirect followed, no proxy but the configured one (``alert_webhook_proxy_url``; never the
+environment's ``HTTPS_PROXY`` and friends), and a whole-request deadline that a receiver
+dripping its answer cannot stretch.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import requests
 from ehr_bridge.config import ObservabilityConfig, Secret
 from ehr_bridge.errors import ConfigError, TransientError
 from ehr_bridge.observability.alerts import Alert, Notifier
+from ehr_bridge.security.transport import SecureSession
 
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 SMTP_TIMEOUT_SECONDS = 20.0
@@ -27,9 +33,11 @@ SMTP_TIMEOUT_SECONDS = 20.0
 class WebhookNotifier:
     """POSTs each alert as JSON (``Alert.as_json``) to one URL."""
 
-    def __init__(self, url: Secret, session: requests.Session | None = None) -> None:
+    def __init__(
+        self, url: Secret, session: requests.Session | None = None, *, proxy_url: str | None = None
+    ) -> None:
         self._url = url
-        self._http = session or requests.Session()
+        self._http = session or SecureSession(proxy_url=proxy_url)
 
     def __repr__(self) -> str:
         return f"WebhookNotifier(url={self._url!r})"
@@ -109,7 +117,7 @@ def build_notifiers(config: ObservabilityConfig) -> list[Notifier]:
         url = _env_secret(config.alert_webhook_env, "observability.alert_webhook_env")
         if not url.reveal().startswith(("https://", "http://")):
             raise ConfigError("the webhook URL must start with https://", key="observability")
-        notifiers.append(WebhookNotifier(url))
+        notifiers.append(WebhookNotifier(url, proxy_url=config.alert_webhook_proxy_url))
     if config.smtp_host:
         username = None
         if config.smtp_username_env:
