@@ -244,7 +244,7 @@ class SecureSession(requests.Session):
     ) -> requests.Response:
         """One request and its whole body under a watch, every deadline applied."""
         method = str(request.method or "GET").upper()
-        what = f"{method} {urlsplit(str(request.url)).netloc}"
+        what = f"{method} {_host(str(request.url))}"
         total = _total(kwargs.get("timeout"))
         adapter = self.get_adapter(url=str(request.url))
         with watched(total, what) as watch:
@@ -276,7 +276,7 @@ class SecureSession(requests.Session):
     def _read_body(
         self, request: requests.PreparedRequest, response: requests.Response, watch: Watch
     ) -> None:
-        what = f"{request.method} answer from {urlsplit(str(request.url)).netloc}"
+        what = f"{request.method} answer from {_host(str(request.url))}"
         try:
             response._content = read_limited(
                 response.raw, response.headers, self.limits, what, check=watch.check
@@ -291,6 +291,12 @@ class SecureSession(requests.Session):
             raise requests.exceptions.ChunkedEncodingError(type(exc).__name__) from None
         finally:
             response.close()
+
+
+def _host(url: str) -> str:
+    """``host:port`` of a URL for messages: never a user or password written in it."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
 
 def _total(timeout: object) -> float:
