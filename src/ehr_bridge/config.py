@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -48,6 +50,18 @@ class Secret:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: what a proxy URL may be: scheme, host and port (a user and password would be a secret
+#: written in the config; the environment's proxy variables are never read)
+_PROXY_URL = re.compile(r"https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?")
+
+
+def check_proxy_url(value: str | None) -> str | None:
+    """``value`` if it names a proxy by scheme, host and port only; else a ValueError."""
+    if value is not None and not _PROXY_URL.fullmatch(value):
+        raise ValueError("an http:// or https:// host and port, no user, password or path")
+    return value
 
 
 class DatabaseConfig(_Section):
@@ -243,6 +257,8 @@ class ObservabilityConfig(_Section):
     #: alert when a connection has been failing for this long (one alert per incident)
     failure_alert_minutes: float = Field(default=15, gt=0)
     alert_webhook_env: str | None = None
+    #: the HTTP proxy the webhook goes through (the environment's proxy variables are ignored)
+    alert_webhook_proxy_url: Annotated[str | None, AfterValidator(check_proxy_url)] = None
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_starttls: bool = True

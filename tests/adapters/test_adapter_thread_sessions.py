@@ -35,7 +35,9 @@ def _on_other_thread(sessions: PerThreadSession) -> list[requests.Session]:
 
 
 def test_another_thread_gets_its_own_twin_with_the_same_security() -> None:
-    primary = SecureSession(verify="/etc/ca.pem", cert=("c.pem", "k.pem"))
+    primary = SecureSession(
+        verify="/etc/ca.pem", cert=("c.pem", "k.pem"), proxy_url="http://127.0.0.1:3128"
+    )
     primary.auth = ("user", "not-a-real-secret")
     transport = _Transport()
     primary.mount("https://trust.example/", transport)
@@ -46,6 +48,10 @@ def test_another_thread_gets_its_own_twin_with_the_same_security() -> None:
     assert isinstance(first, SecureSession)
     assert (first.verify, first.cert, first.auth) == (primary.verify, primary.cert, primary.auth)
     assert first.limits is primary.limits
+    assert (
+        first.proxies == primary.proxies == {"http": primary.proxy_url, "https": primary.proxy_url}
+    )
+    assert first.trust_env is primary.trust_env is False  # no proxy or .netrc from the env
     assert first.get_adapter("https://trust.example/x") is transport
     assert first.get_adapter("https://other.example/") is not primary.get_adapter(
         "https://other.example/"

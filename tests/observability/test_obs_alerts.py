@@ -230,7 +230,7 @@ def test_alerts_name_no_record_and_no_error_text(receiver: Receiver) -> None:
 class FakeSmtp:
     sent: list[EmailMessage] = []
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    def __init__(self, host: str, port: int, watch: object) -> None:
         self.calls = [("connect", host, port)]
 
     def __enter__(self) -> FakeSmtp:

@@ -2,8 +2,8 @@
 
 ``requests.Session`` does not promise to be thread safe, and one session's connection pool
 would also cap the writes at the trust at its pool size. So each thread gets its own twin
-of the session the adapter was built with: the same TLS settings, limits, deadlines, headers
-and authentication (an OAuth2 token cache is shared: it has its own lock), and any transport
+of the session the adapter was built with: the same TLS settings, limits, deadlines, proxy,
+headers and authentication (an OAuth2 token cache is shared: it has its own lock), and any transport
 a test or an embedding application mounted. The thread that built the adapter keeps the
 original session, so code that reaches for it (tests, a single-threaded run) sees no change.
 A session that is not a ``SecureSession`` (a caller's own fake) is shared as given.
@@ -39,18 +39,21 @@ class PerThreadSession:
 
 
 def twin_of(session: SecureSession) -> SecureSession:
-    """A new session with the same security settings, deadlines, auth and custom transports."""
+    """A new session with the same security settings, deadlines, auth and custom transports.
+
+    ``trust_env`` is not copied: a ``SecureSession`` never reads the environment.
+    """
     twin = SecureSession(
         session.limits,
         verify=session.verify,
         connect_timeout=session.connect_timeout,
         read_timeout=session.read_timeout,
+        proxy_url=session.proxy_url,
     )
     twin.cert = session.cert
     twin.auth = session.auth
     twin.headers.clear()
     twin.headers.update(session.headers)
-    twin.trust_env = session.trust_env
     for prefix, adapter in session.adapters.items():
         if type(adapter) not in (HTTPAdapter, WatchedAdapter):  # a mounted transport: keep it
             twin.mount(prefix, adapter)

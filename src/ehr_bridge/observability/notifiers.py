@@ -4,12 +4,20 @@ Destinations are secrets by reference: the config names the environment variable
 hold the webhook URL and the SMTP password, they are read once at start-up (a missing one
 stops the daemon before the first job, naming the key), and neither ever reaches a log
 line or an exception message.
+
+The webhook goes through the same ``SecureSession`` as the adapters: TLS verified, no
+redirect followed, no proxy but the configured one (``alert_webhook_proxy_url``; never the
+environment's ``HTTPS_PROXY`` and friends), and a whole-request deadline that a receiver
+dripping its answer cannot stretch. An SMTP session runs under the same watchdog
+(``ehr_bridge.retry.watched``): socket timeouts alone never end a server that sends a byte
+every few seconds, and the alert thread must get back to evaluating incidents.
 """
 
 from __future__ import annotations
 
 import os
 import smtplib
+import socket
 from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
@@ -19,17 +27,23 @@ import requests
 from ehr_bridge.config import ObservabilityConfig, Secret
 from ehr_bridge.errors import ConfigError, TransientError
 from ehr_bridge.observability.alerts import Alert, Notifier
+from ehr_bridge.retry import Watch, watched
+from ehr_bridge.security.transport import SecureSession
 
+#: the whole POST, however slowly the receiver answers
 WEBHOOK_TIMEOUT_SECONDS = 10.0
+#: the whole SMTP session: connect, greeting, STARTTLS, login and the message
 SMTP_TIMEOUT_SECONDS = 20.0
 
 
 class WebhookNotifier:
     """POSTs each alert as JSON (``Alert.as_json``) to one URL."""
 
-    def __init__(self, url: Secret, session: requests.Session | None = None) -> None:
+    def __init__(
+        self, url: Secret, session: requests.Session | None = None, *, proxy_url: str | None = None
+    ) -> None:
         self._url = url
-        self._http = session or requests.Session()
+        self._http = session or SecureSession(proxy_url=proxy_url)
 
     def __repr__(self) -> str:
         return f"WebhookNotifier(url={self._url!r})"
@@ -40,18 +54,36 @@ class WebhookNotifier:
             response = self._http.post(
                 self._url.reveal(), json=alert.as_json(), timeout=WEBHOOK_TIMEOUT_SECONDS
             )
-        except requests.RequestException as exc:
+        except (requests.RequestException, TransientError) as exc:  # deadline: TransientError
             raise TransientError(f"alert webhook: {type(exc).__name__}") from None
         if response.status_code >= 300:
             raise TransientError(f"alert webhook answered HTTP {response.status_code}")
 
 
-SmtpFactory = Callable[[str, int, float], Any]
+SmtpFactory = Callable[[str, int, Watch], Any]
 
 
-def smtp_connect(host: str, port: int, timeout: float) -> smtplib.SMTP:
-    """A plain SMTP connection (upgraded with STARTTLS by the notifier when configured)."""
-    return smtplib.SMTP(host, port, timeout=timeout)
+def smtp_connect(host: str, port: int, watch: Watch) -> smtplib.SMTP:
+    """A plain SMTP connection (upgraded with STARTTLS by the notifier when configured).
+
+    The watch holds the session before it connects, so a server that drips its greeting
+    is cut off at the deadline like one that drips anything later.
+    """
+    smtp = smtplib.SMTP(timeout=max(watch.remaining(), 0.001))
+    watch.hold(lambda: _shut_down(smtp))
+    try:
+        smtp.connect(host, port)
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
+def _shut_down(smtp: smtplib.SMTP) -> None:
+    """Wake the thread blocked on the session's socket (the plain one, under STARTTLS too)."""
+    sock = getattr(smtp, "sock", None)
+    if isinstance(sock, socket.socket):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class EmailNotifier:
@@ -72,15 +104,18 @@ class EmailNotifier:
     def send(self, alert: Alert) -> None:
         """One SMTP session per alert (alerts are rare); failures raise TransientError."""
         cfg = self._config
-        try:
-            with self._smtp(cfg.smtp_host or "", cfg.smtp_port, SMTP_TIMEOUT_SECONDS) as smtp:
-                if cfg.smtp_starttls:
-                    smtp.starttls()
-                if self._username and self._password is not None:
-                    smtp.login(self._username, self._password.reveal())
-                smtp.send_message(self.message(alert))
-        except (OSError, smtplib.SMTPException) as exc:
-            raise TransientError(f"alert e-mail: {type(exc).__name__}") from None
+        with watched(SMTP_TIMEOUT_SECONDS, "alert e-mail") as watch:
+            try:
+                with self._smtp(cfg.smtp_host or "", cfg.smtp_port, watch) as smtp:
+                    if cfg.smtp_starttls:
+                        smtp.starttls()
+                    if self._username and self._password is not None:
+                        smtp.login(self._username, self._password.reveal())
+                    smtp.send_message(self.message(alert))
+            except (OSError, smtplib.SMTPException) as exc:
+                if watch.fired is not None or watch.remaining() == 0:
+                    raise watch.error("alert e-mail") from None
+                raise TransientError(f"alert e-mail: {type(exc).__name__}") from None
 
     def message(self, alert: Alert) -> EmailMessage:
         """The e-mail for one alert."""
@@ -109,7 +144,7 @@ def build_notifiers(config: ObservabilityConfig) -> list[Notifier]:
         url = _env_secret(config.alert_webhook_env, "observability.alert_webhook_env")
         if not url.reveal().startswith(("https://", "http://")):
             raise ConfigError("the webhook URL must start with https://", key="observability")
-        notifiers.append(WebhookNotifier(url))
+        notifiers.append(WebhookNotifier(url, proxy_url=config.alert_webhook_proxy_url))
     if config.smtp_host:
         username = None
         if config.smtp_username_env:

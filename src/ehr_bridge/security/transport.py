@@ -12,6 +12,10 @@
   new token and sends the request once more. The client secret is read by reference
   (``client_secret_env`` or ``client_secret_file``) like every other secret.
 - **Redirects are never followed**: the bearer token must only go where the config says.
+- **No proxy from the environment**: ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and
+  ``NO_PROXY`` (any case) are ignored, and so is ``~/.netrc`` (``trust_env`` is off): what a
+  shell or a unit file happens to export must not route the bearer token through another
+  host. The one proxy is the config's ``proxy_url``, used for http and https alike.
 - **Every answer is read through the input limits** (size, compression, JSON depth).
 - **Deadlines**: a connect deadline (``connect_timeout_seconds``), a read deadline (the
   longest silence, ``read_timeout_seconds``) and a whole-request deadline (the caller's
@@ -31,16 +35,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ehr_bridge.config import Secret, read_secret
+from ehr_bridge.config import Secret, check_proxy_url, read_secret
 from ehr_bridge.errors import ConfigError, ConnectionStopError, TransientError
 from ehr_bridge.retry import Watch, watched
 from ehr_bridge.security.foreign_text import known_code
@@ -106,6 +110,23 @@ class TransportOptions(BaseModel):
     connect_timeout_seconds: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0, le=300)
     #: longest silence while waiting for the answer's next bytes (capped likewise)
     read_timeout_seconds: float = Field(default=DEFAULT_READ_TIMEOUT, gt=0, le=3600)
+    #: the HTTP proxy for every request of the adapter (https goes through it by CONNECT);
+    #: none by default, whatever the environment says
+    proxy_url: Annotated[str | None, AfterValidator(check_proxy_url)] = None
+
+
+def require_secure_proxy(proxy_url: str | None, target: str, key: str) -> None:
+    """Refuse a proxy elsewhere for plain http: it would carry the token off the machine in clear.
+
+    Through a proxy, https is a CONNECT tunnel (TLS stays end to end); plain http is sent to
+    the proxy as it is, so a loopback-only http target may only use a loopback proxy.
+    """
+    if proxy_url is None or urlsplit(target).scheme != "http":
+        return
+    if not _is_loopback(urlsplit(proxy_url).hostname):
+        raise ConfigError(
+            "plain http may only go through a proxy on this machine (use https)", key=key
+        )
 
 
 def require_secure_url(url: str, key: str) -> None:
@@ -178,7 +199,8 @@ class SecureSession(requests.Session):
     """A ``requests.Session`` that verifies TLS, follows no redirect and bounds every answer.
 
     ``timeout`` given to a request is its whole-request deadline; ``connect_timeout`` and
-    ``read_timeout`` bound the handshake and each silence within it.
+    ``read_timeout`` bound the handshake and each silence within it. ``proxy_url`` is the
+    only proxy it ever uses: the environment's are ignored, and so is a caller's.
     """
 
     def __init__(
@@ -189,8 +211,12 @@ class SecureSession(requests.Session):
         cert: tuple[str, str] | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        proxy_url: str | None = None,
     ) -> None:
         super().__init__()
+        self.trust_env = False  # no proxy variables, no ~/.netrc credentials, no CA variables
+        self.proxy_url = proxy_url
+        self.proxies = {"http": proxy_url, "https": proxy_url} if proxy_url else {}
         self.limits = limits or InputLimits()
         self.verify: str | bool = verify if verify is not False else True
         self.cert = cert
@@ -218,7 +244,7 @@ class SecureSession(requests.Session):
     ) -> requests.Response:
         """One request and its whole body under a watch, every deadline applied."""
         method = str(request.method or "GET").upper()
-        what = f"{method} {urlsplit(str(request.url)).netloc}"
+        what = f"{method} {_host(str(request.url))}"
         total = _total(kwargs.get("timeout"))
         adapter = self.get_adapter(url=str(request.url))
         with watched(total, what) as watch:
@@ -230,7 +256,7 @@ class SecureSession(requests.Session):
                     timeout=self._socket_timeouts(watch),
                     verify=self.verify,
                     cert=self.cert,
-                    proxies=kwargs.get("proxies") or {},
+                    proxies=dict(self.proxies),
                 )
                 self._read_body(request, response, watch)
             except Exception:
@@ -250,7 +276,7 @@ class SecureSession(requests.Session):
     def _read_body(
         self, request: requests.PreparedRequest, response: requests.Response, watch: Watch
     ) -> None:
-        what = f"{request.method} answer from {urlsplit(str(request.url)).netloc}"
+        what = f"{request.method} answer from {_host(str(request.url))}"
         try:
             response._content = read_limited(
                 response.raw, response.headers, self.limits, what, check=watch.check
@@ -265,6 +291,12 @@ class SecureSession(requests.Session):
             raise requests.exceptions.ChunkedEncodingError(type(exc).__name__) from None
         finally:
             response.close()
+
+
+def _host(url: str) -> str:
+    """``host:port`` of a URL for messages: never a user or password written in it."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
 
 def _total(timeout: object) -> float:
@@ -379,6 +411,7 @@ def build_session(
     ``raw`` is the adapter's option table as written (the secret references live there).
     """
     require_secure_url(base_url, f"{key}.base_url")
+    require_secure_proxy(options.proxy_url, base_url, f"{key}.proxy_url")
     if options.oauth2 is not None and (raw.get("token_env") or raw.get("token_file")):
         raise ConfigError("use the oauth2 table or a static token, not both", key=f"{key}.oauth2")
     tls = options.tls
@@ -391,17 +424,19 @@ def build_session(
             _path(tls.client_cert_file, base_dir, f"{key}.tls.client_cert_file"),
             _path(tls.client_key_file, base_dir, f"{key}.tls.client_key_file"),
         )
-    timeouts = {
+    settings: dict[str, Any] = {
         "connect_timeout": options.connect_timeout_seconds,
         "read_timeout": options.read_timeout_seconds,
+        "proxy_url": options.proxy_url,
     }
-    session = SecureSession(options.limits, verify=verify, cert=cert, **timeouts)
+    session = SecureSession(options.limits, verify=verify, cert=cert, **settings)
     if options.oauth2 is not None:
         where = f"{key}.oauth2"
         require_secure_url(options.oauth2.token_url, f"{where}.token_url")
+        require_secure_proxy(options.proxy_url, options.oauth2.token_url, f"{key}.proxy_url")
         table = dict(raw.get("oauth2") or {})
         secret = read_secret(table, "client_secret", base_dir=base_dir, key=where)
-        token_http = SecureSession(options.limits, verify=verify, cert=cert, **timeouts)
+        token_http = SecureSession(options.limits, verify=verify, cert=cert, **settings)
         session.auth = OAuth2ClientCredentials(options.oauth2, secret, token_http, clock=clock)
     return session
 

@@ -40,7 +40,7 @@ from ehr_bridge.adapters.base import SourcePage, WriteItem, WriteReceipt
 from ehr_bridge.adapters.hl7v2.build import Header, Version
 from ehr_bridge.adapters.hl7v2.inbox import DEFAULT_MAX_FILE_BYTES, Inbox
 from ehr_bridge.adapters.hl7v2.listener import MllpListener, Receiver
-from ehr_bridge.adapters.hl7v2.mllp import MAX_FRAME_BYTES, MllpClient
+from ehr_bridge.adapters.hl7v2.mllp import DEFAULT_CONNECT_TIMEOUT, MAX_FRAME_BYTES, MllpClient
 from ehr_bridge.adapters.hl7v2.source import DropFolderSource
 from ehr_bridge.adapters.hl7v2.writer import FolderTransport, Hl7Writer, MllpTransport, Transport
 from ehr_bridge.errors import ConfigError
@@ -69,7 +69,10 @@ class SendOptions(_Options):
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     folder: str | None = None
+    #: the whole exchange: connect, send, a reconnect and resend, and the ACK
     timeout_seconds: float = Field(default=10, gt=0)
+    #: the TCP handshake alone, within ``timeout_seconds``: a peer that never accepts
+    connect_timeout_seconds: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0, le=300)
     keep_alive: bool = True
     version: Version = "2.5.1"
     sending_application: str = "EHR-BRIDGE"
@@ -214,7 +217,11 @@ def _writer(send: SendOptions | None, base_dir: Path, key: str, provider_code: s
     else:
         assert send.host is not None and send.port is not None  # checked by SendOptions
         client = MllpClient(
-            send.host, send.port, timeout=send.timeout_seconds, keep_alive=send.keep_alive
+            send.host,
+            send.port,
+            timeout=send.timeout_seconds,
+            connect_timeout=send.connect_timeout_seconds,
+            keep_alive=send.keep_alive,
         )
         transport = MllpTransport(client)
     return Hl7Writer(header, transport)

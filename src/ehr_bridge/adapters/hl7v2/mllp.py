@@ -12,10 +12,11 @@ A late ACK left on a connection is never mistaken for the next one: a timed-out
 connection is closed, and a stray byte found before sending discards the connection.
 
 ``timeout`` is the whole exchange's deadline: connecting (at most ``connect_timeout`` of
-it), sending, a reconnect and resend, and the ACK, however slowly the peer drips it. The
-exchange runs under ``ehr_bridge.retry.watched``, so the flow run's deadline and the stop
-signal end it too (the watchdog shuts the socket down); it then raises
-``CallDeadlineError``, ``FlowDeadlineError`` or ``StoppedError``.
+it, ``send.connect_timeout_seconds``: a peer whose listener accepts nothing must not take
+the whole deadline on every attempt), sending, a reconnect and resend, and the ACK,
+however slowly the peer drips it. The exchange runs under ``ehr_bridge.retry.watched``, so
+the flow run's deadline and the stop signal end it too (the watchdog shuts the socket
+down); it then raises ``CallDeadlineError``, ``FlowDeadlineError`` or ``StoppedError``.
 """
 
 from __future__ import annotations
