@@ -197,3 +197,17 @@ def test_answers_without_the_expected_shape(tmp_path: Path) -> None:
         scripted(tmp_path, (201, {"Id": 1})).write(
             WriteItem("assessment", "PCM-1", "r1", {"ExternalRef": "r1"})
         )
+
+
+def test_risk_alerts_are_optional_but_never_half_described(tmp_path: Path) -> None:
+    text = PCMIS.read_text(encoding="utf-8")
+    writes = text.index("    risk_alert:\n      create:")
+    rules = text.index("  risk_alert:\n    ExternalRef")
+    without = tmp_path / "no-risks.yaml"
+    without.write_text(text[:rules] + text[text.index("# How the generic") : writes], "utf-8")
+    assert isinstance(build(tmp_path, mapping=str(without)), RestClient)
+    half = tmp_path / "half.yaml"
+    half.write_text(text[:writes], encoding="utf-8")
+    with pytest.raises(ConfigError, match="risk_alert") as info:
+        build(tmp_path, mapping=str(half))
+    assert info.value.key == "trust.mapping"

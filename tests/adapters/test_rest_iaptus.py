@@ -48,6 +48,7 @@ API = (
             ("clinical_note", "clinical-notes"),
             ("assessment", "assessments"),
             ("referral_status", "status"),
+            ("risk_alert", "risk-alerts"),
         ]
     )
 )

@@ -101,3 +101,34 @@ def test_unused_code_maps_and_missing_writes_are_warnings(tmp_path: Path) -> Non
         ("warning", "api.writes.assessment"),
         ("warning", "code_maps.spare"),
     ]
+
+
+def test_risk_alert_code_maps_must_cover_every_level_priority_and_reason(tmp_path: Path) -> None:
+    def mutate(raw: dict[str, Any]) -> None:
+        del raw["code_maps"]["risk_severity"]["immediate"]
+        del raw["code_maps"]["risk_priority"]["stat"]
+        del raw["code_maps"]["risk_source"]["detected_issue"]
+
+    found = findings(tmp_path, "pcmis.yaml", mutate)
+    by_rule = {f.key.split(":")[-1]: f.message for f in found if f.level == "error"}
+    assert set(by_rule) == {
+        "outbound.risk_alert.Severity",
+        "outbound.risk_alert.Priority",
+        "outbound.risk_alert.Source",
+    }
+    assert "immediate" in by_rule["outbound.risk_alert.Severity"]
+    assert "stat" in by_rule["outbound.risk_alert.Priority"]
+
+
+def test_a_rest_mapping_without_risk_alerts_is_only_told_so(tmp_path: Path) -> None:
+    def mutate(raw: dict[str, Any]) -> None:
+        del raw["api"]["writes"]["risk_alert"]
+        del raw["outbound"]["risk_alert"]
+        for name in ("risk_severity", "risk_priority", "risk_source"):
+            del raw["code_maps"][name]
+
+    found = findings(tmp_path, "pcmis.yaml", mutate)
+    assert [(f.level, f.key.split(":")[-1]) for f in found] == [
+        ("warning", "api.writes.risk_alert")
+    ]
+    assert "never queued" in found[0].message

@@ -40,7 +40,7 @@ def test_golden_set_is_complete() -> None:
     assert inputs == outputs
     assert len(INBOUND) >= 5
     kinds = {_input_for(p)["kind"] for p in OUTBOUND}
-    assert kinds == {"care_contact", "clinical_note", "assessment", "referral_status"}
+    assert kinds == {"care_contact", "clinical_note", "assessment", "referral_status", "risk_alert"}
 
 
 @pytest.mark.parametrize("expected", INBOUND, ids=lambda p: p.name.split(".")[0])

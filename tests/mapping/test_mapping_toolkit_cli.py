@@ -61,7 +61,7 @@ def test_test_passes_and_reports_coverage() -> None:
     assert code == 0
     assert "PASS  referral-01-gp (inbound)" in out
     assert "source fields no rule reads (inbound): Source.Description" in out
-    assert out.rstrip().endswith("14 cases, 0 failed")
+    assert out.rstrip().endswith("16 cases, 0 failed")
 
 
 def test_test_fails_naming_the_path_and_hides_values_unless_asked(copy: Path) -> None:
@@ -152,7 +152,7 @@ def test_diff_shows_what_a_change_would_change(copy: Path, tmp_path: Path) -> No
     assert "referral-01-gp.input.json: changed" in out
     assert "changed  entry[0].resource.gender" in out
     assert "care-contact-01-gmt.input.json: unchanged" in out
-    assert out.rstrip().endswith("14 records: 2 changed, 12 unchanged")
+    assert out.rstrip().endswith("16 records: 2 changed, 14 unchanged")
     assert run("diff", copy, new, "--records", GOLDEN, "--exit-code")[0] == 1
     assert run("diff", copy, copy, "--records", GOLDEN, "--exit-code")[0] == 0
 

@@ -94,3 +94,17 @@ def status(reference: str = "st-1", **changes: Any) -> dict[str, Any]:
         **{"client_reference": reference, "status": "accepted", "date": "2026-11-02"},
         **changes,
     }
+
+
+def risk_alert(reference: str = "ra-1", **changes: Any) -> dict[str, Any]:
+    body = {
+        "client_reference": reference,
+        "level": "immediate",
+        "priority": "stat",
+        "reason": "phq9_item9",
+        "raised_at": "2026-11-10T19:41:00Z",
+        "risk_code": "225444004",
+        "risk_display": "At risk for suicide",
+        "summary": "Item 9 answered 3. Please contact today.",
+    }
+    return {**body, **changes}

@@ -12,6 +12,7 @@ import requests
 from typer.testing import CliRunner
 
 from ehr_bridge.cli.sim import app as sim_app
+from ehr_bridge.errors import RecordValidationError
 from ehr_bridge.sim.pcmis import KEY_HEADER, PcmisSimulator
 from ehr_bridge.sim.pcmis.records import parse_date
 
@@ -152,6 +153,62 @@ def test_status_changes_move_the_referral_and_close_it(sim: PcmisSimulator) -> N
     )
     closed = post(sim, f"/referrals/{ref}/status-changes", {**change, "ExternalRef": "s4"})
     assert closed.status_code == 422
+
+
+RISK = {
+    "ExternalRef": "r1",
+    "Severity": "URGENT",
+    "Priority": "P2",
+    "Source": "ASSESSMENT",
+    "RaisedDate": "10/11/2026",
+    "RaisedTime": "19:41",
+    "RiskCode": "225444004",
+}
+
+
+def test_risk_alerts_are_validated_stored_open_and_unique(sim: PcmisSimulator) -> None:
+    ref = ours(sim)[4]
+    for change, field in [
+        ({"Severity": "HIGH"}, "Severity"),
+        ({"Priority": "P1"}, "Priority"),  # URGENT travels with P2
+        ({"Source": "phq9_item9"}, "Source"),
+        ({"RaisedDate": "2026-11-10"}, "RaisedDate"),
+        ({"RaisedTime": "7:41"}, "RaisedTime"),
+        ({"RiskCode": "RISK"}, "RiskCode"),
+        ({"Status": "CLOSED"}, "Status"),
+    ]:
+        answer = post(sim, f"/referrals/{ref}/risk-alerts", {**RISK, **change})
+        assert answer.status_code == 422, change
+        assert answer.json()["errors"][0]["field"] == field
+    created = post(sim, f"/referrals/{ref}/risk-alerts", RISK)
+    assert created.status_code == 201
+    alert = created.json()
+    assert (alert["Status"], alert["AcknowledgedAt"], alert["AcknowledgedBy"]) == (
+        "OPEN",
+        None,
+        None,
+    )
+    again = post(sim, f"/referrals/{ref}/risk-alerts", RISK)
+    assert again.status_code == 409 and again.json()["existingId"] == alert["RiskAlertId"]
+    found = get(sim, f"/referrals/{ref}/risk-alerts", externalRef="r1").json()["data"]
+    assert found == [alert]
+
+
+def test_the_duty_worker_acknowledges_a_risk_alert(sim: PcmisSimulator) -> None:
+    ref = ours(sim)[5]
+    alert = post(sim, f"/referrals/{ref}/risk-alerts", {**RISK, "ExternalRef": "r2"}).json()
+    number = alert["RiskAlertId"]
+    with pytest.raises(RecordValidationError, match="user id"):
+        sim.state.acknowledge_risk_alert(ref, number, "Dr Jo Bloggs")
+    seen = sim.state.acknowledge_risk_alert(ref, number, "duty.worker1")
+    assert (seen["Status"], seen["AcknowledgedBy"]) == ("ACKNOWLEDGED", "duty.worker1")
+    assert datetime.fromisoformat(seen["AcknowledgedAt"]).utcoffset() is not None
+    closed = sim.state.acknowledge_risk_alert(ref, number, "someone.else", close=True)
+    assert closed == {**seen, "Status": "CLOSED"}
+    listed = get(sim, f"/referrals/{ref}/risk-alerts", externalRef="r2").json()["data"]
+    assert listed == [closed]
+    with pytest.raises(RecordValidationError, match="no such risk alert"):
+        sim.state.acknowledge_risk_alert(ref, 99999, "duty.worker1")
 
 
 def test_same_seed_same_records_and_hostile_fields_named() -> None:

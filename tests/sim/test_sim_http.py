@@ -88,6 +88,7 @@ def test_export_over_http_matches_the_python_api(api: Api) -> None:
         "clinical_notes",
         "assessments",
         "status_events",
+        "risk_alerts",
     }
 
 

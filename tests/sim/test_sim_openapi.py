@@ -80,6 +80,7 @@ def test_listing_and_referrals_match_their_schemas(doc: dict[str, Any], api: Api
         ("clinical-notes", body.clinical_note, "ClinicalNoteCreate", "ClinicalNote"),
         ("assessments", body.assessment, "AssessmentCreate", "Assessment"),
         ("status", body.status, "StatusEventCreate", "StatusEvent"),
+        ("risk-alerts", body.risk_alert, "RiskAlertCreate", "RiskAlert"),
     ],
 )
 def test_write_bodies_and_answers_match_their_schemas(
@@ -90,6 +91,18 @@ def test_write_bodies_and_answers_match_their_schemas(
     answer = api.post(f"/referrals/SR0000002/{path}", sent)
     check(doc, answer_schema, answer.json())
     check(doc, "ConflictError", api.post(f"/referrals/SR0000002/{path}", sent).json())
+
+
+def test_risk_alert_reads_and_acknowledgements_match_their_schemas(
+    doc: dict[str, Any], api: Api
+) -> None:
+    alert = api.post("/referrals/SR0000003/risk-alerts", body.risk_alert("openapi-ack")).json()
+    where = f"/referrals/SR0000003/risk-alerts/{alert['id']}"
+    check(doc, "RiskAlert", api.get(where).json())
+    sent = {"by": "duty.clinician1", "close": False}
+    check(doc, "RiskAlertAcknowledge", sent)
+    check(doc, "RiskAlert", api.post(f"{where}/acknowledge", sent).json())
+    check(doc, "Error", api.post(f"{where}/acknowledge", {"by": "Dr Who"}).json())
 
 
 def test_error_and_export_answers_match_their_schemas(doc: dict[str, Any], api: Api) -> None:

@@ -15,12 +15,14 @@ PATHS = {
     "clinical_note": "/referrals/SR0000001/clinical-notes",
     "assessment": "/referrals/SR0000001/assessments",
     "status": "/referrals/SR0000001/status",
+    "risk_alert": "/referrals/SR0000001/risk-alerts",
 }
 MAKERS: dict[str, Callable[..., dict[str, Any]]] = {
     "care_contact": body.care_contact,
     "clinical_note": body.clinical_note,
     "assessment": body.assessment,
     "status": body.status,
+    "risk_alert": body.risk_alert,
 }
 
 
@@ -130,6 +132,17 @@ INVALID = [
     ("status", {"status": "discharged", "end_code": "99"}, "end_code"),
     ("status", {"end_code": "46"}, "end_code"),
     ("status", {"date": "2026-13-01"}, "date"),
+    ("risk_alert", {"level": "high"}, "level"),
+    ("risk_alert", {"priority": "asap"}, "priority"),
+    ("risk_alert", {"priority": "urgent"}, "priority"),  # immediate travels with stat
+    ("risk_alert", {"level": "routine_review", "priority": "stat"}, "priority"),
+    ("risk_alert", {"reason": "gut_feeling"}, "reason"),
+    ("risk_alert", {"raised_at": "2026-11-10T19:41:00"}, "raised_at"),
+    ("risk_alert", {"risk_code": "LOCAL-RISK"}, "risk_code"),
+    ("risk_alert", {"risk_display": ""}, "risk_display"),
+    ("risk_alert", {"summary": "x" * 2001}, "summary"),
+    ("risk_alert", {"care_contact_id": "CC9999999"}, "care_contact_id"),
+    ("risk_alert", {"status": "acknowledged"}, "status"),  # the trust sets it, not a client
 ]
 
 
@@ -213,3 +226,56 @@ def test_discharge_records_end_code_and_date_and_closes_the_referral(api: Api) -
         "accepted",
         "discharged",
     ]
+
+
+RISK_ALERTS = PATHS["risk_alert"]
+
+
+def test_a_risk_alert_starts_open_and_is_read_one_by_one(api: Api) -> None:
+    alert = api.post(RISK_ALERTS, body.risk_alert()).json()
+    assert (alert["id"], alert["status"]) == ("RA0000001", "open")
+    assert alert["acknowledged_at"] is None and alert["acknowledged_by"] is None
+    assert api.get(f"{RISK_ALERTS}/{alert['id']}").json() == alert
+    assert api.get(f"{RISK_ALERTS}/RA9999999").status_code == 404
+    assert api.http.put(f"{api.base}/api/v1{RISK_ALERTS}/{alert['id']}", json={}).status_code == 405
+
+
+def test_the_duty_team_acknowledges_then_closes_a_risk_alert(api: Api) -> None:
+    alert = api.post(RISK_ALERTS, body.risk_alert()).json()
+    where = f"{RISK_ALERTS}/{alert['id']}/acknowledge"
+    seen = api.post(where, {"by": "duty.clinician1"})
+    assert seen.status_code == 200, seen.text
+    acknowledged = seen.json()
+    assert acknowledged["status"] == "acknowledged" and acknowledged["version"] == 2
+    assert acknowledged["acknowledged_by"] == "duty.clinician1"
+    assert acknowledged["acknowledged_at"] == acknowledged["updated_at"]
+    assert api.post(where, {"by": "someone.else"}).json() == acknowledged  # the first stamp stays
+    closed = api.post(where, {"by": "someone.else", "close": True}).json()
+    assert closed["status"] == "closed" and closed["acknowledged_by"] == "duty.clinician1"
+    assert api.get(f"{RISK_ALERTS}/{alert['id']}").json() == closed
+
+
+def test_an_alert_can_be_closed_at_once(api: Api) -> None:
+    alert = api.post(RISK_ALERTS, body.risk_alert()).json()
+    where = f"{RISK_ALERTS}/{alert['id']}/acknowledge"
+    closed = api.post(where, {"by": "duty@trust", "close": True}).json()
+    assert (closed["status"], closed["acknowledged_by"]) == ("closed", "duty@trust")
+
+
+@pytest.mark.parametrize(
+    ("sent", "field"),
+    [
+        ({"by": "Dr Jane Doe"}, "by"),
+        ({"by": "x" * 65}, "by"),
+        ({}, "by"),
+        ({"by": "duty1", "close": "yes"}, "close"),
+        ({"by": "duty1", "when": "now"}, "when"),
+    ],
+)
+def test_an_acknowledgement_is_checked(api: Api, sent: dict[str, Any], field: str) -> None:
+    alert = api.post(RISK_ALERTS, body.risk_alert()).json()
+    answer = api.post(f"{RISK_ALERTS}/{alert['id']}/acknowledge", sent)
+    assert answer.status_code == 422 and answer.json()["field"] == field
+    assert "Jane" not in answer.text
+    assert api.get(f"{RISK_ALERTS}/{alert['id']}").json()["status"] == "open"
+    assert api.post(f"{RISK_ALERTS}/RA9999999/acknowledge", {"by": "d1"}).status_code == 404

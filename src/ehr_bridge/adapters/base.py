@@ -2,18 +2,22 @@
 
 The engine talks only to these protocols; adapters never import the engine. Each method
 is small so that a fake (``adapters.memory``) can stand in for a real system in tests.
-``TrustReader`` and ``TrustUpdater`` are optional: a trust adapter that has them declares
-the matching capabilities in its spec, and the support commands use them.
+``TrustReader``, ``TrustUpdater`` and ``RiskAcknowledger`` are optional: a trust adapter
+that has them declares the matching capabilities in its spec, and the support commands (or,
+for acknowledgements, the engine's risk escalation) use them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 JsonDict = dict[str, Any]
+#: what a trust's user or staff id may look like to be kept: never a name or free text
+STAFF_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class SourcePage:
 class WriteItem:
     """One artefact to write into the trust record, already mapped to the trust's payload."""
 
-    kind: str  # care_contact | clinical_note | assessment | referral_status
+    kind: str  # care_contact | clinical_note | assessment | referral_status | risk_alert
     trust_referral_id: str
     client_reference: str  # our idempotency key; the trust stores it and can be searched by it
     payload: JsonDict
@@ -146,21 +150,41 @@ class RejectingProvider(Protocol):
 
 @dataclass(frozen=True)
 class RiskAcknowledgement:
-    """Someone at the trust has seen a risk item: when, and the trust's id of who."""
+    """Someone at the trust has seen a risk alert we wrote.
+
+    ``at`` is when the trust says it was acknowledged (timezone-aware); ``by`` is the
+    trust's own user or staff id for whoever did it, kept only when it has the shape of an
+    id (``staff_id``), never a name, so no patient or staff name ever reaches the store.
+    """
 
     at: datetime
-    #: the trust's user or staff id (shape-checked by the adapter), never a name
     by: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None or self.at.utcoffset() is None:
+            raise ValueError("RiskAcknowledgement.at must be timezone-aware")
+        if self.by is not None and not STAFF_ID.fullmatch(self.by):
+            raise ValueError("RiskAcknowledgement.by must be a staff id (see staff_id)")
+
+
+def staff_id(value: object) -> str | None:
+    """``value`` if it looks like a user or staff id (1..64 of ``A-Z a-z 0-9 . _ @ -``), else None.
+
+    Adapters pass whatever the trust names as the acknowledging user through this, so a
+    display name, free text or anything hostile becomes None rather than stored data.
+    """
+    return value if isinstance(value, str) and STAFF_ID.fullmatch(value) else None
 
 
 @runtime_checkable
 class RiskAcknowledger(Protocol):
-    """Optional: tells whether a risk item was acknowledged (capability ``read_acknowledgement``).
+    """Optional: reads back whether a written risk alert was acknowledged at the trust.
 
-    Without it, a risk is acknowledged only by an operator (`ehr-bridge risk resolve`), after
-    checking with the trust's duty team; the escalation pages until then.
+    Capability ``read_acknowledgement``. ``trust_id`` is the id the write's receipt named.
+    None means "not acknowledged yet"; an alert the trust no longer holds, or an answer that
+    cannot be read, is an error from the error tree, never a guess either way.
     """
 
     def acknowledgement(self, item: WriteItem, trust_id: str) -> RiskAcknowledgement | None:
-        """The acknowledgement of the risk item ``trust_id``, or None while nobody has seen it."""
+        """The acknowledgement of the risk alert ``trust_id`` (written as ``item``), if any."""
         ...

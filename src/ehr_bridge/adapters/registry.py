@@ -33,7 +33,7 @@ Role = Literal["trust", "provider"]
 ENTRY_POINT_GROUP = "ehr_bridge.adapters"
 
 #: capability names adapters may declare (the contract suite knows each one)
-WRITE_KINDS = ("care_contact", "clinical_note", "assessment", "referral_status")
+WRITE_KINDS = ("care_contact", "clinical_note", "assessment", "referral_status", "risk_alert")
 CAPABILITIES = frozenset(
     {
         "find_by_reference",  # TrustWriter.find answers by client reference (read before write)
@@ -42,6 +42,7 @@ CAPABILITIES = frozenset(
         "read_items",  # TrustReader.list_items reads written items back (reconcile)
         "fetch_referral",  # TrustReader.fetch_referral gets one referral (quarantine retry)
         "update_items",  # TrustUpdater.update overwrites an item (reconcile --force)
+        "read_acknowledgement",  # RiskAcknowledger.acknowledgement reads a risk alert's ack
     }
 )
 #: what the support commands need from a trust adapter (optional, see adapters/base.py)
@@ -83,7 +84,7 @@ BUILTIN: tuple[AdapterSpec, ...] = (
         name="iaptus",
         roles=frozenset({"trust"}),
         factory="ehr_bridge.adapters.iaptus:create",
-        capabilities=frozenset({"find_by_reference", "updated_since"})
+        capabilities=frozenset({"find_by_reference", "updated_since", "read_acknowledgement"})
         | ALL_WRITES
         | SUPPORT_CAPABILITIES,
         description="IAPTUS-style REST API (docs/trust-api.md)",
@@ -92,7 +93,9 @@ BUILTIN: tuple[AdapterSpec, ...] = (
         name="hl7v2",
         roles=frozenset({"trust"}),
         factory="ehr_bridge.adapters.hl7v2:create",
-        capabilities=frozenset({"updated_since", "write:assessment", "write:clinical_note"}),
+        capabilities=frozenset(
+            {"updated_since", "write:assessment", "write:clinical_note", "write:risk_alert"}
+        ),
         description="HL7 v2: REF^I12 in from a drop folder or MLLP; ORU^R01, MDM^T02 out",
     ),
     AdapterSpec(
@@ -106,7 +109,8 @@ BUILTIN: tuple[AdapterSpec, ...] = (
         name="fhir",
         roles=frozenset({"trust"}),
         factory="ehr_bridge.adapters.fhir:create_trust",
-        capabilities=frozenset({"find_by_reference", "updated_since"}) | ALL_WRITES,
+        capabilities=frozenset({"find_by_reference", "updated_since", "read_acknowledgement"})
+        | ALL_WRITES,
         description="FHIR R4 server: ServiceRequest search in, transaction Bundles out",
     ),
     AdapterSpec(

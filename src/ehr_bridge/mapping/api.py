@@ -173,6 +173,7 @@ class WritesSpec(_Spec):
     clinical_note: WriteSpec | None = None
     assessment: WriteSpec | None = None
     referral_status: WriteSpec | None = None
+    risk_alert: WriteSpec | None = None
 
 
 class ApiSpec(_Spec):

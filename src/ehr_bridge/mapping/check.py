@@ -24,7 +24,13 @@ from typing import Any
 from ehr_bridge.domain import codes
 from ehr_bridge.domain.measures import measure_table
 from ehr_bridge.mapping.apply import CompiledRule, Mapping
-from ehr_bridge.mapping.schema import OUTBOUND_KINDS
+from ehr_bridge.mapping.schema import (
+    OPTIONAL_KINDS,
+    OUTBOUND_KINDS,
+    RISK_LEVELS,
+    RISK_PRIORITIES,
+    RISK_REASONS,
+)
 from ehr_bridge.mapping.transforms import EXTENSION_ALIASES, SYSTEM_ALIASES, BoundTransform
 
 _GENDERS = frozenset({"male", "female", "other", "unknown"})
@@ -61,6 +67,11 @@ _BY_EXTENSION: dict[str, Iterable[str]] = {
 _BY_CONTEXT: dict[str, Iterable[str]] = {
     "context.status": ("received", "accepted", "discharged"),
     "context.end_code": codes.END_CODE_DISPLAY,
+    # risk_alert (docs/mapping-language.md): the risk level, its FHIR request priority and
+    # why it was raised; a code map missing one would dead-letter that risk's write-back
+    "context.level": RISK_LEVELS,
+    "context.priority": RISK_PRIORITIES,
+    "context.reason": RISK_REASONS,
 }
 
 
@@ -182,12 +193,14 @@ def _unused_code_maps(mapping: Mapping) -> list[Finding]:
 def _api_coverage(mapping: Mapping) -> list[Finding]:
     if mapping.api is None:
         return []
+    missing = [kind for kind in sorted(OUTBOUND_KINDS) if mapping.api.write(kind) is None]
     return [
         Finding(
             "warning",
             _key(mapping, f"api.writes.{kind}"),
-            f"no write endpoint for {kind}; the rest adapter refuses a mapping without one",
+            f"no write endpoint for {kind}; such items are never queued for this system"
+            if kind in OPTIONAL_KINDS
+            else f"no write endpoint for {kind}; the rest adapter refuses a mapping without one",
         )
-        for kind in sorted(OUTBOUND_KINDS)
-        if mapping.api.write(kind) is None
+        for kind in missing
     ]

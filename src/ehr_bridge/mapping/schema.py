@@ -21,8 +21,16 @@ CURRENT_SPEC_VERSION = 1
 
 #: the write-back kinds an outbound section may define (``WriteItem.kind``)
 OUTBOUND_KINDS: frozenset[str] = frozenset(
-    {"care_contact", "clinical_note", "assessment", "referral_status"}
+    {"care_contact", "clinical_note", "assessment", "referral_status", "risk_alert"}
 )
+
+#: kinds a mapping may leave out even for an adapter that takes them: the connection then
+#: never queues them (``Connection.writes``), and the engine escalates a risk another way
+OPTIONAL_KINDS: frozenset[str] = frozenset({"risk_alert"})
+#: the codes a risk_alert's context carries (``context.level``, ``.priority``, ``.reason``)
+RISK_LEVELS = ("routine_review", "urgent", "immediate")
+RISK_PRIORITIES = ("routine", "urgent", "stat")
+RISK_REASONS = ("phq9_item9", "provider_flag", "risk_assessment", "detected_issue")
 
 _PLAIN = sorted(n for n, t in TRANSFORMS.items() if not t.params)
 _PARAMETERISED = sorted(n for n, t in TRANSFORMS.items() if t.params)
@@ -155,6 +163,11 @@ class OutboundSpec(_Spec):
     assessment: Rules | None = Field(default=None, description="From a total-score Observation")
     referral_status: Rules | None = Field(
         default=None, description="From context only: status, date, end_code"
+    )
+    risk_alert: Rules | None = Field(
+        default=None,
+        description="From a safety Flag (a risk event) and its context: level, priority, "
+        "reason, raised_at, summary",
     )
 
 

@@ -22,13 +22,21 @@ CARE_CONTACT = "care_contact"
 CLINICAL_NOTE = "clinical_note"
 ASSESSMENT = "assessment"
 STATUS_EVENT = "status_event"
-ARTEFACT_KINDS = (CARE_CONTACT, CLINICAL_NOTE, ASSESSMENT, STATUS_EVENT)
-ID_PREFIXES = {CARE_CONTACT: "CC", CLINICAL_NOTE: "CN", ASSESSMENT: "AS", STATUS_EVENT: "ST"}
+RISK_ALERT = "risk_alert"
+ARTEFACT_KINDS = (CARE_CONTACT, CLINICAL_NOTE, ASSESSMENT, STATUS_EVENT, RISK_ALERT)
+ID_PREFIXES = {
+    CARE_CONTACT: "CC",
+    CLINICAL_NOTE: "CN",
+    ASSESSMENT: "AS",
+    STATUS_EVENT: "ST",
+    RISK_ALERT: "RA",
+}
 EXPORT_KEYS = {
     CARE_CONTACT: "care_contacts",
     CLINICAL_NOTE: "clinical_notes",
     ASSESSMENT: "assessments",
     STATUS_EVENT: "status_events",
+    RISK_ALERT: "risk_alerts",
 }
 
 SOURCE_OF_REFERRAL_CODES = frozenset(
@@ -46,6 +54,17 @@ END_CODES = frozenset(
 )
 #: statuses a client may set with POST .../status (the trust sets ``referred_on`` itself)
 WRITABLE_STATUSES = frozenset({"received", "accepted", "discharged"})
+
+#: a risk alert's level -> the request priority it must travel with (routine/urgent/stat)
+RISK_PRIORITY_OF_LEVEL = {"routine_review": "routine", "urgent": "urgent", "immediate": "stat"}
+RISK_LEVELS = frozenset(RISK_PRIORITY_OF_LEVEL)
+RISK_PRIORITIES = frozenset(RISK_PRIORITY_OF_LEVEL.values())
+#: why a risk was raised (the provider's PHQ-9 item 9 answer, a clinician's flag, ...)
+RISK_REASONS = frozenset({"phq9_item9", "provider_flag", "risk_assessment", "detected_issue"})
+#: a risk alert's life at the trust: the duty team acknowledges it, then closes it
+RISK_ALERT_OPEN = "open"
+RISK_ALERT_ACKNOWLEDGED = "acknowledged"
+RISK_ALERT_CLOSED = "closed"
 
 
 @dataclass(frozen=True)

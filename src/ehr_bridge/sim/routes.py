@@ -12,7 +12,13 @@ from functools import partial
 from ehr_bridge.errors import RecordValidationError
 from ehr_bridge.sim.faults import FaultRates
 from ehr_bridge.sim.http_base import EXPORT, HEALTH, Request, Response, Route, instant_arg, int_arg
-from ehr_bridge.sim.records import ASSESSMENT, CARE_CONTACT, CLINICAL_NOTE, STATUS_EVENT
+from ehr_bridge.sim.records import (
+    ASSESSMENT,
+    CARE_CONTACT,
+    CLINICAL_NOTE,
+    RISK_ALERT,
+    STATUS_EVENT,
+)
 from ehr_bridge.sim.state import TrustState
 
 API = "/api/v1"
@@ -53,6 +59,20 @@ def update_item(kind: str, state: TrustState, request: Request) -> Response:
     return Response(200, state.update_item(params["id"], kind, params["item_id"], request.body))
 
 
+def get_risk_alert(state: TrustState, request: Request) -> Response:
+    """GET one risk alert, with its status at the trust (open, acknowledged, closed)."""
+    params = request.params
+    return Response(200, state.get_item(params["id"], RISK_ALERT, params["item_id"]))
+
+
+def acknowledge_risk_alert(state: TrustState, request: Request) -> Response:
+    """POST the duty team's acknowledgement of a risk alert; 200 with the alert."""
+    params = request.params
+    return Response(
+        200, state.acknowledge_risk_alert(params["id"], params["item_id"], request.body)
+    )
+
+
 def get_faults(state: TrustState, request: Request) -> Response:
     """GET /_sim/faults: the random fault rates, what has fired, and write conflicts."""
     return Response(200, {**state.faults.snapshot(), "conflicts": state.conflicts})
@@ -88,9 +108,15 @@ ROUTES: tuple[Route, ...] = (
     _artefact_route("care-contacts", CARE_CONTACT),
     _artefact_route("clinical-notes", CLINICAL_NOTE),
     _artefact_route("assessments", ASSESSMENT),
+    _artefact_route("risk-alerts", RISK_ALERT),
     _item_route("care-contacts", CARE_CONTACT),
     _item_route("clinical-notes", CLINICAL_NOTE),
     _item_route("assessments", ASSESSMENT),
+    Route(f"{API}/referrals/{{id}}/risk-alerts/{{item_id}}", {"GET": get_risk_alert}),
+    Route(
+        f"{API}/referrals/{{id}}/risk-alerts/{{item_id}}/acknowledge",
+        {"POST": acknowledge_risk_alert},
+    ),
     EXPORT,
     Route("/_sim/faults", {"GET": get_faults, "PUT": put_faults}),
     HEALTH,

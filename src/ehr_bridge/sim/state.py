@@ -24,6 +24,10 @@ from ehr_bridge.sim.records import (
     CARE_CONTACT,
     EXPORT_KEYS,
     ID_PREFIXES,
+    RISK_ALERT,
+    RISK_ALERT_ACKNOWLEDGED,
+    RISK_ALERT_CLOSED,
+    RISK_ALERT_OPEN,
     STATUS_EVENT,
     Clock,
     JsonDict,
@@ -32,7 +36,7 @@ from ehr_bridge.sim.records import (
     parse_timestamp,
     utc_now,
 )
-from ehr_bridge.sim.validation import VALIDATORS
+from ehr_bridge.sim.validation import VALIDATORS, acknowledgement
 
 
 class UnknownReferralError(TerminalError):
@@ -179,7 +183,43 @@ class TrustState:
             moment = self._clock.tick()
             if kind == STATUS_EVENT:
                 self._apply_status(ref, clean, moment)
+            if kind == RISK_ALERT:  # the duty team's part, set by the trust, never the client
+                clean.update(status=RISK_ALERT_OPEN, acknowledged_at=None, acknowledged_by=None)
             return copy.deepcopy(self._mint(ref, kind, clean, moment))
+
+    def get_item(self, referral_id: str, kind: str, item_id: str) -> JsonDict:
+        """One item of a referral, as the API serves it.
+
+        Raises:
+            UnknownReferralError: no referral has this id.
+            UnknownItemError: the referral has no such item.
+        """
+        with self._lock:
+            return copy.deepcopy(_find_item(self._require(referral_id), kind, item_id))
+
+    def acknowledge_risk_alert(self, referral_id: str, alert_id: str, body: object) -> JsonDict:
+        """The duty team acknowledges a risk alert (``{"by": <staff id>, "close": false}``).
+
+        An open alert becomes ``acknowledged`` (or ``closed`` with ``close``), stamped now
+        and with the staff id; acknowledging again keeps the first stamp, and only
+        ``close`` changes an acknowledged alert. A closed alert stays as it is.
+
+        Raises:
+            UnknownReferralError: no referral has this id.
+            UnknownItemError: the referral has no such risk alert.
+            RecordValidationError: the body breaks a rule (field named).
+        """
+        by, close = acknowledgement(body)
+        with self._lock:
+            alert = _find_item(self._require(referral_id), RISK_ALERT, alert_id)
+            wanted = RISK_ALERT_CLOSED if close else RISK_ALERT_ACKNOWLEDGED
+            if alert["status"] == RISK_ALERT_CLOSED or alert["status"] == wanted:
+                return copy.deepcopy(alert)
+            self._touch(alert)
+            if alert["status"] == RISK_ALERT_OPEN:
+                alert.update(acknowledged_at=alert["updated_at"], acknowledged_by=by)
+            alert["status"] = wanted
+            return copy.deepcopy(alert)
 
     def list_items(
         self, referral_id: str, kind: str, client_reference: str | None = None

@@ -24,6 +24,11 @@ from ehr_bridge.sim.records import (
     END_CODES,
     KNOWN_TOOLS,
     OTHER_TOOL_MAX_SCORE,
+    RISK_ALERT,
+    RISK_LEVELS,
+    RISK_PRIORITIES,
+    RISK_PRIORITY_OF_LEVEL,
+    RISK_REASONS,
     STATUS_EVENT,
     WRITABLE_STATUSES,
     JsonDict,
@@ -35,6 +40,9 @@ TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 #: a SNOMED CT concept id, or a local code the trust configured (LOCAL-...)
 _TOOL_CODE = re.compile(r"[1-9]\d{5,17}|LOCAL-[A-Z0-9\-]{1,26}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_SNOMED = re.compile(r"[1-9]\d{5,17}")
+#: who acknowledged a risk alert: the duty clinician's user id at the trust, never a name
+STAFF_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 def invalid(field: str, rule: str) -> RecordValidationError:
@@ -280,6 +288,42 @@ def status_event(body: object, care_contacts: Collection[str]) -> JsonDict:
     }
 
 
+def risk_alert(body: object, care_contacts: Collection[str]) -> JsonDict:
+    """An alert for the duty team: a risk the provider raised, coded, with its urgency.
+
+    ``priority`` must be the one ``level`` travels with (routine_review: routine, urgent:
+    urgent, immediate: stat), so a mapping that pairs them wrongly is refused rather than
+    filed with an urgency nobody meant. The trust sets ``status`` itself (``open``).
+    """
+    reader = BodyReader(body, _RISK_ALERT_FIELDS)
+    client_reference = reader.text("client_reference", max_len=128)
+    level = reader.code("level", RISK_LEVELS)
+    priority = reader.code("priority", RISK_PRIORITIES)
+    if priority != RISK_PRIORITY_OF_LEVEL[level]:
+        raise invalid("priority", "must be the level's priority (routine, urgent or stat)")
+    return {
+        "client_reference": client_reference,
+        "level": level,
+        "priority": priority,
+        "reason": reader.code("reason", RISK_REASONS),
+        "raised_at": reader.timestamp("raised_at"),
+        "risk_code": reader.pattern("risk_code", _SNOMED, "must be a SNOMED CT concept id"),
+        "risk_display": reader.text("risk_display", max_len=500, optional=True),
+        "summary": reader.text("summary", max_len=2000, optional=True),
+        "care_contact_id": _care_contact_link(reader, care_contacts),
+    }
+
+
+def acknowledgement(body: object) -> tuple[str, bool]:
+    """The duty team's acknowledgement: who (a staff id) and whether it also closes the alert."""
+    reader = BodyReader(body, frozenset({"by", "close"}))
+    by = reader.pattern("by", STAFF_ID, "must be a staff id (1..64 of A-Z a-z 0-9 . _ @ -)")
+    close = reader.body.get("close", False)
+    if not isinstance(close, bool):
+        raise invalid("close", "must be true or false")
+    return by, close
+
+
 _CARE_CONTACT_FIELDS = frozenset(
     {"client_reference", "date", "time", "duration_minutes", "appointment_type", "attendance"}
     | {"consultation_mechanism", "care_professional"}
@@ -291,6 +335,10 @@ _ASSESSMENT_FIELDS = frozenset(
     {"client_reference", "care_contact_id", "tool_code", "score", "completed_at", "items"}
 )
 _STATUS_FIELDS = frozenset({"client_reference", "status", "date", "end_code"})
+_RISK_ALERT_FIELDS = frozenset(
+    {"client_reference", "level", "priority", "reason", "raised_at", "risk_code"}
+    | {"risk_display", "summary", "care_contact_id"}
+)
 
 Validator = Callable[[object, Collection[str]], JsonDict]
 
@@ -300,4 +348,5 @@ VALIDATORS: dict[str, Validator] = {
     CLINICAL_NOTE: clinical_note,
     ASSESSMENT: assessment,
     STATUS_EVENT: status_event,
+    RISK_ALERT: risk_alert,
 }

@@ -78,8 +78,13 @@ class Connection:
     collect_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def writes(self, kind: str) -> bool:
-        """True if the trust adapter takes items of this kind (others are never queued)."""
-        return f"write:{kind}" in self.capabilities
+        """True if the trust adapter takes items of this kind and the mapping can build them.
+
+        Items of other kinds are never queued. A mapping may leave out a kind its adapter
+        takes (``risk_alert`` in a mapping written before risks were written back): such
+        items would only be dead-lettered at push, so they are not queued at all.
+        """
+        return f"write:{kind}" in self.capabilities and kind in self.mapping.outbound_kinds()
 
 
 def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Connection:

@@ -17,7 +17,15 @@ import requests
 from pydantic import ConfigDict, Field, ValidationError
 
 from ehr_bridge.adapters._sessions import PerThreadSession
-from ehr_bridge.adapters.base import JsonDict, SourcePage, TrustItem, WriteItem, WriteReceipt
+from ehr_bridge.adapters.base import (
+    JsonDict,
+    RiskAcknowledgement,
+    SourcePage,
+    TrustItem,
+    WriteItem,
+    WriteReceipt,
+    staff_id,
+)
 from ehr_bridge.config import Secret, read_secret
 from ehr_bridge.errors import (
     ConfigError,
@@ -39,7 +47,12 @@ ENDPOINTS = {
     "clinical_note": "clinical-notes",
     "assessment": "assessments",
     "referral_status": "status",
+    "risk_alert": "risk-alerts",
 }
+#: kinds the trust never lets a client change once written
+NOT_UPDATABLE = frozenset({"referral_status", "risk_alert"})
+#: a risk alert's statuses that mean someone on the duty team has seen it
+ACKNOWLEDGED = frozenset({"acknowledged", "closed"})
 
 
 class IaptusOptions(TransportOptions):
@@ -56,7 +69,7 @@ class IaptusOptions(TransportOptions):
 
 
 class IaptusClient:
-    """TrustSource, TrustWriter, TrustReader and TrustUpdater over the IAPTUS-style API.
+    """TrustSource, TrustWriter, TrustReader, TrustUpdater and RiskAcknowledger (IAPTUS-style).
 
     Thread safe for writes (push runs several at once): each thread sends through its own
     HTTP session, and nothing else here changes after construction.
@@ -154,13 +167,31 @@ class IaptusClient:
             raise
 
     def update(self, item: WriteItem, trust_id: str) -> WriteReceipt:
-        """``PUT`` our payload over the trust's item (status events cannot be updated)."""
-        if item.kind == "referral_status":
-            raise TerminalError("iaptus status events cannot be updated", code="not_updatable")
+        """``PUT`` our payload over the trust's item (status events and risk alerts cannot be)."""
+        if item.kind in NOT_UPDATABLE:
+            raise TerminalError(f"iaptus {item.kind} items cannot be updated", code="not_updatable")
         path = f"{self._item_path(item)}/{quote(trust_id, safe='')}"
         payload = dict(item.payload, client_reference=item.client_reference)
         body = self._request("PUT", path, json=payload)
         return WriteReceipt(trust_id=str(body.get("id", trust_id)), already_present=True)
+
+    # --- RiskAcknowledger ------------------------------------------------------------
+    def acknowledgement(self, item: WriteItem, trust_id: str) -> RiskAcknowledgement | None:
+        """``GET`` the risk alert: acknowledged once its status is acknowledged or closed.
+
+        ``at`` is the trust's ``acknowledged_at`` (else its ``updated_at``, else the time we
+        read it); ``by`` is ``acknowledged_by`` if it has the shape of a staff id.
+        """
+        if item.kind != "risk_alert":
+            raise TerminalError(f"{item.kind} items are not acknowledged", code="not_a_risk")
+        path = f"{self._item_path(item)}/{quote(trust_id, safe='')}"
+        body = call_with_retries(self._read_policy, lambda: self._request("GET", path))
+        if body.get("status") not in ACKNOWLEDGED:
+            return None
+        at = _aware(body.get("acknowledged_at")) or _aware(body.get("updated_at"))
+        return RiskAcknowledgement(
+            at=at or datetime.now(UTC), by=staff_id(body.get("acknowledged_by"))
+        )
 
     # --- HTTP ------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> JsonDict:
@@ -242,6 +273,17 @@ def _template(path: str) -> str:
     """The path with ids replaced, so an error never carries a record's identifier."""
     parts = path.split("/")
     return "/".join("{id}" if i in (2, 4) and len(parts) > 2 else p for i, p in enumerate(parts))
+
+
+def _aware(value: object) -> datetime | None:
+    """An ISO 8601 timestamp with a zone from a trust answer, else None (any shape comes)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.utcoffset() is not None else None
 
 
 def _iso_z(value: datetime) -> str:

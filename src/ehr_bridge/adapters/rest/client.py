@@ -23,6 +23,7 @@ from ehr_bridge.config import Secret, read_secret
 from ehr_bridge.errors import ConfigError, ConflictError, TerminalError
 from ehr_bridge.mapping import OUTBOUND_KINDS, Mapping, load_mapping
 from ehr_bridge.mapping.api import Api, WriteSpec, render
+from ehr_bridge.mapping.schema import OPTIONAL_KINDS
 from ehr_bridge.retry import RetryPolicy, call_with_retries
 from ehr_bridge.security.transport import TransportOptions, build_session
 
@@ -221,7 +222,11 @@ def _load(options: RestOptions, base_dir: Path, key: str) -> Mapping:
 
 
 def _check_api(mapping: Mapping, key: str) -> None:
-    """The rest adapter declares every write kind, so the mapping must serve them all."""
+    """The rest adapter declares every write kind, so the mapping must serve them all.
+
+    An optional kind (``risk_alert``) may be left out altogether, and is then never
+    queued; but outbound rules for it without an endpoint to send them to are refused.
+    """
     if mapping.api is None:
         raise ConfigError(
             f"mapping {mapping.name} has no api: section; the rest adapter needs one "
@@ -231,7 +236,8 @@ def _check_api(mapping: Mapping, key: str) -> None:
     missing = sorted(
         kind
         for kind in OUTBOUND_KINDS
-        if mapping.api.write(kind) is None or kind not in mapping.outbound_kinds()
+        if (mapping.api.write(kind) is None or kind not in mapping.outbound_kinds())
+        and (kind not in OPTIONAL_KINDS or kind in mapping.outbound_kinds())
     )
     if missing:
         raise ConfigError(

@@ -25,18 +25,21 @@ APPOINTMENT = "appointment"
 NOTE = "note"
 QUESTIONNAIRE = "questionnaire"
 STATUS_CHANGE = "status_change"
-KINDS = (APPOINTMENT, NOTE, QUESTIONNAIRE, STATUS_CHANGE)
+RISK_ALERT = "risk_alert"
+KINDS = (APPOINTMENT, NOTE, QUESTIONNAIRE, STATUS_CHANGE, RISK_ALERT)
 SEGMENTS = {
     APPOINTMENT: "appointments",
     NOTE: "notes",
     QUESTIONNAIRE: "questionnaires",
     STATUS_CHANGE: "status-changes",
+    RISK_ALERT: "risk-alerts",
 }
 ID_FIELDS = {
     APPOINTMENT: "AppointmentId",
     NOTE: "NoteId",
     QUESTIONNAIRE: "QuestionnaireId",
     STATUS_CHANGE: "StatusChangeId",
+    RISK_ALERT: "RiskAlertId",
 }
 
 #: data-set SourceOfReferralMH -> this system's referral source codes (what it stores)
@@ -73,6 +76,15 @@ DISCHARGE_REASONS = frozenset(
     {"NOTSUIT", "SIGNPOST", "ADVICE", "REFERRED", "DECLINED", "INCOMPLETE", "DECEASED"}
     | {"COMPLETED", "ENDED_PRO", "ENDED_CLIENT", "NOTASSESSED", "UNKNOWN"}
 )
+
+#: risk alerts: this system's severities, each with the one priority it must carry
+RISK_PRIORITY_OF_SEVERITY = {"REVIEW": "P3", "URGENT": "P2", "EMERGENCY": "P1"}
+RISK_SEVERITIES = frozenset(RISK_PRIORITY_OF_SEVERITY)
+RISK_PRIORITIES = frozenset(RISK_PRIORITY_OF_SEVERITY.values())
+#: where a risk alert came from (each mirrors one of ehr-bridge's risk reasons)
+RISK_SOURCES = frozenset({"PHQ9_Q9", "PROVIDER", "ASSESSMENT", "SYSTEM"})
+#: a risk alert's status as this system keeps it: the duty worker acknowledges, then closes
+RISK_STATUSES = ("OPEN", "ACKNOWLEDGED", "CLOSED")
 
 
 def format_date(day: date) -> str:

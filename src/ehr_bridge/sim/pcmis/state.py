@@ -26,12 +26,13 @@ from ehr_bridge.sim.pcmis import hostile
 from ehr_bridge.sim.pcmis.records import (
     ID_FIELDS,
     KINDS,
+    RISK_ALERT,
     STATUS_CHANGE,
     JsonDict,
     format_modified,
     to_pcmis,
 )
-from ehr_bridge.sim.pcmis.validation import VALIDATORS
+from ehr_bridge.sim.pcmis.validation import VALIDATORS, acknowledger
 from ehr_bridge.sim.records import REFERENCE_NOW, Clock, MonotonicClock, parse_timestamp, utc_now
 
 #: largest page the listing serves
@@ -158,6 +159,8 @@ class PcmisState:
             if kind == STATUS_CHANGE:
                 _apply_status(ref, clean)
                 self._touch(ref)
+            if kind == RISK_ALERT:  # the duty worker's part: this system sets it
+                clean.update(Status="OPEN", AcknowledgedAt=None, AcknowledgedBy=None)
             self._counters[kind] += 1
             item = {ID_FIELDS[kind]: self._counters[kind], "ReferralRef": reference, **clean}
             ref.items[kind].append(item)
@@ -172,6 +175,34 @@ class PcmisState:
         with self._lock:
             items = self._require(reference).items[kind]
             return copy.deepcopy([i for i in items if external_ref in (None, i["ExternalRef"])])
+
+    def acknowledge_risk_alert(
+        self, reference: str, alert_id: int, by: str, *, close: bool = False
+    ) -> JsonDict:
+        """Simulate the duty worker acknowledging (and with ``close``, closing) a risk alert.
+
+        This system has no API for it (its users do it on screen); tests and the demo call
+        this. ``AcknowledgedAt`` is now, in UK local time with its offset, and stays the
+        first one when the alert is acknowledged again or closed later.
+
+        Raises:
+            UnknownReferralError: no referral has this reference.
+            RecordValidationError: no such alert, or ``by`` is not a user id.
+        """
+        user = acknowledger(by)
+        with self._lock:
+            ref = self._require(reference)
+            found = [a for a in ref.items[RISK_ALERT] if a["RiskAlertId"] == alert_id]
+            if not found:
+                raise RecordValidationError("no such risk alert", field="RiskAlertId")
+            alert = found[0]
+            if alert["Status"] == "OPEN":
+                alert["AcknowledgedAt"] = format_modified(self._clock.tick())
+                alert["AcknowledgedBy"] = user
+                alert["Status"] = "ACKNOWLEDGED"
+            if close:
+                alert["Status"] = "CLOSED"
+            return copy.deepcopy(alert)
 
     def update_referral(self, reference: str, changes: Mapping[str, object]) -> JsonDict:
         """Simulate a clinician editing a referral (top-level fields); it moves to the end.

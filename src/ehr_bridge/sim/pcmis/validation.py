@@ -6,6 +6,7 @@ The body reader is the IAPTUS-style simulator's; only the shapes and code lists 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 
 from ehr_bridge.sim import records as tools
@@ -17,13 +18,27 @@ from ehr_bridge.sim.pcmis.records import (
     NOTE,
     OUTCOMES,
     QUESTIONNAIRE,
+    RISK_ALERT,
+    RISK_PRIORITIES,
+    RISK_PRIORITY_OF_SEVERITY,
+    RISK_SEVERITIES,
+    RISK_SOURCES,
     STATUS_CHANGE,
     WRITABLE_STATUSES,
     JsonDict,
     parse_date,
 )
 from ehr_bridge.sim.records import ToolRule
-from ehr_bridge.sim.validation import TIME_OF_DAY, BodyReader, invalid, tool_items, tool_score
+from ehr_bridge.sim.validation import (
+    STAFF_ID,
+    TIME_OF_DAY,
+    BodyReader,
+    invalid,
+    tool_items,
+    tool_score,
+)
+
+_SNOMED = re.compile(r"[1-9]\d{5,17}")
 
 #: the system's measure names -> the scale's limits (the same published scales the
 #: IAPTUS-style trust files by CodedAssToolType); any other name is refused
@@ -133,6 +148,35 @@ def status_change(body: object, appointments: Collection[int]) -> JsonDict:
     }
 
 
+def risk_alert(body: object, appointments: Collection[int]) -> JsonDict:
+    """A risk for the duty worker: severity with its one priority, source, SNOMED CT code."""
+    reader = BodyReader(body, _RISK_FIELDS)
+    reference = _reference(reader)
+    severity = reader.code("Severity", RISK_SEVERITIES)
+    priority = reader.code("Priority", RISK_PRIORITIES)
+    if priority != RISK_PRIORITY_OF_SEVERITY[severity]:
+        raise invalid("Priority", "must be the Severity's priority (P1, P2 or P3)")
+    return {
+        "ExternalRef": reference,
+        "AppointmentId": _appointment_link(reader, appointments),
+        "Severity": severity,
+        "Priority": priority,
+        "Source": reader.code("Source", RISK_SOURCES),
+        "RaisedDate": _date(reader, "RaisedDate"),
+        "RaisedTime": reader.pattern("RaisedTime", TIME_OF_DAY, "must be a time HH:MM"),
+        "RiskCode": reader.pattern("RiskCode", _SNOMED, "must be a SNOMED CT concept id"),
+        "RiskDescription": reader.text("RiskDescription", max_len=200, optional=True),
+        "Summary": reader.text("Summary", max_len=2000, optional=True),
+    }
+
+
+def acknowledger(value: object) -> str:
+    """The duty worker's user id, as this system logs it (never a name)."""
+    if not isinstance(value, str) or not STAFF_ID.fullmatch(value):
+        raise invalid("AcknowledgedBy", "must be a user id (1..64 of A-Z a-z 0-9 . _ @ -)")
+    return value
+
+
 _APPOINTMENT_FIELDS = frozenset(
     {"ExternalRef", "AppointmentDate", "StartTime", "DurationMins", "AppointmentType"}
     | {"Outcome", "Medium", "Clinician"}
@@ -144,6 +188,10 @@ _QUESTIONNAIRE_FIELDS = frozenset(
     {"ExternalRef", "AppointmentId", "Measure", "TotalScore", "DateCompleted", "Answers"}
 )
 _STATUS_FIELDS = frozenset({"ExternalRef", "Status", "EffectiveDate", "DischargeReason"})
+_RISK_FIELDS = frozenset(
+    {"ExternalRef", "AppointmentId", "Severity", "Priority", "Source", "RaisedDate"}
+    | {"RaisedTime", "RiskCode", "RiskDescription", "Summary"}
+)
 
 Validator = Callable[[object, Collection[int]], JsonDict]
 
@@ -153,4 +201,5 @@ VALIDATORS: dict[str, Validator] = {
     NOTE: note,
     QUESTIONNAIRE: questionnaire,
     STATUS_CHANGE: status_change,
+    RISK_ALERT: risk_alert,
 }
