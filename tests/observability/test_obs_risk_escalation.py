@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ehr_bridge.errors import TerminalError
 from ehr_bridge.observability.alerts import Alert, AlertManager, RiskPolicy
 from ehr_bridge.store import RISK_PRIORITY, NewOutboxItem, NewRiskEvent, Store, utcnow
 from ehr_bridge.store.submissions import CollectedBundle
@@ -152,7 +153,7 @@ def test_two_daemons_judging_one_risk_page_once(store):
 
 def test_an_operator_resolves_a_risk_with_a_reason_and_it_is_audited(store):
     _risk(store, "risk-1", writable=False)
-    with pytest.raises(Exception):
+    with pytest.raises(TerminalError):
         store.resolve_risk("risk-1", actor="ops", reason=" ")
     view = store.resolve_risk("risk-1", actor="ops", reason="duty team confirmed by phone")
     assert view.resolved_by == "ops" and not view.open
