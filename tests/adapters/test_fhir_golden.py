@@ -44,7 +44,7 @@ def test_golden_set_is_complete() -> None:
     assert inputs == {p.name.split(".")[0] for p in INBOUND + OUTBOUND}
     assert len(INBOUND) >= 4
     kinds = {_input_for(p)["kind"] for p in OUTBOUND}
-    assert kinds == {"care_contact", "clinical_note", "assessment", "referral_status"}
+    assert kinds == {"care_contact", "clinical_note", "assessment", "referral_status", "risk_alert"}
 
 
 @pytest.mark.parametrize("expected", INBOUND, ids=lambda p: p.name.split(".")[0])
@@ -69,9 +69,23 @@ def test_outbound_golden(mapping: Mapping, expected: Path) -> None:
     source = _input_for(expected)
     payload = mapping.outbound(source["kind"], source["resource"], source["context"])
     assert payload == _load(expected)
-    resource = {k: v for k, v in payload.items() if k != "client_reference"}
-    assert_valid_r4(resource)
-    assert validate_resource(resource)["resourceType"] == payload["resourceType"]
+    for resource in _resources(payload):
+        assert_valid_r4(resource)
+        assert validate_resource(resource)["resourceType"] == resource["resourceType"]
+
+
+def _resources(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the adapter writes: the payload less our reference; a risk's Flag and Task.
+
+    For a risk alert the adapter fills the Flag's subject (required) with the referral's
+    patient and points the Task at the Flag; both are filled here the same way.
+    """
+    if "flag" not in payload:
+        return [{k: v for k, v in payload.items() if k != "client_reference"}]
+    assert set(payload) == {"client_reference", "flag", "task"}
+    flag = dict(payload["flag"], subject={"reference": "Patient/p-1"})
+    task = dict(payload["task"], focus={"reference": "Flag/f-1"})
+    return [flag, task]
 
 
 def test_record_identity_reads_the_adapters_envelope(mapping: Mapping) -> None:

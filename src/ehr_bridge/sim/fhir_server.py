@@ -19,10 +19,11 @@ from __future__ import annotations
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.sim.faults import FaultPlan
 from ehr_bridge.sim.fhir_routes import BASE_PATH, ROUTES, outcome
+from ehr_bridge.sim.fhir_rules import checked_write
 from ehr_bridge.sim.fhir_seed import seed_trust
-from ehr_bridge.sim.fhir_store import FhirSimError, FhirStore
+from ehr_bridge.sim.fhir_store import FhirSimError, FhirStore, JsonDict
 from ehr_bridge.sim.http_base import Dialect, Response, Route, SimulatorBase
-from ehr_bridge.sim.records import Clock
+from ehr_bridge.sim.records import Clock, format_timestamp
 
 #: the simulator's default bearer token (a test fixture, not a secret)
 DEFAULT_FHIR_TOKEN = "fhir-sim-token"  # noqa: S105
@@ -108,6 +109,40 @@ class FhirServerSimulator(SimulatorBase):
             ConfigError: the simulator is not serving.
         """
         return self.api_url
+
+    def risk_tasks(self) -> list[JsonDict]:
+        """Every Task on a Flag (a risk alert for the duty team), oldest change first."""
+        return [
+            task
+            for task in self.store.all_of("Task")
+            if str((task.get("focus") or {}).get("reference", "")).startswith("Flag/")
+        ]
+
+    def acknowledge_task(
+        self,
+        task_id: str,
+        *,
+        status: str = "accepted",
+        owner: str | None = "Practitioner/duty.clinician1",
+    ) -> JsonDict:
+        """Do what a duty clinician's system does: move a Task on, as the owner, now.
+
+        The same as a client's ``PUT Task/<id>`` with the new ``status``, ``owner`` and
+        ``lastModified`` (equal to the new ``meta.lastUpdated``); the Task is checked as
+        any write is.
+
+        Raises:
+            FhirSimError: no such Task (404), or the result breaks a rule.
+        """
+        task = self.store.read("Task", task_id)
+        if task is None:
+            raise FhirSimError(404, "not-found", "no Task with this id")
+        moment = self.store.tick()
+        task.update(status=status, lastModified=format_timestamp(moment))
+        if owner is not None:
+            task["owner"] = {"reference": owner}
+        task.pop("meta", None)
+        return self.store.put(checked_write(task, "Task"), when=moment).resource
 
     def resolve(self, path: str) -> tuple[Route, dict[str, str]] | None:
         """The route for a path; empty segments are ignored (``/fhir/`` is the base)."""

@@ -84,6 +84,32 @@ def conditional_create(resource: JsonDict, identifier_system: str, reference: st
     return {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
 
 
+def conditional_creates(
+    resources: list[JsonDict], identifier_system: str, reference: str
+) -> JsonDict:
+    """A transaction of several conditional creates that share our client reference.
+
+    Each resource type gets its own ``fullUrl`` (from the reference and the type), so one
+    entry can point at another (``Task.focus`` at the Flag) before the server assigns ids;
+    a conditional create that matches keeps that pointer on the resource already there.
+    """
+    condition = urlencode({"identifier": f"{identifier_system}|{reference}"})
+    items = [
+        {
+            "fullUrl": entry_url(reference, r["resourceType"]),
+            "resource": r,
+            "request": {"method": "POST", "url": r["resourceType"], "ifNoneExist": condition},
+        }
+        for r in resources
+    ]
+    return {"resourceType": "Bundle", "type": "transaction", "entry": items}
+
+
+def entry_url(reference: str, kind: str) -> str:
+    """The ``urn:uuid`` of our ``kind`` entry for a client reference in a multi-entry write."""
+    return f"urn:uuid:{uuid.uuid5(_MESSAGES, f'{reference}|{kind}')}"
+
+
 def put_transaction(resources: list[JsonDict], base_url: str) -> JsonDict:
     """A transaction that PUTs each resource under its own id (update, or create with our id)."""
     items = [
@@ -104,9 +130,24 @@ def first_response(answer: JsonDict) -> tuple[str, str]:
         TransientError: (ambiguous) the answer does not say what happened; the write may
             have landed, so the next attempt looks for it before writing again.
     """
+    return responses(answer, 1)[0]
+
+
+def responses(answer: JsonDict, expected: int) -> list[tuple[str, str]]:
+    """(status, ``Type/id``) of each of a transaction-response's ``expected`` entries.
+
+    Raises:
+        TransientError: (ambiguous) fewer entries, or one without a usable answer.
+    """
     found = answer.get("entry")
-    first = found[0] if isinstance(found, list) and found else None
-    response = first.get("response") if isinstance(first, dict) else None
+    items = found if isinstance(found, list) else []
+    if len(items) < expected:
+        raise TransientError("transaction answered without a response entry", ambiguous=True)
+    return [_response(item) for item in items[:expected]]
+
+
+def _response(entry: object) -> tuple[str, str]:
+    response = entry.get("response") if isinstance(entry, dict) else None
     if not isinstance(response, dict):
         raise TransientError("transaction answered without a response entry", ambiguous=True)
     status, location = str(response.get("status", "")), str(response.get("location", ""))

@@ -18,6 +18,10 @@ the resource with the FHIR model and POST a transaction Bundle whose only entry 
 conditional create (``ifNoneExist: identifier=<system>|<reference>``). A retry after a
 lost answer therefore finds the first write instead of making a second one; ``find``
 searches the same identifier.
+
+A risk alert is two resources, a safety Flag and a Task for the duty team, written in one
+transaction of two conditional creates (``_risk``); its trust id is the Task's, and
+``acknowledgement`` reads that Task back.
 """
 
 from __future__ import annotations
@@ -25,21 +29,31 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime
 
-from ehr_bridge.adapters.base import JsonDict, SourcePage, WriteItem, WriteReceipt
+from ehr_bridge.adapters.base import (
+    JsonDict,
+    RiskAcknowledgement,
+    SourcePage,
+    WriteItem,
+    WriteReceipt,
+)
+from ehr_bridge.adapters.fhir import _risk
 from ehr_bridge.adapters.fhir._bundles import (
     FHIR_TYPE,
+    as_list,
     as_object,
     checked_id,
     conditional_create,
+    conditional_creates,
     entries,
     first_response,
     next_link,
     relative_reference,
+    responses,
 )
 from ehr_bridge.adapters.fhir._http import FhirHttp
 from ehr_bridge.adapters.fhir._options import FhirTrustOptions
 from ehr_bridge.domain.validate import validate_resource
-from ehr_bridge.errors import RecordValidationError, TerminalError
+from ehr_bridge.errors import RecordValidationError, TerminalError, TransientError
 
 #: where each resource type we may write keeps its patient
 SUBJECT_ELEMENT = {
@@ -50,11 +64,12 @@ SUBJECT_ELEMENT = {
     "Communication": "subject",
     "Task": "for",
     "EpisodeOfCare": "patient",
+    "Flag": "subject",
 }
 
 
 class FhirTrust:
-    """TrustSource and TrustWriter over a FHIR R4 server."""
+    """TrustSource, TrustWriter and RiskAcknowledger over a FHIR R4 server."""
 
     def __init__(self, options: FhirTrustOptions, http: FhirHttp, provider_code: str) -> None:
         self.options = options
@@ -117,31 +132,74 @@ class FhirTrust:
     # --- TrustWriter -----------------------------------------------------------------
     def write(self, item: WriteItem) -> WriteReceipt:
         """Conditionally create the item; an existing one with our reference is the answer."""
-        resource = self._resource(item)
+        if item.kind == _risk.KIND:
+            return self._write_risk(item)
+        resource = self._resource(item, item.payload)
         bundle = conditional_create(resource, self.options.identifier_system, item.client_reference)
         status, location = first_response(self._http.post("", bundle))
         return WriteReceipt(trust_id=location, already_present=status.startswith("200"))
 
     def find(self, item: WriteItem) -> WriteReceipt | None:
-        """The resource carrying our client reference, if the server has one."""
-        kind = _resource_type(item)
+        """The resource carrying our client reference, if the server has one.
+
+        A risk alert is found only when both its Flag and its Task are there; with one of
+        them gone, writing again puts back the missing one and keeps the other.
+        """
+        if item.kind != _risk.KIND:
+            kind = _resource_type(item)
+            found = self._with_reference(kind, item.client_reference)
+            return None if found is None else WriteReceipt(found, already_present=True)
+        flag = self._with_reference("Flag", item.client_reference)
+        task = self._with_reference("Task", item.client_reference)
+        if flag is None or task is None:
+            return None
+        return WriteReceipt(task, already_present=True, detail={"flag": flag})
+
+    def _with_reference(self, kind: str, reference: str) -> str | None:
+        """``Type/id`` of the one resource of ``kind`` carrying our reference, or None."""
         found = self._http.search(
-            kind, {"identifier": f"{self.options.identifier_system}|{item.client_reference}"}
+            kind, {"identifier": f"{self.options.identifier_system}|{reference}"}
         )
         hits = [r for r in entries(found, "match") if r.get("resourceType") == kind]
         if len(hits) > 1:
             raise TerminalError(
                 f"{kind}: several resources carry this client reference", code="duplicate"
             )
-        if not hits:
-            return None
-        return WriteReceipt(
-            trust_id=f"{kind}/{checked_id(hits[0].get('id'), kind)}", already_present=True
-        )
+        return f"{kind}/{checked_id(hits[0].get('id'), kind)}" if hits else None
 
-    def _resource(self, item: WriteItem) -> JsonDict:
-        kind = _resource_type(item)
-        resource = copy.deepcopy(item.payload)
+    def _write_risk(self, item: WriteItem) -> WriteReceipt:
+        """The Flag and its Task in one transaction; the Task's id is the receipt's."""
+        resources = [
+            self._resource(item, part) for part in _risk.parts(item.payload, item.client_reference)
+        ]
+        bundle = conditional_creates(
+            resources, self.options.identifier_system, item.client_reference
+        )
+        (flag_status, flag), (task_status, task) = responses(self._http.post("", bundle), 2)
+        if not (flag.startswith("Flag/") and task.startswith("Task/")):
+            raise TransientError("transaction answered for other resources", ambiguous=True)
+        present = flag_status.startswith("200") and task_status.startswith("200")
+        return WriteReceipt(trust_id=task, already_present=present, detail={"flag": flag})
+
+    # --- RiskAcknowledger ------------------------------------------------------------
+    def acknowledgement(self, item: WriteItem, trust_id: str) -> RiskAcknowledgement | None:
+        """Read the risk's Task: acknowledged once the trust has received or taken it on."""
+        if item.kind != _risk.KIND:
+            raise TerminalError(f"{item.kind} items are not acknowledged", code="not_a_risk")
+        reference = relative_reference(trust_id, "Task")
+        if reference is None:
+            raise TerminalError("a risk alert's trust id is its Task (Task/<id>)", code="unsafe_id")
+        task = self._http.read("Task", reference.split("/")[1])
+        if task is None:
+            raise TerminalError("the risk alert's Task is not on the server", code="not_found")
+        ours = {"system": self.options.identifier_system, "value": item.client_reference}
+        if not any(_same_identifier(i, ours) for i in as_list(task.get("identifier"))):
+            raise TerminalError("that Task is not this risk alert's", code="mismatch")
+        return _risk.acknowledgement(task)
+
+    def _resource(self, item: WriteItem, payload: JsonDict) -> JsonDict:
+        kind = _resource_type(item, payload)
+        resource = copy.deepcopy(payload)
         resource.pop("client_reference", None)
         ours = {"system": self.options.identifier_system, "value": item.client_reference}
         identifiers = resource.get("identifier", [])
@@ -176,8 +234,12 @@ class FhirTrust:
         return dict(found) if found else None
 
 
-def _resource_type(item: WriteItem) -> str:
-    kind = item.payload.get("resourceType")
+def _same_identifier(found: object, ours: JsonDict) -> bool:
+    return isinstance(found, dict) and all(found.get(k) == v for k, v in ours.items())
+
+
+def _resource_type(item: WriteItem, payload: JsonDict | None = None) -> str:
+    kind = (item.payload if payload is None else payload).get("resourceType")
     if not isinstance(kind, str) or not FHIR_TYPE.fullmatch(kind):
         raise TerminalError(
             f"outbound {item.kind} has no resourceType: the fhir adapter needs a mapping "
