@@ -34,7 +34,7 @@ def test_status_json(demo_dir: Path) -> None:
     status = json.loads(out)["demo-trust"]
     assert status["referrals"] == {"pulled": 5, "delivered": 5}
     assert status["quarantined"] == 3
-    assert set(status["last_runs"]) == {"pull", "deliver", "collect", "push"}
+    assert set(status["last_runs"]) == {"pull", "deliver", "collect", "push", "risk"}
     assert status["outbox"]["done"] > 0 and "pending" not in status["outbox"]
 
 
