@@ -168,11 +168,11 @@ def test_the_setting_bounds_the_writes_at_once(tmp_path: Path) -> None:
     assert len(trust.landed) == len(store.outbox_rows(connection="fake"))
 
 
-def test_concurrency_one_writes_one_by_one_oldest_first(tmp_path: Path) -> None:
+def test_concurrency_one_writes_one_by_one_risks_then_oldest_first(tmp_path: Path) -> None:
     conn, store, trust = _bridge(tmp_path, width=1)
     first = sorted(
         (r for r in store.outbox_rows(connection="fake") if r.depends_on is None),
-        key=lambda r: (r.created_at, r.id),
+        key=lambda r: (r.priority, r.created_at, r.id),  # risks first, then oldest
     )[:20]
     push(conn, store)
     assert trust.peak == 1
