@@ -1,14 +1,14 @@
 """A risk reaches the trust's duty team ahead of a routine backlog, exactly once.
 
-The real flows against the IAPTUS-style trust simulator over HTTP on loopback, a real
-provider folder and a real Store (SQLite, and PostgreSQL when
-``EHR_BRIDGE_TEST_DATABASE_URL`` is set).
+The real flows against each kind of trust simulator over HTTP on loopback (IAPTUS-style,
+PC-MIS over the generic ``rest`` adapter, FHIR), a real provider folder and a real Store.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,21 +21,78 @@ from support.trusts import PHQ9_ITEMS, TrustHarness, score_bundle, trust_harness
 
 ROUTINE_BUNDLES = 25
 RISKY_PHQ9 = (*PHQ9_ITEMS[:8], 2)  # item 9 answered "more than half the days"
+DUTY = "duty.clinician1"
 
 
-@pytest.fixture
-def iaptus(tmp_path: Path) -> Iterator[TrustHarness]:
-    with trust_harness("iaptus", tmp_path, referrals=2) as harness:
+@dataclass(frozen=True)
+class DutyDesk:
+    """The trust's duty team's view of risk items, for one kind of trust."""
+
+    #: (trust referral id, item id, the item's priority as the trust codes it)
+    items: Callable[[TrustHarness], list[tuple[str, str, str]]]
+    #: someone at the trust acknowledges the item
+    acknowledge: Callable[[TrustHarness, str, str], None]
+    #: the trust's coding of our priorities urgent and stat
+    urgent: str
+    stat: str
+
+
+def _iaptus_items(harness: TrustHarness) -> list[tuple[str, str, str]]:
+    state = harness.trust.simulator.state
+    return [
+        (r.trust_referral_id, a["id"], a["priority"])
+        for r in harness.referrals
+        for a in state.list_items(r.trust_referral_id, RISK_ALERT)
+    ]
+
+
+def _iaptus_ack(harness: TrustHarness, trust_ref: str, item_id: str) -> None:
+    harness.trust.simulator.state.acknowledge_risk_alert(trust_ref, item_id, {"by": DUTY})
+
+
+def _pcmis_items(harness: TrustHarness) -> list[tuple[str, str, str]]:
+    state = harness.trust.simulator.state
+    return [
+        (r.trust_referral_id, str(a["RiskAlertId"]), a["Priority"])
+        for r in harness.referrals
+        for a in state.list_items(r.trust_referral_id, RISK_ALERT, None)
+    ]
+
+
+def _pcmis_ack(harness: TrustHarness, trust_ref: str, item_id: str) -> None:
+    harness.trust.simulator.state.acknowledge_risk_alert(trust_ref, int(item_id), DUTY)
+
+
+def _fhir_items(harness: TrustHarness) -> list[tuple[str, str, str]]:
+    ours = {f"ServiceRequest/{r.trust_referral_id}": r.trust_referral_id for r in harness.referrals}
+    return [
+        (ours[task["basedOn"][0]["reference"]], task["id"], task["priority"])
+        for task in harness.trust.simulator.risk_tasks()
+        if task["basedOn"][0]["reference"] in ours
+    ]
+
+
+def _fhir_ack(harness: TrustHarness, trust_ref: str, item_id: str) -> None:
+    harness.trust.simulator.acknowledge_task(item_id, owner=f"Practitioner/{DUTY}")
+
+
+DESKS = {
+    "iaptus": DutyDesk(_iaptus_items, _iaptus_ack, "urgent", "stat"),
+    "pcmis": DutyDesk(_pcmis_items, _pcmis_ack, "P2", "P1"),
+    "fhir": DutyDesk(_fhir_items, _fhir_ack, "urgent", "stat"),
+}
+#: trusts whose adapter reads the acknowledgement back (PC-MIS users acknowledge on screen)
+ACKNOWLEDGING = ("iaptus", "fhir")
+
+
+@pytest.fixture(params=sorted(DESKS))
+def trust(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TrustHarness]:
+    with trust_harness(request.param, tmp_path, referrals=2) as harness:
         yield harness
 
 
-def _state(harness: TrustHarness):  # the simulator's records, as the duty team sees them
-    return harness.trust.simulator.state
-
-
-def _alerts(harness: TrustHarness) -> list[dict]:
-    state = _state(harness)
-    return [a for r in harness.referrals for a in state.list_items(r.trust_referral_id, RISK_ALERT)]
+def _desk(harness: TrustHarness) -> DutyDesk:
+    return DESKS[harness.kind]
 
 
 def _contacts(harness: TrustHarness) -> int:
@@ -50,28 +107,24 @@ def _routine_backlog(harness: TrustHarness) -> None:
     run_flow("collect", harness.conn, harness.store)
 
 
-def test_a_phq9_item_9_risk_is_at_the_trust_before_any_of_the_routine_backlog(iaptus):
-    _routine_backlog(iaptus)
-    iaptus.submit(score_bundle(iaptus.referrals[1], "phq9", RISKY_PHQ9, number=1))
+def test_a_phq9_item_9_risk_is_at_the_trust_before_any_of_the_routine_backlog(trust):
+    _routine_backlog(trust)
+    trust.submit(score_bundle(trust.referrals[1], "phq9", RISKY_PHQ9, number=1))
 
-    counts = run_flow("risk", iaptus.conn, iaptus.store)
+    counts = run_flow("risk", trust.conn, trust.store)
 
     assert counts["written"] == 1
-    [alert] = _alerts(iaptus)
-    assert (alert["level"], alert["priority"], alert["reason"]) == (
-        "urgent",
-        "urgent",
-        "phq9_item9",
-    )
-    assert _contacts(iaptus) == 0  # the lane wrote the risk and nothing routine
-    run_flow("risk", iaptus.conn, iaptus.store)
-    iaptus.sync()  # now the routine backlog, with the risk claimed first if still due
-    assert len(_alerts(iaptus)) == 1
-    assert _contacts(iaptus) == ROUTINE_BUNDLES + 1
+    [(trust_ref, _, priority)] = _desk(trust).items(trust)
+    assert (trust_ref, priority) == (trust.referrals[1].trust_referral_id, _desk(trust).urgent)
+    assert _contacts(trust) == 0  # the lane wrote the risk and nothing routine
+    run_flow("risk", trust.conn, trust.store)
+    trust.sync()  # now the routine backlog
+    assert len(_desk(trust).items(trust)) == 1
+    assert _contacts(trust) == ROUTINE_BUNDLES + 1
 
 
-def test_a_provider_flag_reaches_the_trust_once_even_when_sent_again(iaptus):
-    referral = iaptus.referrals[0]
+def test_a_provider_flag_reaches_the_trust_once_even_when_sent_again(trust):
+    referral = trust.referrals[0]
     flag = build_risk_flag(
         flag_id="flag-1",
         patient_id=referral.patient_id,
@@ -81,48 +134,51 @@ def test_a_provider_flag_reaches_the_trust_once_even_when_sent_again(iaptus):
         level="immediate",
         shareable_text="Please call today",
     )
-    bundle = session_bundle("b-flag", [flag])
-    iaptus.submit(bundle)
-    run_flow("risk", iaptus.conn, iaptus.store)
-    iaptus.submit({**bundle, "id": "b-flag-again"})
-    run_flow("risk", iaptus.conn, iaptus.store)
-    iaptus.sync()
-    [alert] = _alerts(iaptus)
-    assert (alert["level"], alert["priority"]) == ("immediate", "stat")
-    assert alert.get("summary") == "Please call today"
+    trust.submit(session_bundle("b-flag", [flag]))
+    run_flow("risk", trust.conn, trust.store)
+    trust.submit(session_bundle("b-flag-again", [flag]))
+    run_flow("risk", trust.conn, trust.store)
+    trust.sync()
+    [(_, _, priority)] = _desk(trust).items(trust)
+    assert priority == _desk(trust).stat
+    [view] = trust.store.risks(trust.conn.name)
+    assert (view.level, view.reason, view.outbox_state) == ("immediate", "provider_flag", "done")
 
 
-def test_the_trusts_acknowledgement_is_read_back_and_recorded(iaptus):
-    iaptus.submit(score_bundle(iaptus.referrals[0], "phq9", RISKY_PHQ9, number=1))
-    run_flow("risk", iaptus.conn, iaptus.store)
-    [view] = iaptus.store.risks(iaptus.conn.name, open_only=True)
+def test_the_trusts_acknowledgement_is_read_back_and_recorded(trust):
+    trust.submit(score_bundle(trust.referrals[0], "phq9", RISKY_PHQ9, number=1))
+    run_flow("risk", trust.conn, trust.store)
+    [view] = trust.store.risks(trust.conn.name, open_only=True)
     assert view.outbox_state == "done" and view.acknowledged_at is None
-    [alert] = _alerts(iaptus)
-    trust_ref = iaptus.referrals[0].trust_referral_id
-    _state(iaptus).acknowledge_risk_alert(trust_ref, alert["id"], {"by": "duty.clinician1"})
+    [(trust_ref, item_id, _)] = _desk(trust).items(trust)
+    _desk(trust).acknowledge(trust, trust_ref, item_id)
 
-    counts = run_flow("risk", iaptus.conn, iaptus.store)
+    counts = run_flow("risk", trust.conn, trust.store)
 
+    if trust.kind not in ACKNOWLEDGING:  # nothing to read: it stays open (and pages)
+        assert counts["acknowledged"] == 0
+        assert len(trust.store.risks(trust.conn.name, open_only=True)) == 1
+        return
     assert counts["acknowledged"] == 1
-    assert iaptus.store.risks(iaptus.conn.name, open_only=True) == []
-    [view] = iaptus.store.risks(iaptus.conn.name)
-    assert view.acknowledged_by == "duty.clinician1"
+    assert trust.store.risks(trust.conn.name, open_only=True) == []
+    [view] = trust.store.risks(trust.conn.name)
+    assert view.acknowledged_by == DUTY
 
 
-def test_the_risk_lane_never_waits_for_the_connections_other_flows(iaptus):
-    iaptus.submit(score_bundle(iaptus.referrals[0], "phq9", RISKY_PHQ9, number=1))
+def test_the_risk_lane_never_waits_for_the_connections_other_flows(trust):
+    trust.submit(score_bundle(trust.referrals[0], "phq9", RISKY_PHQ9, number=1))
     finished = threading.Event()
-    with iaptus.conn.lock:  # a long push holds the connection's lock
+    with trust.conn.lock:  # a long push holds the connection's lock
         worker = threading.Thread(
-            target=lambda: (run_flow("risk", iaptus.conn, iaptus.store), finished.set())
+            target=lambda: (run_flow("risk", trust.conn, trust.store), finished.set())
         )
         worker.start()
         assert finished.wait(30), "the risk lane waited for the connection's lock"
     worker.join()
-    assert len(_alerts(iaptus)) == 1
+    assert len(_desk(trust).items(trust)) == 1
 
 
-def test_a_sync_cycle_writes_risks_too(iaptus):
-    iaptus.submit(score_bundle(iaptus.referrals[0], "phq9", RISKY_PHQ9, number=1))
-    run_cycle(iaptus.conn, iaptus.store)
-    assert len(_alerts(iaptus)) == 1
+def test_a_sync_cycle_writes_risks_too(trust):
+    trust.submit(score_bundle(trust.referrals[0], "phq9", RISKY_PHQ9, number=1))
+    run_cycle(trust.conn, trust.store)
+    assert len(_desk(trust).items(trust)) == 1
