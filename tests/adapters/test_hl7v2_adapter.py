@@ -26,7 +26,12 @@ def _create(tmp_path: Path, **options: Any) -> Hl7v2Adapter:
 def test_the_spec_declares_what_the_adapter_can_do() -> None:
     spec = specs()["hl7v2"]
     assert spec.roles == {"trust"}
-    assert spec.capabilities == {"updated_since", "write:assessment", "write:clinical_note"}
+    assert spec.capabilities == {
+        "updated_since",
+        "write:assessment",
+        "write:clinical_note",
+        "write:risk_alert",
+    }
 
 
 def test_defaults_need_only_a_drop_folder(tmp_path: Path) -> None:

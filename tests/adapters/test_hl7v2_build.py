@@ -125,3 +125,82 @@ def test_delimiters_in_any_field_never_break_the_message(
     assert "\n".join(lines) == text.replace("\r\n", "\n").replace("\r", "\n")
     flat = " ".join(referral.replace("\r\n", " ").replace("\r", " ").split("\n"))
     assert record["TXA"][0]["14"][0].get("1", "") == flat
+
+
+def _risk(**extra: Any) -> dict[str, Any]:
+    return {
+        "client_reference": REFERENCE,
+        "referral_id": "SR0000123",
+        "patient_nhs_number": "9434765919",
+        "risk_code": "225444004",
+        "risk_name": "At risk for suicide",
+        "abnormal_flag": "AA",
+        "priority": "S",
+        "raised_at": "2026-11-10T19:41:00Z",
+        "reason_code": "phq9_item9",
+        "reason_name": "PHQ-9 item 9 response",
+        "summary": "Item 9 answered 3.\nPlease contact today.",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_risk_alert_is_a_coded_observation_with_its_flag_and_priority(version: str) -> None:
+    header = Header(**{**HEADER.__dict__, "version": version})
+    control_id, message = build("risk_alert", _risk(), header)
+    record = _read(message)
+    assert control_id == REFERENCE
+    segments = [s[:3] for s in message.strip("\r").split("\r")]
+    timing = [] if version == "2.4" else ["TQ1"]
+    assert segments == ["MSH", "PID", "ORC", "OBR", *timing, "OBX", "NTE"]
+    obr, obx = record["OBR"][0], record["OBX"][0]
+    assert record["MSH"][0]["10"][0]["1"] == REFERENCE == obr["3"][0]["1"]
+    assert obr["2"][0]["1"] == "SR0000123" == record["ORC"][0]["2"][0]["1"]
+    assert obr["4"] == obx["3"] == [{"1": "RISK-ALERT", "2": "Risk alert", "3": "L"}]
+    assert obx["2"][0]["1"] == ("CE" if version == "2.4" else "CWE")
+    assert obx["5"] == [{"1": "225444004", "2": "At risk for suicide", "3": "SCT"}]
+    assert obx["8"][0]["1"] == "AA" and obx["11"][0]["1"] == "F"
+    assert obx["14"][0]["1"] == obr["7"][0]["1"] == "2026-11-10T19:41:00+00:00"
+    assert obx["17"] == [{"1": "phq9_item9", "2": "PHQ-9 item 9 response", "3": "L"}]
+    if version == "2.4":
+        assert obr["27"][0]["6"] == "S"
+    else:
+        assert record["TQ1"][0]["9"] == [{"1": "S", "2": "Stat", "3": "HL70485"}]
+    nte = record["NTE"][0]
+    assert nte["2"][0]["1"] == "L" and nte["4"] == [{"1": "RE", "2": "Remark", "3": "HL70364"}]
+    assert [r["1"] for r in nte["3"]] == ["Item 9 answered 3.", "Please contact today."]
+    parsed = parse_message(message.strip("\r"), find_groups=True)
+    assert parsed.msh.msh_10.to_er7() == REFERENCE
+
+
+def test_a_risk_alert_without_summary_or_reason_has_no_nte_or_method() -> None:
+    _, message = build("risk_alert", _risk(summary=None, reason_code=None), HEADER)
+    record = _read(message)
+    assert "NTE" not in record and "17" not in record["OBX"][0]
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [({"abnormal_flag": "HH"}, "abnormal_flag"), ({"priority": "stat"}, "priority")],
+)
+def test_a_risk_alert_takes_only_the_table_codes(change: dict[str, Any], key: str) -> None:
+    from ehr_bridge.errors import TerminalError
+
+    with pytest.raises(TerminalError, match=f"key {key}"):
+        build("risk_alert", _risk(**change), HEADER)
+
+
+@settings(max_examples=40, deadline=None)
+@given(summary=hostile.filter(str.strip), name=hostile, referral=hostile.filter(str.strip))
+def test_delimiters_in_a_risk_alert_never_break_the_message(
+    summary: str, name: str, referral: str
+) -> None:
+    payload = _risk(summary=summary, risk_name=name or None, referral_id=referral)
+    _, message = build("risk_alert", payload, HEADER)
+    assert message.count("\r") == 7 and "\n" not in message
+    record = _read(message)
+    lines = [r.get("1", "") for r in record["NTE"][0].get("3", [{}])]
+    assert "\n".join(lines) == summary.replace("\r\n", "\n").replace("\r", "\n")
+    assert record["OBX"][0]["5"][0].get("2", "") == (name or "").replace("\r\n", " ").replace(
+        "\r", " "
+    ).replace("\n", " ")

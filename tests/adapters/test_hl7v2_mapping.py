@@ -44,7 +44,7 @@ def mapping() -> Mapping:
 def test_golden_set_is_complete() -> None:
     inputs = {p.name.split(".")[0] for p in GOLDEN.glob("*.input.json")}
     assert inputs == {p.name.split(".")[0] for p in INBOUND + OUTBOUND}
-    assert {_input(p)["kind"] for p in OUTBOUND} == {"assessment", "clinical_note"}
+    assert {_input(p)["kind"] for p in OUTBOUND} == {"assessment", "clinical_note", "risk_alert"}
 
 
 @pytest.mark.parametrize("case", sorted(SOURCES))

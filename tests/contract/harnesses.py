@@ -35,6 +35,9 @@ class TrustCase:
     updated_at: Callable[[JsonDict], datetime] = field(
         default=lambda r: datetime.fromisoformat(r["updated_at"].replace("Z", "+00:00"))
     )
+    #: the trust's duty clinician "duty.clinician1" acknowledges a written risk alert
+    #: (item, trust id); given by every harness whose adapter declares read_acknowledgement
+    acknowledge: Callable[[WriteItem, str], None] | None = None
 
 
 @dataclass
@@ -67,6 +70,14 @@ def _iaptus_item(trust_referral_id: str) -> Callable[[str, str], WriteItem]:
             "completed_at": "2026-11-10T19:35:00Z",
         },
         "referral_status": {"status": "accepted", "date": "2026-11-03"},
+        "risk_alert": {
+            "level": "immediate",
+            "priority": "stat",
+            "reason": "phq9_item9",
+            "raised_at": "2026-11-10T19:41:00Z",
+            "risk_code": "225444004",
+            "summary": "Contract test risk.",
+        },
     }
 
     def make(kind: str, reference: str) -> WriteItem:
@@ -98,6 +109,11 @@ def iaptus(tmp_path: Path) -> Iterator[TrustCase]:
             record_id=lambda r: str(r["id"]),
             capabilities=specs()["iaptus"].capabilities,
             sample_item=_iaptus_item(sorted(ours)[0]),
+            acknowledge=lambda item, trust_id: _ignore(
+                simulator.state.acknowledge_risk_alert(
+                    item.trust_referral_id, trust_id, {"by": "duty.clinician1"}
+                )
+            ),
         )
     finally:
         simulator.stop()
@@ -118,10 +134,11 @@ def memory(tmp_path: Path) -> Iterator[TrustCase]:
         writer=trust,
         expected_ids={r["id"] for r in referrals},
         record_id=lambda r: str(r["id"]),
-        capabilities=frozenset({"find_by_reference", "updated_since"})
+        capabilities=frozenset({"find_by_reference", "updated_since", "read_acknowledgement"})
         | ALL_WRITES
         | SUPPORT_CAPABILITIES,
         sample_item=_iaptus_item(referrals[0]["id"]),
+        acknowledge=lambda item, trust_id: _ignore(trust.acknowledge(trust_id)),
     )
 
 
@@ -159,6 +176,14 @@ def _pcmis_item(trust_referral_id: str) -> Callable[[str, str], WriteItem]:
         "clinical_note": {"NoteDate": "10/11/2026", "NoteTime": "20:25", "Body": "Contract note."},
         "assessment": {"Measure": "PHQ9", "TotalScore": 12, "DateCompleted": "10/11/2026"},
         "referral_status": {"Status": "ACC", "EffectiveDate": "03/11/2026"},
+        "risk_alert": {
+            "Severity": "EMERGENCY",
+            "Priority": "P1",
+            "Source": "PHQ9_Q9",
+            "RaisedDate": "10/11/2026",
+            "RaisedTime": "19:41",
+            "RiskCode": "225444004",
+        },
     }
 
     def make(kind: str, reference: str) -> WriteItem:
@@ -209,6 +234,7 @@ _FHIR_GOLDEN = {
     "clinical_note": "clinical-note-01",
     "assessment": "assessment-01-phq9",
     "referral_status": "referral-status-02-accepted",
+    "risk_alert": "risk-alert-01-immediate",
 }
 
 
@@ -262,6 +288,9 @@ def fhir(tmp_path: Path) -> Iterator[TrustCase]:
             record_id=lambda r: str(r["id"]),
             capabilities=specs()["fhir"].capabilities,
             sample_item=_fhir_item(sorted(ours)[0]),
+            acknowledge=lambda item, trust_id: _ignore(
+                simulator.acknowledge_task(trust_id.split("/")[1])
+            ),
             updated_at=lambda r: datetime.fromisoformat(
                 r["service_request"]["meta"]["lastUpdated"].replace("Z", "+00:00")
             ),
@@ -345,6 +374,13 @@ def _hl7v2_item(trust_referral_id: str) -> Callable[[str, str], WriteItem]:
     payloads: dict[str, JsonDict] = {
         "assessment": {"tool_code": "720433000", "score": 12, "completed_at": "2026-11-10T19:35Z"},
         "clinical_note": {"authored_at": "2026-11-10T20:25:00Z", "text": "Contract test note."},
+        "risk_alert": {
+            "risk_code": "225444004",
+            "abnormal_flag": "AA",
+            "priority": "S",
+            "raised_at": "2026-11-10T19:41:00Z",
+            "summary": "Contract test risk.",
+        },
     }
 
     def make(kind: str, reference: str) -> WriteItem:
@@ -352,6 +388,10 @@ def _hl7v2_item(trust_referral_id: str) -> Callable[[str, str], WriteItem]:
         return WriteItem(kind, trust_referral_id, reference, payload)
 
     return make
+
+
+def _ignore(_: object) -> None:
+    """Drop what a simulator's trust-side action answers (a harness's callback returns None)."""
 
 
 #: adapter name -> harness; "memory" is the test fake, held to the same contract

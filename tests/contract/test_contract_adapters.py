@@ -14,6 +14,8 @@ from harnesses import PROVIDER_HARNESSES, TRUST_HARNESSES, ProviderCase, TrustCa
 
 from ehr_bridge.adapters.base import (
     ProviderPort,
+    RiskAcknowledgement,
+    RiskAcknowledger,
     TrustReader,
     TrustSource,
     TrustUpdater,
@@ -106,6 +108,41 @@ def test_writer_status_update(trust: TrustCase) -> None:
     assert trust.writer is not None
     receipt = trust.writer.write(trust.sample_item("referral_status", "contract-status"))
     assert receipt.trust_id
+
+
+def test_writer_risk_alert_is_written_once_and_found(trust: TrustCase) -> None:
+    requires(trust, "write:risk_alert")
+    assert trust.writer is not None
+    item = trust.sample_item("risk_alert", "contract-risk")
+    if "find_by_reference" in trust.capabilities:
+        assert trust.writer.find(item) is None
+    first = trust.writer.write(item)
+    assert first.trust_id and not first.already_present
+    second = trust.writer.write(item)
+    assert second.trust_id == first.trust_id and second.already_present
+    if "find_by_reference" in trust.capabilities:
+        found = trust.writer.find(item)
+        assert found is not None and found.trust_id == first.trust_id
+
+
+def test_risk_alert_acknowledgement_is_none_until_the_trust_marks_it(trust: TrustCase) -> None:
+    requires(trust, "read_acknowledgement")
+    requires(trust, "write:risk_alert")
+    assert isinstance(trust.writer, RiskAcknowledger) and trust.acknowledge is not None
+    item = trust.sample_item("risk_alert", "contract-risk-ack")
+    receipt = trust.writer.write(item)
+    assert trust.writer.acknowledgement(item, receipt.trust_id) is None
+    trust.acknowledge(item, receipt.trust_id)
+    seen = trust.writer.acknowledgement(item, receipt.trust_id)
+    assert isinstance(seen, RiskAcknowledgement)
+    assert seen.by == "duty.clinician1" and seen.at.utcoffset() is not None
+    assert trust.writer.acknowledgement(item, receipt.trust_id) == seen  # reading twice: same
+
+
+def test_only_an_adapter_that_writes_risk_alerts_reads_their_acknowledgement() -> None:
+    declared = {n for n, s in specs().items() if "read_acknowledgement" in s.capabilities}
+    assert declared == {"fhir", "iaptus"}
+    assert all("write:risk_alert" in specs()[name].capabilities for name in declared)
 
 
 def _referral_bundle(status: str) -> tuple[str, dict]:

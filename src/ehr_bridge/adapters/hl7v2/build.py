@@ -1,4 +1,4 @@
-"""Outbound messages built with hl7apy: ORU^R01 for outcome measures, MDM^T02 for notes.
+"""Outbound messages built with hl7apy: ORU^R01 for measures and risks, MDM^T02 for notes.
 
 The connection's mapping (``outbound.assessment`` / ``outbound.clinical_note``) produces a
 payload; the models below say which keys the writer reads, so a mapping that produces
@@ -11,6 +11,13 @@ hl7apy knows each version's segments and groups, so it places every segment; we 
 field text already escaped by ``er7.escape``. That matters: hl7apy does not escape the
 subcomponent separator and passes CR through, which would let a note break a segment.
 Escaped text contains only the five standard sequences, which hl7apy leaves as they are.
+
+A risk alert is an ORU^R01 too: one coded observation (OBX-2 CWE, CE in 2.4) whose value
+is the risk's SNOMED CT concept, with OBX-8 the abnormal flag for non-numeric results (HL7
+table 0078: ``A`` abnormal, ``AA`` very abnormal, the non-numeric analogue of a panic
+value), the priority in TQ1-9 (table 0485: ``S`` stat, ``A`` ASAP, ``R`` routine; in 2.4,
+which has no TQ1, in OBR-27 component 6, table 0027), why it was raised as the observation
+method (OBX-17), and the shareable summary as an NTE after the OBX (NTE-4 ``RE``, a remark).
 """
 
 from __future__ import annotations
@@ -65,6 +72,29 @@ class NotePayload(_Payload):
     completion_status: str = "AU"  # HL7 table 0271: authenticated
 
 
+class RiskAlertPayload(_Payload):
+    """What ``outbound.risk_alert`` must produce for an ORU^R01 carrying a risk."""
+
+    risk_code: str = ModelField(min_length=1)
+    risk_name: str | None = None
+    risk_system: str = "SCT"
+    abnormal_flag: Literal["A", "AA"]  # HL7 table 0078, the flags for non-numeric results
+    priority: Literal["S", "A", "R"]  # HL7 table 0485 (0027 in 2.4): stat, ASAP, routine
+    raised_at: AwareDatetime
+    reason_code: str | None = None
+    reason_name: str | None = None
+    reason_system: str = "L"
+    summary: str | None = None
+    #: OBR-4 and OBX-3: what the observation is (a local code: no national one is agreed)
+    observation_code: str = "RISK-ALERT"
+    observation_name: str = "Risk alert"
+    observation_system: str = "L"
+
+
+#: TQ1-9 / OBR-27.6 priority code -> its text in table 0485
+PRIORITY_TEXT = {"S": "Stat", "A": "ASAP", "R": "Routine"}
+
+
 @dataclass(frozen=True)
 class Header:
     """MSH-3 to MSH-6 and the version; from the adapter's options."""
@@ -82,6 +112,7 @@ def payload_model(kind: str) -> type[_Payload]:
     models: dict[str, type[_Payload]] = {
         "assessment": AssessmentPayload,
         "clinical_note": NotePayload,
+        "risk_alert": RiskAlertPayload,
     }
     if kind not in models:
         raise TerminalError(f"hl7v2 adapter cannot write items of kind {kind}")
@@ -187,6 +218,54 @@ def oru_r01(payload: AssessmentPayload, header: Header) -> str:
     return str(message.to_er7()) + "\r"
 
 
+def oru_r01_risk(payload: RiskAlertPayload, header: Header) -> str:
+    """A risk alert as an ORU^R01: a coded OBX with its abnormal flag, the priority, a note."""
+    message = _message("ORU_R01", "ORU^R01", header, payload.client_reference)
+    result = message.oru_r01_patient_result
+    _patient(result.oru_r01_patient.pid, payload, header)
+    order = result.oru_r01_order_observation
+    what = _components(
+        payload.observation_code, payload.observation_name, payload.observation_system
+    )
+    raised = hl7_timestamp(payload.raised_at)
+    _put(order.orc, 1, "RE")
+    _put(order.orc, 2, escape(payload.referral_id))
+    _put(order.orc, 3, _our_id(payload.client_reference, header))
+    for number, value in ((1, "1"), (4, what), (7, raised), (25, "F")):
+        _put(order.obr, number, value)
+    _put(order.obr, 2, escape(payload.referral_id))
+    _put(order.obr, 3, _our_id(payload.client_reference, header))
+    _priority(order, payload.priority, header.version)
+    observation = order.oru_r01_observation
+    obx = observation.obx
+    risk = _components(payload.risk_code, payload.risk_name, payload.risk_system)
+    value_type = "CE" if header.version == "2.4" else "CWE"
+    for number, value in ((1, "1"), (2, value_type), (3, what), (5, risk)):
+        _put(obx, number, value)
+    for number, value in ((8, payload.abnormal_flag), (11, "F"), (14, raised)):
+        _put(obx, number, value)
+    if payload.reason_code:
+        method = _components(payload.reason_code, payload.reason_name, payload.reason_system)
+        _put(obx, 17, method)
+    if payload.summary:
+        nte = observation.add_segment("NTE")
+        _put(nte, 1, "1")
+        _put(nte, 2, "L")  # table 0105: the comment comes from the filler (us)
+        _put(nte, 3, *escape_lines(payload.summary))
+        _put(nte, 4, "RE^Remark^HL70364")  # table 0364 comment type
+    return str(message.to_er7()) + "\r"
+
+
+def _priority(order: Any, priority: str, version: Version) -> None:
+    """TQ1-9 (2.5, 2.5.1); OBR-27 component 6 in 2.4, which has no TQ1."""
+    if version == "2.4":
+        _put(order.obr, 27, "^^^^^" + priority)
+        return
+    tq1 = order.oru_r01_timing_qty.tq1
+    _put(tq1, 1, "1")
+    _put(tq1, 9, _components(priority, PRIORITY_TEXT[priority], "HL70485"))
+
+
 # --- MDM^T02 -----------------------------------------------------------------------------
 def mdm_t02(payload: NotePayload, header: Header) -> str:
     """A session note as an MDM^T02: TXA-12 our reference, TXA-17 set, text in OBX-5 lines."""
@@ -228,6 +307,7 @@ def _note_obx(message: Message, version: Version) -> Segment:
 BUILDERS: dict[str, Callable[[Any, Header], str]] = {
     "assessment": oru_r01,
     "clinical_note": mdm_t02,
+    "risk_alert": oru_r01_risk,
 }
 
 

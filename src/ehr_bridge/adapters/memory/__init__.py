@@ -3,7 +3,9 @@
 It behaves like the real API where it matters to the engine: closed-start
 ``updated_since``, paging, client-reference uniqueness per (referral, kind), and the
 ambiguous failure where a write is committed but the answer is lost. It also reads back
-and updates items (``TrustReader``, ``TrustUpdater``) for the support commands' tests.
+and updates items (``TrustReader``, ``TrustUpdater``) for the support commands' tests, and
+answers whether a risk alert was acknowledged (``RiskAcknowledger``): ``acknowledge`` plays
+the trust's duty clinician.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ehr_bridge.adapters.base import JsonDict, SourcePage, TrustItem, WriteItem, WriteReceipt
+from ehr_bridge.adapters.base import (
+    JsonDict,
+    RiskAcknowledgement,
+    SourcePage,
+    TrustItem,
+    WriteItem,
+    WriteReceipt,
+)
 from ehr_bridge.errors import TerminalError, TransientError
 
 
@@ -67,6 +76,9 @@ class MemoryTrust:
         #: (trust_referral_id, kind, client_reference) -> stored item with its trust id
         self.items: dict[tuple[str, str, str], JsonDict] = {}
         self.write_calls = 0
+        #: trust id of a risk alert -> its acknowledgement (set by ``acknowledge``)
+        self.acknowledgements: dict[str, RiskAcknowledgement] = {}
+        self.acknowledgement_calls = 0
 
     # --- TrustSource -----------------------------------------------------------------
     def fetch_referrals(self, *, updated_since: datetime | None, page: str | None) -> SourcePage:
@@ -123,6 +135,27 @@ class MemoryTrust:
             raise TerminalError("memory trust: no such item", code="http_404")
         self.items[key] = dict(item.payload, id=trust_id)
         return WriteReceipt(trust_id, already_present=True)
+
+    # --- RiskAcknowledger ------------------------------------------------------------
+    def acknowledgement(self, item: WriteItem, trust_id: str) -> RiskAcknowledgement | None:
+        """The acknowledgement ``acknowledge`` recorded for the risk alert, or None yet."""
+        self.acknowledgement_calls += 1
+        stored = self.items.get((item.trust_referral_id, item.kind, item.client_reference))
+        if item.kind != "risk_alert" or stored is None or str(stored["id"]) != trust_id:
+            raise TerminalError("memory trust: no such risk alert", code="http_404")
+        return self.acknowledgements.get(trust_id)
+
+    def acknowledge(
+        self, trust_id: str, *, by: str | None = "duty.clinician1", at: datetime | None = None
+    ) -> RiskAcknowledgement:
+        """Play the duty clinician: acknowledge the risk alert ``trust_id`` (now, by default)."""
+        if not any(
+            str(v["id"]) == trust_id for (_, k, _), v in self.items.items() if k == "risk_alert"
+        ):
+            raise TerminalError("memory trust: no such risk alert", code="http_404")
+        found = RiskAcknowledgement(at=at or datetime.now(UTC), by=by)
+        self.acknowledgements.setdefault(trust_id, found)
+        return self.acknowledgements[trust_id]
 
     def items_of(self, kind: str) -> list[JsonDict]:
         """Everything written of one kind, for assertions."""
