@@ -1,7 +1,7 @@
 """A risk reaches the trust's duty team ahead of a routine backlog, exactly once.
 
-The real flows against each kind of trust simulator over HTTP on loopback (IAPTUS-style,
-PC-MIS over the generic ``rest`` adapter, FHIR), a real provider folder and a real Store.
+The real flows against each kind of trust simulator on loopback (IAPTUS-style, PC-MIS over
+the generic ``rest`` adapter, FHIR, HL7 v2 over MLLP), a real provider folder and Store.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from ehr_bridge.domain.session import build_risk_flag, session_bundle
 from ehr_bridge.sim.records import RISK_ALERT
 from ehr_bridge.sync.cycle import run_cycle, run_flow
-from support.trusts import PHQ9_ITEMS, TrustHarness, score_bundle, trust_harness
+from support.trusts import PHQ9_ITEMS, TrustHarness, is_risk_oru, score_bundle, trust_harness
 
 ROUTINE_BUNDLES = 25
 RISKY_PHQ9 = (*PHQ9_ITEMS[:8], 2)  # item 9 answered "more than half the days"
@@ -76,7 +76,21 @@ def _fhir_ack(harness: TrustHarness, trust_ref: str, item_id: str) -> None:
     harness.trust.simulator.acknowledge_task(item_id, owner=f"Practitioner/{DUTY}")
 
 
+def _hl7_items(harness: TrustHarness) -> list[tuple[str, str, str]]:
+    ours = {r.trust_referral_id for r in harness.referrals}
+    return [
+        (m["OBR"][0]["2"][0]["1"], m["MSH"][0]["10"][0]["1"], m["TQ1"][0]["9"][0]["1"])
+        for m in harness.trust.messages("ORU^R01")
+        if is_risk_oru(m) and m["OBR"][0]["2"][0]["1"] in ours
+    ]
+
+
+def _no_ack(harness: TrustHarness, trust_ref: str, item_id: str) -> None:
+    """An HL7 v2 ACK is the interface engine's, never a person's: nothing to acknowledge."""
+
+
 DESKS = {
+    "hl7v2": DutyDesk(_hl7_items, _no_ack, "A", "S"),
     "iaptus": DutyDesk(_iaptus_items, _iaptus_ack, "urgent", "stat"),
     "pcmis": DutyDesk(_pcmis_items, _pcmis_ack, "P2", "P1"),
     "fhir": DutyDesk(_fhir_items, _fhir_ack, "urgent", "stat"),
@@ -95,8 +109,8 @@ def _desk(harness: TrustHarness) -> DutyDesk:
     return DESKS[harness.kind]
 
 
-def _contacts(harness: TrustHarness) -> int:
-    return len(harness.trust_contacts())
+def _scores(harness: TrustHarness) -> int:
+    return len(harness.trust_scores())
 
 
 def _routine_backlog(harness: TrustHarness) -> None:
@@ -116,11 +130,11 @@ def test_a_phq9_item_9_risk_is_at_the_trust_before_any_of_the_routine_backlog(tr
     assert counts["written"] == 1
     [(trust_ref, _, priority)] = _desk(trust).items(trust)
     assert (trust_ref, priority) == (trust.referrals[1].trust_referral_id, _desk(trust).urgent)
-    assert _contacts(trust) == 0  # the lane wrote the risk and nothing routine
+    assert _scores(trust) == 0  # the lane wrote the risk and nothing routine
     run_flow("risk", trust.conn, trust.store)
     trust.sync()  # now the routine backlog
     assert len(_desk(trust).items(trust)) == 1
-    assert _contacts(trust) == ROUTINE_BUNDLES + 1
+    assert _scores(trust) == ROUTINE_BUNDLES + 1
 
 
 def test_a_provider_flag_reaches_the_trust_once_even_when_sent_again(trust):

@@ -600,6 +600,11 @@ def _dotted(code: str) -> str:
 
 
 # --- the HL7 v2 trust ----------------------------------------------------------------------
+def is_risk_oru(message: JsonDict) -> bool:
+    """An ORU^R01 carrying a risk alert (OBX-3 ``RISK-ALERT``), not a score."""
+    return bool(message["OBX"][0]["3"][0]["1"] == "RISK-ALERT")
+
+
 @dataclass
 class _Hl7Trust:
     peer: RecordingPeer
@@ -626,7 +631,7 @@ class _Hl7Trust:
     def scores(self, referrals: set[str]) -> list[JsonDict]:
         found = []
         for message in self.messages("ORU^R01"):
-            if message["OBR"][0]["2"][0]["1"] not in referrals:
+            if message["OBR"][0]["2"][0]["1"] not in referrals or is_risk_oru(message):
                 continue
             obx = message["OBX"][0]
             found.append(

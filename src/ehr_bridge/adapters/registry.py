@@ -93,7 +93,9 @@ BUILTIN: tuple[AdapterSpec, ...] = (
         name="hl7v2",
         roles=frozenset({"trust"}),
         factory="ehr_bridge.adapters.hl7v2:create",
-        capabilities=frozenset({"updated_since", "write:assessment", "write:clinical_note"}),
+        capabilities=frozenset(
+            {"updated_since", "write:assessment", "write:clinical_note", "write:risk_alert"}
+        ),
         description="HL7 v2: REF^I12 in from a drop folder or MLLP; ORU^R01, MDM^T02 out",
     ),
     AdapterSpec(
