@@ -307,7 +307,15 @@ class SecurityConfig(_Section):
     retention_days: int | None = Field(default=None, ge=1, le=36500)
     #: what the purge empties; the other types keep the outcome reports working
     purge_resource_types: list[str] = Field(
-        default_factory=lambda: ["Patient", "DocumentReference", "QuestionnaireResponse"]
+        default_factory=lambda: [
+            "Patient",
+            "DocumentReference",
+            "QuestionnaireResponse",
+            # risk Flags may carry the provider's shareable line; the risk_event row stays
+            "Flag",
+            "RiskAssessment",
+            "DetectedIssue",
+        ]
     )
 
     @model_validator(mode="before")
