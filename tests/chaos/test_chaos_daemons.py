@@ -1,5 +1,7 @@
 """Daemons as real processes under simulator faults, SIGKILLed at random moments.
 
+Every kind of write-back is counted at the trust, risk alerts (PHQ-9 item 9) included.
+
 CI runs these with a fixed seed. Run them longer, with random seeds::
 
     EHR_BRIDGE_CHAOS_KILLS=100 EHR_BRIDGE_CHAOS_SEED=random make unit
@@ -37,6 +39,7 @@ def _assert_exactly_once(report: ChaosReport, kills: int) -> None:
     assert report.lost == 0 and report.duplicated == 0, summary
     assert report.written == report.expected, summary
     assert report.conflicts == 0, summary  # no retry ever re-sent a write the trust had
+    assert report.expected["risk"] > 0, summary  # risk items were in the run, exactly once too
     for kind in ("status_503", "status_429", "reset", "drop"):
         assert report.faults[kind] > 0, f"fault {kind} never fired: the run proved less\n{summary}"
 

@@ -31,7 +31,7 @@ from ehr_bridge.sim.platform import ExpectedArtefact, SyntheticPlatform
 from ehr_bridge.sim.trust import TrustSimulator
 
 TOKEN = "chaos-token"  # noqa: S105 (the simulator's own throwaway token)
-TRUST_KEYS = ("care_contacts", "clinical_notes", "assessments", "status_events")
+TRUST_KEYS = ("care_contacts", "clinical_notes", "assessments", "status_events", "risk_alerts")
 DEFAULT_FAULTS = FaultRates(
     error_5xx=0.05,
     rate_limit_429=0.03,
@@ -205,8 +205,15 @@ def _complete(export: dict[str, Any], platform: SyntheticPlatform, referrals: in
     if len(expected) < referrals:
         return False
     written = sum(len(e[k]) for e in export["referrals"] for k in TRUST_KEYS)
-    wanted = sum(len(v) for v in expected.values()) + 2 * referrals
+    risks = sum(_raises_risk(a) for v in expected.values() for a in v)
+    wanted = sum(len(v) for v in expected.values()) + risks + 2 * referrals
     return written >= wanted
+
+
+def _raises_risk(artefact: ExpectedArtefact) -> bool:
+    """A PHQ-9 whose item 9 is above zero: the default risk rule writes a risk alert too."""
+    items = artefact.items
+    return artefact.measure == "phq9" and len(items) == 9 and (items[8] or 0) >= 1
 
 
 def _expected_by_trust(
@@ -248,8 +255,10 @@ def _compare(
         record = entry["referral"]
         if record.get("referred_on_to") != "IESO01" or record.get("id") in hostile | {None}:
             continue
-        expected = Counter(_expected_key(a) for a in expected_by_trust.get(record["id"], []))
+        artefacts = expected_by_trust.get(record["id"], [])
+        expected = Counter(_expected_key(a) for a in artefacts)
         expected.update({("status", "accepted"): 1, ("status", "discharged"): 1})
+        expected.update(("risk", "phq9_item9") for a in artefacts if _raises_risk(a))
         actual = Counter(_actual_key(kind, item) for kind in TRUST_KEYS for item in entry[kind])
         report.expected.update(k[0] for k in expected.elements())
         report.written.update(k[0] for k in actual.elements())
@@ -277,4 +286,6 @@ def _actual_key(kind: str, item: dict[str, Any]) -> tuple[Any, ...]:
         return ("note", item["text"])
     if kind == "assessments":
         return ("score", _TOOLS.get(item["tool_code"], item["tool_code"]), item["score"])
+    if kind == "risk_alerts":
+        return ("risk", item["reason"])
     return ("status", item["status"])
