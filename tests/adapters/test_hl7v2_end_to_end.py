@@ -155,7 +155,11 @@ def test_every_referral_is_delivered(settled: Run) -> None:
 def test_every_score_arrives_once_as_an_oru_r01(settled: Run) -> None:
     expected = [a for a in settled.platform.expected_artefacts() if a.kind == "score"]
     assert expected, "the platform produced no scores"
-    received = [_record(m) for m in settled.peer.messages("ORU^R01")]
+    oru = [_record(m) for m in settled.peer.messages("ORU^R01")]
+    received = [r for r in oru if r["OBX"][0]["3"][0]["1"] != "RISK-ALERT"]
+    risks = [r for r in oru if r["OBX"][0]["3"][0]["1"] == "RISK-ALERT"]
+    risky = [a for a in expected if a.measure == "phq9" and (a.items[8] or 0) >= 1]
+    assert len(risks) == len(risky) > 0  # each PHQ-9 with item 9 above zero: one risk alert
     assert Counter(
         # NM allows decimals: a WSAS total pro-rated for a missing item is one (6.25)
         (r["OBX"][0]["3"][0]["1"], float(r["OBX"][0]["5"][0]["1"]))
@@ -176,7 +180,7 @@ def test_every_note_arrives_once_as_an_mdm_t02_with_its_text(settled: Run) -> No
 
 def test_only_declared_kinds_are_queued_and_nothing_was_sent_twice(settled: Run) -> None:
     rows = settled.store.outbox_rows(connection=settled.conn.name)
-    assert {r.kind for r in rows} == {"assessment", "clinical_note"}
+    assert {r.kind for r in rows} == {"assessment", "clinical_note", "risk_alert"}
     assert {r.state for r in rows} == {"done"}
     assert settled.peer.deliveries == len(settled.peer.received) == len(rows)
 
