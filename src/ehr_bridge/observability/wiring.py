@@ -8,7 +8,7 @@ and alert observers to the flow events, binds the HTTP server and starts the ale
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -88,6 +88,15 @@ def build_observability(
         flow_metrics=flow_metrics,
         health=health,
         alerts=alerts,
-        alert_loop=AlertLoop(alerts),
+        alert_loop=AlertLoop(alerts, interval=_alert_interval(policy.values())),
         server=server if config.enabled else None,
     )
+
+
+def _alert_interval(policies: Iterable[RiskPolicy], most: float = 15.0) -> float:
+    """How often the alert thread looks: every 15 s, or a third of the shortest risk window.
+
+    A risk page must not wait much past its window; a window of minutes is unaffected.
+    """
+    windows = [60 * min(p.acknowledge_minutes, p.repeat_minutes) for p in policies]
+    return max(0.5, min([most, *(w / 3 for w in windows)]))
