@@ -16,7 +16,11 @@ import pytest
 
 from ehr_bridge.domain.session import build_risk_flag, session_bundle
 from ehr_bridge.sim.records import RISK_ALERT
+from ehr_bridge.store import NewRiskEvent, content_hash
+from ehr_bridge.store.submissions import CollectedBundle
+from ehr_bridge.sync.collect import collect_again
 from ehr_bridge.sync.cycle import run_cycle, run_flow
+from ehr_bridge.sync.risk_items import quarantined_risk_id
 from support.trusts import PHQ9_ITEMS, TrustHarness, is_risk_oru, score_bundle, trust_harness
 
 ROUTINE_BUNDLES = 25
@@ -196,3 +200,53 @@ def test_a_sync_cycle_writes_risks_too(trust):
     trust.submit(score_bundle(trust.referrals[0], "phq9", RISKY_PHQ9, number=1))
     run_cycle(trust.conn, trust.store)
     assert len(_desk(trust).items(trust)) == 1
+
+
+@pytest.fixture
+def iaptus(tmp_path: Path) -> Iterator[TrustHarness]:
+    with trust_harness("iaptus", tmp_path, referrals=2) as harness:
+        yield harness
+
+
+def test_a_refused_bundle_that_held_a_risk_is_followed_as_a_risk(iaptus):
+    referral = iaptus.referrals[0]
+    flag = build_risk_flag(
+        flag_id="flag-uncoded",
+        patient_id=referral.patient_id,
+        service_request_id=referral.service_request_id,
+        raised=datetime(2026, 11, 3, 18, 5, tzinfo=UTC),
+        concept=("248062006", "Self-injurious behavior"),
+    )
+    flag["code"] = {"text": "risk"}  # no SNOMED coding: the bundle is refused
+    iaptus.submit(session_bundle("b-uncoded", [flag]))
+    run_flow("risk", iaptus.conn, iaptus.store)
+    [entry] = iaptus.quarantined()
+    assert entry.code == "risk_code"
+    [view] = iaptus.store.risks(iaptus.conn.name, open_only=True)
+    assert (view.origin, view.reason, view.referral_id) == (
+        "quarantine",
+        "provider_flag",
+        referral.service_request_id,
+    )
+    assert view.failed and _desk(iaptus).items(iaptus) == []
+
+
+def test_a_refused_risky_bundle_stored_on_retry_ends_its_quarantine_risk(iaptus):
+    referral = iaptus.referrals[0]
+    bundle = score_bundle(referral, "phq9", RISKY_PHQ9, number=1)
+    refused = NewRiskEvent(
+        id=quarantined_risk_id(iaptus.conn, content_hash(bundle)),
+        referral_id=referral.service_request_id,
+        outbox_key=None,
+        origin="quarantine",
+        level="urgent",
+        reason="phq9_item9",
+        raised_at=datetime(2026, 11, 3, 18, 5, tzinfo=UTC),
+    )
+    iaptus.store.save_submissions(
+        iaptus.conn.name, [CollectedBundle("h-1", "x", None, (), (), risks=[refused])]
+    )
+    assert collect_again(iaptus.conn, iaptus.store, "h-1", bundle) is None
+    views = {v.origin: v for v in iaptus.store.risks(iaptus.conn.name)}
+    assert views["quarantine"].resolved_at is not None  # ended by the engine, audited
+    assert views["session"].open and views["session"].outbox_state == "pending"

@@ -34,7 +34,7 @@ from ehr_bridge.domain.ids import artefact_key
 from ehr_bridge.domain.validate import SessionArtefacts, questionnaire_items
 from ehr_bridge.errors import RecordError, RecordValidationError
 from ehr_bridge.retry import current_scope
-from ehr_bridge.store import NewOutboxItem, NewQuarantine, Store, content_hash
+from ehr_bridge.store import NewOutboxItem, NewQuarantine, Store, content_hash, engine_actor
 from ehr_bridge.store.submissions import CollectedBundle, ReferralOwner
 from ehr_bridge.sync.bundle_checks import (
     BundleChecker,
@@ -44,7 +44,7 @@ from ehr_bridge.sync.bundle_checks import (
     check_bundle,
 )
 from ehr_bridge.sync.connection import Connection
-from ehr_bridge.sync.risk_items import bundle_risks, quarantined_risk
+from ehr_bridge.sync.risk_items import bundle_risks, quarantined_risk, quarantined_risk_id
 from ehr_bridge.sync.score_items import (
     BatchScores,
     ScorePlan,
@@ -250,9 +250,7 @@ def _record(
             field=error.field,
             payload=bundle,
         )
-        referral = verdict.service_request_id if isinstance(verdict, SessionArtefacts) else None
-        known = referral if referral is not None and referral in owners else None
-        risk = quarantined_risk(conn, bundle, bundle_hash, known)
+        risk = quarantined_risk(conn, store, bundle, bundle_hash)
         risks = [risk] if risk is not None else []
         return CollectedBundle(handle, bundle_hash, None, quarantine=entry, risks=risks)
     artefacts, plan = accepted
@@ -394,7 +392,19 @@ def collect_again(
         return accepted.error()
     record = _stored_record(conn, handle, content_hash(bundle), *accepted)
     store.save_submissions(conn.name, [record])
+    _close_quarantined_risk(conn, store, content_hash(bundle))
     return None
+
+
+def _close_quarantined_risk(conn: Connection, store: Store, bundle_hash: str) -> None:
+    """End a refused bundle's risk event once the bundle is stored.
+
+    Its risks are then followed as risks of their own, queued with the bundle just stored.
+    """
+    risk_id = quarantined_risk_id(conn, bundle_hash)
+    if any(view.id == risk_id and view.open for view in store.risks(conn.name)):
+        reason = "the bundle was stored on retry; its risks are followed on their own"
+        store.resolve_risk(risk_id, actor=engine_actor(conn.owner), reason=reason)
 
 
 def outbox_items(

@@ -13,15 +13,22 @@ pages at once with the entry to fix.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ehr_bridge.domain.ids import artefact_key
 from ehr_bridge.domain.measures import MEASURES
-from ehr_bridge.domain.risk import RISK_TYPES, ItemRule, RiskEvent, risk_events
+from ehr_bridge.domain.risk import (
+    REFERRAL_EXTENSION,
+    RISK_TYPES,
+    ItemRule,
+    RiskEvent,
+    risk_events,
+)
 from ehr_bridge.domain.validate import SessionArtefacts
-from ehr_bridge.store import RISK_PRIORITY, NewOutboxItem, NewRiskEvent, utcnow
+from ehr_bridge.store import RISK_PRIORITY, NewOutboxItem, NewRiskEvent, Store, utcnow
 from ehr_bridge.sync.connection import Connection
 
 JsonDict = dict[str, Any]
@@ -75,19 +82,24 @@ def _risk_item(key: str, referral_id: str, event: RiskEvent) -> NewOutboxItem:
 
 
 def quarantined_risk(
-    conn: Connection, bundle: JsonDict, bundle_hash: str, referral_id: str | None
+    conn: Connection, store: Store, bundle: JsonDict, bundle_hash: str
 ) -> NewRiskEvent | None:
     """A risk event for a refused bundle that seems to hold a risk, else None.
 
     Read leniently: the bundle failed our checks, so anything shaped like a risk resource
     or a PHQ-9 answer a rule fires on counts. Better one page too many than a risk unseen.
+    The referral is the first ServiceRequest any entry names, if it is this connection's
+    (so the page can give the trust's referral id).
     """
     reason = _raw_risk_reason(conn, bundle)
     if reason is None:
         return None
+    named = _raw_referral_id(bundle)
+    owners = store.referral_owners([named]) if named else {}
+    owner = owners.get(named or "")
     return NewRiskEvent(
-        id=artefact_key(conn.name, "risk_quarantine", bundle_hash),
-        referral_id=referral_id,
+        id=quarantined_risk_id(conn, bundle_hash),
+        referral_id=named if owner is not None and owner.connection == conn.name else None,
         outbox_key=None,
         origin="quarantine",
         level="urgent",
@@ -96,9 +108,46 @@ def quarantined_risk(
     )
 
 
-def _raw_risk_reason(conn: Connection, bundle: JsonDict) -> str | None:
+def quarantined_risk_id(conn: Connection, bundle_hash: str) -> str:
+    """The id of the risk event a refused bundle raised (one per bundle content)."""
+    return artefact_key(conn.name, "risk_quarantine", bundle_hash)
+
+
+_SERVICE_REQUEST = re.compile(r"(?:^|/)ServiceRequest/([A-Za-z0-9\-.]{1,64})$")
+
+
+def _raw_referral_id(bundle: JsonDict) -> str | None:
+    """The first ServiceRequest id a raw bundle's entries refer to, wherever they put it."""
+    for entry in _entries(bundle):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        candidates: list[Any] = []
+        for key in ("basedOn", "referralRequest"):
+            value = resource.get(key)
+            candidates += value if isinstance(value, list) else [value]
+        context = resource.get("context")
+        if isinstance(context, dict) and isinstance(context.get("related"), list):
+            candidates += context["related"]
+        extensions = resource.get("extension")
+        for extension in extensions if isinstance(extensions, list) else []:
+            if isinstance(extension, dict) and extension.get("url") == REFERRAL_EXTENSION:
+                candidates.append(extension.get("valueReference"))
+        for candidate in candidates:
+            text = candidate.get("reference") if isinstance(candidate, dict) else None
+            found = _SERVICE_REQUEST.search(text) if isinstance(text, str) else None
+            if found:
+                return found.group(1)
+    return None
+
+
+def _entries(bundle: JsonDict) -> list[Any]:
     entries = bundle.get("entry") if isinstance(bundle, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
+    return entries if isinstance(entries, list) else []
+
+
+def _raw_risk_reason(conn: Connection, bundle: JsonDict) -> str | None:
+    for entry in _entries(bundle):
         resource = entry.get("resource") if isinstance(entry, dict) else None
         kind = resource.get("resourceType") if isinstance(resource, dict) else None
         if kind in RISK_TYPES:
