@@ -33,7 +33,12 @@ CONNECTION = "demo-trust"
 PROVIDER_CODE = "IESO01"
 KEYRING_FILE = "secrets/keyring"
 TOKEN_FILE = "secrets/trust-token"  # noqa: S105 (a path, not a secret)
-TRUST_KEYS = {"care_contacts": "care contacts", "clinical_notes": "notes", "assessments": "scores"}
+TRUST_KEYS = {
+    "care_contacts": "care contacts",
+    "clinical_notes": "notes",
+    "assessments": "scores",
+    "risk_alerts": "risk alerts",
+}
 
 
 def bundled_mapping(name: str) -> Path:
@@ -250,6 +255,7 @@ def _check_trust(result: DemoResult, export: dict[str, Any], workdir: Path, seed
     for artefact in platform.expected_artefacts():
         if artefact.kind in kinds:
             result.expected[kinds[artefact.kind]] += 1
+        result.expected["risk alerts"] += artefact.raises_risk
     references: Counter[str] = Counter()
     hostile_ids = {h.get("referral_id") for h in export.get("hostile", [])}
     for entry in export.get("referrals", []):
@@ -261,4 +267,6 @@ def _check_trust(result: DemoResult, export: dict[str, Any], workdir: Path, seed
             result.at_trust[label] += len(items)
             references.update(f"{key}:{i.get('client_reference')}" for i in items)
     result.duplicates = sum(n - 1 for n in references.values() if n > 1)
-    result.missing = sum(max(result.expected[k] - result.at_trust[k], 0) for k in kinds.values())
+    result.missing = sum(
+        max(result.expected[k] - result.at_trust[k], 0) for k in TRUST_KEYS.values()
+    )

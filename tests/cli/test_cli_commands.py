@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ehr_bridge.cli.app import app
+from ehr_bridge.cli.context import EXIT_NOT_FOUND
 from ehr_bridge.demo import run_demo
 
 runner = CliRunner()
@@ -159,3 +160,32 @@ def test_adapters_list() -> None:
     assert outcome.exit_code == 0
     names = {a["name"]: a["roles"] for a in json.loads(outcome.stdout)}
     assert names["folder"] == ["provider"] and names["iaptus"] == ["trust"]
+
+
+def test_risk_list_shows_where_each_risk_stands_and_resolve_closes_one(demo_dir: Path) -> None:
+    code, out = _run(demo_dir, "risk", "list", "--json")
+    assert code == 0
+    risks = json.loads(out)
+    assert risks, "the demo's PHQ-9 answers raised no risk"
+    assert {r["state"] for r in risks} == {"delivered"}  # at the trust, not yet acknowledged
+    assert all(r["trust_id"] and r["level"] == "urgent" for r in risks)
+    code, table = _run(demo_dir, "risk", "list")
+    assert code == 0 and f"{len(risks)} risks (open)" in table
+    first = risks[0]["id"]
+    code, out = _run(demo_dir, "risk", "resolve", first[:12], "--reason", "duty team phoned")
+    assert code == 0 and first in out
+    code, out = _run(demo_dir, "risk", "list", "--json")
+    assert first not in {r["id"] for r in json.loads(out)}
+    code, out = _run(demo_dir, "risk", "list", "--state", "all", "--json")
+    assert {r["id"]: r["state"] for r in json.loads(out)}[first] == "resolved"
+    code, out = _run(demo_dir, "audit", "list", "--action", "risk.", "--json")
+    assert [e["reason"] for e in json.loads(out)] == ["duty team phoned"]
+    code, out = _run(demo_dir, "status", "--json")
+    assert json.loads(out)["demo-trust"]["risks"]["open"] == len(risks) - 1
+
+
+def test_risk_commands_refuse_what_they_do_not_know(demo_dir: Path) -> None:
+    assert _run(demo_dir, "risk", "list", "--state", "opne")[0] == 2
+    assert _run(demo_dir, "risk", "list", "--connection", "nope")[0] == 2
+    assert _run(demo_dir, "risk", "resolve", "zzzz", "--reason", "x")[0] == EXIT_NOT_FOUND
+    assert _run(demo_dir, "risk", "resolve", "zzzz")[0] == 2  # a reason is required

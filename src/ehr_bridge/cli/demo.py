@@ -44,6 +44,11 @@ def _report(console: Console, result: DemoResult) -> None:
             f"  {label} in the trust record: {result.at_trust[label]}"
             f" (the platform produced {result.expected[label]})"
         )
+    console.print(
+        f"  risk alerts in the trust record: {result.at_trust['risk alerts']}"
+        f" (PHQ-9 answers with item 9 above zero: {result.expected['risk alerts']};"
+        " see `risk list`)"
+    )
     verdict = "[green]nothing missing, nothing duplicated[/green]"
     if not result.complete:
         verdict = f"[red]{result.missing} missing, {result.duplicates} duplicated[/red]"
@@ -59,6 +64,7 @@ def _report(console: Console, result: DemoResult) -> None:
         "status",
         "referrals list",
         "quarantine list",
+        "risk list",
         "outbox list --state done",
         "report all",
         "report outcomes --csv",

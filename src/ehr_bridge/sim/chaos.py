@@ -205,15 +205,9 @@ def _complete(export: dict[str, Any], platform: SyntheticPlatform, referrals: in
     if len(expected) < referrals:
         return False
     written = sum(len(e[k]) for e in export["referrals"] for k in TRUST_KEYS)
-    risks = sum(_raises_risk(a) for v in expected.values() for a in v)
+    risks = sum(a.raises_risk for v in expected.values() for a in v)
     wanted = sum(len(v) for v in expected.values()) + risks + 2 * referrals
     return written >= wanted
-
-
-def _raises_risk(artefact: ExpectedArtefact) -> bool:
-    """A PHQ-9 whose item 9 is above zero: the default risk rule writes a risk alert too."""
-    items = artefact.items
-    return artefact.measure == "phq9" and len(items) == 9 and (items[8] or 0) >= 1
 
 
 def _expected_by_trust(
@@ -258,7 +252,7 @@ def _compare(
         artefacts = expected_by_trust.get(record["id"], [])
         expected = Counter(_expected_key(a) for a in artefacts)
         expected.update({("status", "accepted"): 1, ("status", "discharged"): 1})
-        expected.update(("risk", "phq9_item9") for a in artefacts if _raises_risk(a))
+        expected.update(("risk", "phq9_item9") for a in artefacts if a.raises_risk)
         actual = Counter(_actual_key(kind, item) for kind in TRUST_KEYS for item in entry[kind])
         report.expected.update(k[0] for k in expected.elements())
         report.written.update(k[0] for k in actual.elements())

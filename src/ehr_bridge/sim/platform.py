@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 from ehr_bridge.domain.codes import ICD10
 from ehr_bridge.domain.ids import resource_id
 from ehr_bridge.domain.measures import MEASURES, Measure, measure_table, total_from_items
+from ehr_bridge.domain.risk import DEFAULT_RULES
 from ehr_bridge.domain.session import (
     build_encounter,
     build_episode_end,
@@ -102,6 +103,16 @@ class ExpectedArtefact:
     text: str | None = None
     end_code: str | None = None
     end_date: date | None = None
+
+    @property
+    def raises_risk(self) -> bool:
+        """A score the default risk rule fires on: one risk alert at the trust besides it."""
+        return self.kind == "score" and any(
+            rule.measure == self.measure
+            and len(self.items) >= rule.item
+            and (self.items[rule.item - 1] or 0) >= rule.at_least
+            for rule in DEFAULT_RULES
+        )
 
 
 @dataclass(frozen=True)
