@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=5000, help="routine write-backs queued")
     parser.add_argument("--risks", type=int, default=20, help="risky bundles dropped")
     parser.add_argument("--seconds", type=float, default=90.0, help="how long risks arrive")
-    parser.add_argument("--latency-ms", type=float, default=100.0, help="trust answer latency")
+    parser.add_argument("--latency-ms", type=float, default=250.0, help="trust answer latency")
     args = parser.parse_args()
     simulator = TrustSimulator(seed=5, referrals=40, token=TOKEN)
     base_url = simulator.start()
