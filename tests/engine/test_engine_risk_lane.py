@@ -141,7 +141,9 @@ def test_a_phq9_item_9_risk_is_at_the_trust_before_any_of_the_routine_backlog(tr
     assert _scores(trust) == ROUTINE_BUNDLES + 1
 
 
-def test_a_provider_flag_reaches_the_trust_once_even_when_sent_again(trust):
+@pytest.mark.parametrize(("level", "priority"), [(None, "urgent"), ("immediate", "stat")])
+def test_a_provider_flag_reaches_the_trust_once_even_when_sent_again(trust, level, priority):
+    _routine_backlog(trust)
     referral = trust.referrals[0]
     flag = build_risk_flag(
         flag_id="flag-1",
@@ -149,18 +151,25 @@ def test_a_provider_flag_reaches_the_trust_once_even_when_sent_again(trust):
         service_request_id=referral.service_request_id,
         raised=datetime(2026, 11, 3, 18, 5, tzinfo=UTC),
         concept=("248062006", "Self-injurious behavior"),
-        level="immediate",
+        level=level or "urgent",
         shareable_text="Please call today",
     )
+    if level is None:  # a Flag that states no level is urgent
+        flag["extension"] = [e for e in flag["extension"] if not e["url"].endswith("risk-level")]
     trust.submit(session_bundle("b-flag", [flag]))
     run_flow("risk", trust.conn, trust.store)
+    assert _scores(trust) == 0 and len(_desk(trust).items(trust)) == 1  # ahead of the backlog
     trust.submit(session_bundle("b-flag-again", [flag]))
     run_flow("risk", trust.conn, trust.store)
     trust.sync()
-    [(_, _, priority)] = _desk(trust).items(trust)
-    assert priority == _desk(trust).stat
+    [(_, _, held)] = _desk(trust).items(trust)
+    assert held == getattr(_desk(trust), "urgent" if priority == "urgent" else "stat")
     [view] = trust.store.risks(trust.conn.name)
-    assert (view.level, view.reason, view.outbox_state) == ("immediate", "provider_flag", "done")
+    assert (view.level, view.reason, view.outbox_state) == (
+        level or "urgent",
+        "provider_flag",
+        "done",
+    )
 
 
 def test_the_trusts_acknowledgement_is_read_back_and_recorded(trust):
