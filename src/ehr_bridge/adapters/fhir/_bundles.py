@@ -103,16 +103,24 @@ def first_response(answer: JsonDict) -> tuple[str, str]:
     Raises:
         TransientError: (ambiguous) the answer does not say what happened; the write may
             have landed, so the next attempt looks for it before writing again.
+        TerminalError: (``trust_id_shape``) the location names no ``Type/id``: the server
+            said something else there, which is neither kept nor repeated.
     """
     found = answer.get("entry")
     first = found[0] if isinstance(found, list) and found else None
     response = first.get("response") if isinstance(first, dict) else None
     if not isinstance(response, dict):
         raise TransientError("transaction answered without a response entry", ambiguous=True)
-    status, location = str(response.get("status", "")), str(response.get("location", ""))
-    parts = location.split("/_history/")[0].split("/")
+    status, location = str(response.get("status", "")), response.get("location")
+    if not location:
+        raise TransientError("transaction answered without a location", ambiguous=True)
+    parts = str(location).split("/_history/")[0].split("/")
     if len(parts) < 2 or not FHIR_TYPE.fullmatch(parts[-2]) or not FHIR_ID.fullmatch(parts[-1]):
-        raise TransientError("transaction answered without a usable location", ambiguous=True)
+        raise TerminalError(
+            "the trust's id for the written item is not an id (a location [base/]Type/id):"
+            " refused, not stored",
+            code="trust_id_shape",
+        )
     return status, f"{parts[-2]}/{parts[-1]}"
 
 
