@@ -19,6 +19,7 @@ import typer
 from ehr_bridge.cli.context import EXIT_CONFIG, config_error, fail, obj, print_json
 from ehr_bridge.errors import ConfigError, EhrBridgeError
 from ehr_bridge.security.crypto import KeyRing, generate_key
+from ehr_bridge.security.files import open_private, private_dir
 from ehr_bridge.security.keyring import open_store, resolve
 from ehr_bridge.security.retention import purge
 from ehr_bridge.security.rotation import key_usage, rotate
@@ -68,11 +69,10 @@ def generate_command(
 
 def _replace_private(path: Path, text: str) -> None:
     """Write ``path`` as a new 0600 file, then rename it over the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fresh = path.with_name(f".{path.name}.new")
     fresh.unlink(missing_ok=True)
-    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with open_private(fresh, "x") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

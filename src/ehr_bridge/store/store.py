@@ -24,6 +24,7 @@ import ehr_bridge.store.identity as identity
 import ehr_bridge.store.pull_batch as pull_batch
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.security.crypto import PayloadCipher, quarantine_aad, resource_aad
+from ehr_bridge.security.files import private_dir
 from ehr_bridge.store.audit import AuditEntry, AuditLog, add_audit
 from ehr_bridge.store.bulk import canonical_json, chunks, close_open_quarantine, content_hash
 from ehr_bridge.store.flow_leases import FlowLeases
@@ -68,7 +69,7 @@ def make_engine(url: str) -> Engine:
     """An engine for SQLite (file created 0600, WAL) or PostgreSQL (psycopg 3)."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
         path = Path(url[len("sqlite:///") :])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         if not path.exists():
             path.touch(mode=0o600)
         os.chmod(path, 0o600)

@@ -19,6 +19,7 @@ from ehr_bridge.adapters.folder._files import (
     read_regular_file,
 )
 from ehr_bridge.errors import ConfigError, ConnectionStopError, TerminalError, TransientError
+from ehr_bridge.security.files import private_dir
 
 #: key of the placeholder bundle offered for a file that cannot be read as a JSON object
 UNREADABLE_KEY = "_unreadable"
@@ -70,7 +71,7 @@ class FolderProvider:
         folders = (self.referrals_dir, self.sessions_dir, self.processed_dir, self.rejected_dir)
         try:
             for folder in folders:
-                folder.mkdir(parents=True, exist_ok=True)
+                private_dir(folder)
         except OSError as exc:
             raise ConfigError("cannot create the folder layout under it", key="root") from exc
         try:

@@ -44,6 +44,7 @@ from ehr_bridge.adapters.hl7v2.mllp import DEFAULT_CONNECT_TIMEOUT, MAX_FRAME_BY
 from ehr_bridge.adapters.hl7v2.source import DropFolderSource
 from ehr_bridge.adapters.hl7v2.writer import FolderTransport, Hl7Writer, MllpTransport, Transport
 from ehr_bridge.errors import ConfigError
+from ehr_bridge.security.files import private_dir
 
 _SEGMENT_ID = r"^[A-Z][A-Z0-9]{2}$"
 MessageType = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3}\^[A-Z0-9]{3}$")]
@@ -209,7 +210,7 @@ def _writer(send: SendOptions | None, base_dir: Path, key: str, provider_code: s
     if send.folder is not None:
         folder = _path(base_dir, send.folder)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
         except OSError as exc:
             reason = f"cannot create folder ({type(exc).__name__})"
             raise ConfigError(reason, key=f"{key}.send.folder") from None

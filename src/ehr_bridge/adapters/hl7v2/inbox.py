@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ehr_bridge.adapters.folder._files import read_regular_file
+from ehr_bridge.security.files import open_private, private_dir, write_private
 
 STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
 STAMP_LENGTH = 22  # 20261126T104412123456Z
@@ -95,8 +96,8 @@ class Inbox:
 
     def ensure(self) -> None:
         """Create both folders (at start-up, so a wrong path fails early)."""
-        self.drop.mkdir(parents=True, exist_ok=True)
-        self.received.mkdir(parents=True, exist_ok=True)
+        private_dir(self.drop)
+        private_dir(self.received)
 
     # --- writing (the MLLP listener) -------------------------------------------------------
     def accept(self, data: bytes, prefix: str = "mllp") -> Path:
@@ -104,7 +105,7 @@ class Inbox:
         now = datetime.now(UTC).strftime(STAMP_FORMAT)
         name = f"{prefix}-{now}-{os.getpid()}-{next(_counter)}.hl7"
         temporary = self.drop / f".{name}.tmp"
-        with open(temporary, "xb") as handle:
+        with open_private(temporary, "xb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -123,7 +124,7 @@ class Inbox:
             stamps = self._reserve(len(waiting)) if waiting else []
             days = {s[:8] for s in stamps}
             for day in days:
-                (self.received / day).mkdir(exist_ok=True)
+                private_dir(self.received / day)
             drop, received = str(self.drop), str(self.received)
             moved = sum(
                 _move(f"{drop}/{name}", f"{received}/{s[:8]}/{s}-{name}")
@@ -160,14 +161,14 @@ class Inbox:
             start = stamp_instant(last) + timedelta(microseconds=1)
         stamps = [stamp_text(start + timedelta(microseconds=i)) for i in range(count)]
         temporary = marker.with_suffix(".tmp")
-        temporary.write_text(stamps[-1], "ascii")
+        write_private(temporary, stamps[-1])
         os.replace(temporary, marker)
         return stamps
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         """One receiver at a time, across threads and processes (daemon plus `sync --once`)."""
-        with self._lock, open(self.received / ".lock", "a") as handle:
+        with self._lock, open_private(self.received / ".lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
