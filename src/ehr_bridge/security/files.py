@@ -11,13 +11,18 @@ was already there keeps its old mode otherwise) and every folder through ``priva
 already exists keeps its mode: the operator may have shared it with the therapy platform's
 group on purpose.
 
+``warn_if_shared`` reports a key file (the keyring, a TLS client key, a token or client
+secret file) that its group or others may read or write, naming the path only.
+
 Standard library only, so every layer may use it (``logs`` included).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import stat
 from pathlib import Path
 from typing import IO, Literal, overload
 
@@ -26,6 +31,8 @@ PRIVATE_DIR = 0o700
 
 TextMode = Literal["w", "a", "x"]
 BinaryMode = Literal["wb", "ab", "xb"]
+
+log = logging.getLogger(__name__)
 
 _FLAGS = {
     "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
@@ -85,3 +92,26 @@ def write_private(path: Path, data: str | bytes) -> None:
     else:
         with open_private(path, "w") as handle:
             handle.write(data)
+
+
+def warn_if_shared(path: Path, key: str) -> bool:
+    """Log a warning when group or others may read or write the key file ``path``.
+
+    A finding, not a stop: container secrets are often mounted 0644 and the host's access
+    control may still hold. The message names the file and its config key, never what is
+    in it. Returns whether it warned.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return False  # the reader reports a missing file with its key
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return False
+    log.warning(
+        "key file %s (%s) is open to other users (mode %04o: its group or others may read"
+        " or write it): chmod 600 it",
+        path,
+        key,
+        mode,
+    )
+    return True
