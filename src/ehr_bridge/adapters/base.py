@@ -173,3 +173,32 @@ class RejectingProvider(Protocol):
     def reject(self, handle: str) -> None:
         """Set an unreadable submission aside (quarantined already) so it is not offered again."""
         ...
+
+
+@dataclass(frozen=True)
+class KeptFile:
+    """A file an adapter keeps after the store holds what it says: plain patient data.
+
+    ``folder`` names where it is for counts (``sessions/processed``, ``received``);
+    ``name`` is its name there. ``quarantine_ref`` is set when the file is the only copy
+    of what a quarantine entry refers to (that entry's ``record_ref``): it is kept while
+    the entry's own raw record would be.
+    """
+
+    folder: str
+    name: str
+    kept_since: datetime
+    quarantine_ref: str | None = None
+
+
+@runtime_checkable
+class KeepsFiles(Protocol):
+    """Optional: an adapter that keeps files after their content is stored (retention)."""
+
+    def kept_files(self, before: datetime) -> Iterator[KeptFile]:
+        """The files it set aside before ``before``."""
+        ...
+
+    def remove_kept(self, kept: KeptFile) -> bool:
+        """Delete one of them; False when it was gone already."""
+        ...

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, or_
+from sqlalchemy import and_, event, func, or_
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, create_engine, select
@@ -544,6 +544,29 @@ class Store(
             if state:
                 query = query.where(QuarantineRow.state == state)
             return list(s.exec(query).all())
+
+    def held_quarantine_refs(
+        self, connection: str, source: str, closed_after: datetime
+    ) -> set[str]:
+        """``record_ref`` of the entries whose raw record retention still keeps.
+
+        Those open, or closed after ``closed_after``: the files an adapter keeps for them
+        (an unreadable submission's only copy) must stay as long.
+        """
+        with self.session() as s:
+            query = select(QuarantineRow.record_ref).where(
+                QuarantineRow.connection == connection,
+                QuarantineRow.source == source,
+                or_(
+                    col(QuarantineRow.state) == "open",
+                    col(QuarantineRow.closed_at) > closed_after,
+                    and_(
+                        col(QuarantineRow.closed_at).is_(None),
+                        col(QuarantineRow.created_at) > closed_after,
+                    ),
+                ),
+            )
+            return set(s.exec(query).all())
 
     def quarantine_entry(self, entry_id: int) -> QuarantineRow | None:
         """One quarantine entry by id."""

@@ -11,11 +11,16 @@ before a cursor already committed.
 ``accept`` is the listener's durable write: temporary file, fsync, atomic rename into
 ``drop``, fsync of the folder. Only after it returns may the listener answer ``AA``, so a
 message that was acknowledged is on disk even if the process dies the next instant.
+
+Received files hold the referrals in plain text; once pulled (stamped before the cursor)
+and older than ``retention_days`` they are deleted by ``retention purge``
+(``stamped_before`` and ``remove``).
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import fcntl
 import itertools
 import os
@@ -26,7 +31,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ehr_bridge.adapters.folder._files import read_regular_file
+from ehr_bridge.adapters.folder._files import is_plain_name, read_regular_file
 from ehr_bridge.security.files import open_private, private_dir, write_private
 
 STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
@@ -194,6 +199,35 @@ class Inbox:
             UnreadableFileError: ``symlink``, ``not_regular_file``, ``too_large``.
         """
         return read_regular_file(self.received / relative, max_bytes=self.max_file_bytes)
+
+    # --- retention ---------------------------------------------------------------------------
+    def stamped_before(self, before: datetime) -> Iterator[tuple[str, datetime]]:
+        """Received files (``day/name``) stamped before ``before``, with their stamp."""
+        floor = stamp_text(before)
+        for day in sorted(p.name for p in self.received.iterdir() if p.is_dir()):
+            if day > floor[:8]:
+                return
+            for name in sorted(os.listdir(self.received / day)):
+                if _partial(name) or name[:STAMP_LENGTH] >= floor:
+                    continue
+                try:
+                    yield f"{day}/{name}", stamp_instant(name)
+                except ValueError:
+                    continue  # not a name we gave: not ours to delete
+
+    def remove(self, relative: str) -> bool:
+        """Delete one received file, and its day's folder once that day is past and empty."""
+        day, _, name = relative.partition("/")
+        if not (_STAMP.fullmatch(f"{day}T000000000000Z") and is_plain_name(name)):
+            raise ValueError("not a received file")
+        try:
+            os.unlink(self.received / day / name)
+        except FileNotFoundError:
+            return False
+        if day < stamp_text(datetime.now(UTC))[:8]:  # today's may still receive files
+            with contextlib.suppress(OSError):
+                os.rmdir(self.received / day)
+        return True
 
 
 def after(names: list[str], token: str | None) -> int:
