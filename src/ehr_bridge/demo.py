@@ -11,7 +11,6 @@ config, the provider folders, the log and the simulator's final records, so `sta
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 from ehr_bridge.config import load_config
 from ehr_bridge.logs import setup_logging
 from ehr_bridge.security import generate_key
+from ehr_bridge.security.files import open_private, private_dir, write_private
 from ehr_bridge.security.keyring import open_store
 from ehr_bridge.sim import TrustSimulator
 from ehr_bridge.sim.platform import SyntheticPlatform
@@ -112,18 +112,18 @@ class DemoResult:
 
 def prepare_workdir(workdir: Path, base_url: str, token: str) -> Path:
     """Write the config, the token file and the mapping; return the config path."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    private_dir(workdir)
     for stale in ("state", "provider", "logs"):
         shutil.rmtree(workdir / stale, ignore_errors=True)
-    (workdir / "mappings").mkdir(exist_ok=True)
-    shutil.copyfile(bundled_mapping("iaptus.yaml"), workdir / "mappings" / "iaptus.yaml")
+    private_dir(workdir / "mappings")
+    write_private(workdir / "mappings" / "iaptus.yaml", bundled_mapping("iaptus.yaml").read_bytes())
     token_path = workdir / TOKEN_FILE
-    token_path.parent.mkdir(parents=True, exist_ok=True)
-    token_path.write_text(token, encoding="utf-8")
-    os.chmod(token_path, 0o600)
+    private_dir(token_path.parent)
+    write_private(token_path, token)
     _write_private(workdir / KEYRING_FILE, generate_key() + "\n")
     config_path = workdir / "ehr-bridge.toml"
-    config_path.write_text(
+    write_private(
+        config_path,
         CONFIG_TEMPLATE.format(
             connection=CONNECTION,
             provider_code=PROVIDER_CODE,
@@ -131,18 +131,16 @@ def prepare_workdir(workdir: Path, base_url: str, token: str) -> Path:
             token_file=TOKEN_FILE,
             keyring_file=KEYRING_FILE,
         ),
-        encoding="utf-8",
     )
     return config_path
 
 
 def _write_private(path: Path, text: str) -> None:
     """A secret file created readable by its owner only (never group/world for a moment)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     if path.exists():
         path.unlink()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+    with open_private(path, "x") as handle:
         handle.write(text)
 
 
@@ -173,7 +171,7 @@ def run_demo(
         export = simulator.export()
     finally:
         simulator.stop()
-    (workdir / "trust-export.json").write_text(json.dumps(export, indent=2), encoding="utf-8")
+    write_private(workdir / "trust-export.json", json.dumps(export, indent=2))
     _check_trust(result, export, workdir, seed)
     return result
 

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from ehr_bridge.security.files import open_private, private_dir
+
 LogFormat = Literal["text", "json"]
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -173,7 +175,8 @@ def setup_logging(
     if stderr:
         handlers.append(logging.StreamHandler(sys.stderr))
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(file.parent)
+        open_private(file, "a").close()  # created 0600 first: the handler keeps its mode
         handlers.append(logging.FileHandler(file, encoding="utf-8"))
     root = logging.getLogger()
     for handler in list(root.handlers):

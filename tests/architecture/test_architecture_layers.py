@@ -40,6 +40,8 @@ LAYERS: dict[str, int] = {
 MODULE_LAYERS: dict[str, int] = {
     # reduces foreign error text to what is safe to keep; stdlib only, so under everything
     "ehr_bridge.security.foreign_text": 0,
+    # creates files 0600 and folders 0700 for every layer, the log included; stdlib only
+    "ehr_bridge.security.files": 0,
     # primitives the store and the adapters build on: they import only config and errors
     "ehr_bridge.security.crypto": 1,
     "ehr_bridge.security.limits": 1,

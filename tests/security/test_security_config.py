@@ -52,7 +52,10 @@ def test_the_keyring_comes_from_a_file_and_a_shared_file_is_reported(
         store = open_store(config)
     assert store.cipher.enabled
     store.close()
-    assert any("readable by other users" in r.getMessage() for r in caplog.records)
+    assert any(
+        "open to other users" in r.getMessage() and str(keyfile) in r.getMessage()
+        for r in caplog.records
+    )
     assert keyfile.read_text().strip() not in caplog.text
 
 

@@ -15,9 +15,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from ehr_bridge.domain.ids import TRUST_ID_SHAPE, is_trust_id
+from ehr_bridge.errors import TerminalError
+
 JsonDict = dict[str, Any]
 #: what a trust's user or staff id may look like to be kept: never a name or free text
 STAFF_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+
+
+def require_trust_id(value: object, what: str) -> None:
+    """Refuse an id the trust gave for ``what`` unless it has the shape of one; never echo it.
+
+    Raises:
+        TerminalError: code ``trust_id_shape``.
+    """
+    if not is_trust_id(value):
+        raise TerminalError(
+            f"the trust's id for {what} is not an id ({TRUST_ID_SHAPE}): refused, not stored",
+            code="trust_id_shape",
+        )
 
 
 @dataclass(frozen=True)
@@ -41,11 +57,22 @@ class WriteItem:
 
 @dataclass(frozen=True)
 class WriteReceipt:
-    """What the trust answered for a write: its own id for the item."""
+    """What the trust answered for a write: its own id for the item.
+
+    Built by every adapter from what the trust sent, so the id's shape is checked here,
+    once for all of them, before the engine can store it or a command print it.
+
+    Raises:
+        TerminalError: (code ``trust_id_shape``) the id is not of ``TRUST_ID_PATTERN``'s
+            shape; the message never repeats it.
+    """
 
     trust_id: str
     already_present: bool = False
     detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require_trust_id(self.trust_id, "the written item")
 
 
 @dataclass(frozen=True)
@@ -84,12 +111,16 @@ class TrustItem:
 
     ``fields`` is the item as the trust's API shows it, in the same shape as the payload
     we write (the outbound mapping's output), so the two can be compared field by field.
+    Its ``trust_id`` is checked as a ``WriteReceipt``'s is: reconcile prints and adopts it.
     """
 
     trust_id: str
     client_reference: str | None
     fields: JsonDict
     version: str | None = None
+
+    def __post_init__(self) -> None:
+        require_trust_id(self.trust_id, "an item read back")
 
 
 @runtime_checkable
@@ -187,4 +218,33 @@ class RiskAcknowledger(Protocol):
 
     def acknowledgement(self, item: WriteItem, trust_id: str) -> RiskAcknowledgement | None:
         """The acknowledgement of the risk alert ``trust_id`` (written as ``item``), if any."""
+        ...
+
+
+@dataclass(frozen=True)
+class KeptFile:
+    """A file an adapter keeps after the store holds what it says: plain patient data.
+
+    ``folder`` names where it is for counts (``sessions/processed``, ``received``);
+    ``name`` is its name there. ``quarantine_ref`` is set when the file is the only copy
+    of what a quarantine entry refers to (that entry's ``record_ref``): it is kept while
+    the entry's own raw record would be.
+    """
+
+    folder: str
+    name: str
+    kept_since: datetime
+    quarantine_ref: str | None = None
+
+
+@runtime_checkable
+class KeepsFiles(Protocol):
+    """Optional: an adapter that keeps files after their content is stored (retention)."""
+
+    def kept_files(self, before: datetime) -> Iterator[KeptFile]:
+        """The files it set aside before ``before``."""
+        ...
+
+    def remove_kept(self, kept: KeptFile) -> bool:
+        """Delete one of them; False when it was gone already."""
         ...

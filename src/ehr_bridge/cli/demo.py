@@ -14,6 +14,7 @@ from ehr_bridge.cli.context import EXIT_FAILED
 from ehr_bridge.config import load_config
 from ehr_bridge.demo import CONNECTION, DemoResult, run_demo
 from ehr_bridge.reports import options_from_config, render_page, reports_from_store, summary_lines
+from ehr_bridge.security.files import write_private
 from ehr_bridge.security.keyring import open_store
 
 
@@ -82,7 +83,7 @@ def _outcomes(console: Console, workdir: Path) -> None:
     finally:
         store.close()
     page = workdir / "report.html"
-    page.write_text(render_page([reports], datetime.now(UTC)), encoding="utf-8")
+    write_private(page, render_page([reports], datetime.now(UTC)))
     console.print()
     console.print("[bold]Outcomes[/bold] (national NHS Talking Therapies definitions)")
     for line in summary_lines(reports):

@@ -19,10 +19,13 @@ import typer
 from ehr_bridge.cli.context import EXIT_CONFIG, config_error, fail, obj, print_json
 from ehr_bridge.errors import ConfigError, EhrBridgeError
 from ehr_bridge.security.crypto import KeyRing, generate_key
+from ehr_bridge.security.files import open_private, private_dir
 from ehr_bridge.security.keyring import open_store, resolve
 from ehr_bridge.security.retention import purge
 from ehr_bridge.security.rotation import key_usage, rotate
 from ehr_bridge.store import Store
+from ehr_bridge.sync.connection import build_connections
+from ehr_bridge.sync.retention import purge_kept_files
 
 app = typer.Typer(help="Encryption keys for payloads at rest.", no_args_is_help=True)
 retention_app = typer.Typer(help="Retention of payloads (purge after reconcile).")
@@ -68,11 +71,10 @@ def generate_command(
 
 def _replace_private(path: Path, text: str) -> None:
     """Write ``path`` as a new 0600 file, then rename it over the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fresh = path.with_name(f".{path.name}.new")
     fresh.unlink(missing_ok=True)
-    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with open_private(fresh, "x") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
@@ -138,12 +140,25 @@ def purge_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, change nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Empty payloads of reconciled referrals older than security.retention_days."""
+    """Empty payloads of reconciled referrals, and delete kept files, past retention_days.
+
+    The files are the connections' plain copies of what the store holds: the provider
+    folder's ``sessions/processed`` and ``sessions/rejected``, an HL7 v2 ``received``
+    folder (docs/security.md, Retention). Only counts are printed, never a file's content.
+    """
     store = _store(ctx)
+    config = obj(ctx).config()  # read already: _store opened the store it names
     try:
-        counts = purge(store, obj(ctx).config().security, dry_run=dry_run)
+        counts = purge(store, config.security, dry_run=dry_run)
+        connections = build_connections(config)
+        days = config.security.retention_days or 0  # set: purge checked it
+        files = purge_kept_files(connections, store, days, dry_run=dry_run)
     except ConfigError as exc:
         raise config_error(exc) from None
+    except EhrBridgeError as exc:
+        raise fail(exc.safe_message) from None
+    except OSError as exc:
+        raise fail(f"cannot delete a kept file ({type(exc).__name__})") from None
     finally:
         store.close()
     data = {
@@ -151,6 +166,7 @@ def purge_command(
         "resources": counts.resources,
         "patients": counts.patients,
         "quarantine": counts.quarantine,
+        "files": dict(sorted(files.items())),
         "dry_run": counts.dry_run,
     }
     if as_json:
@@ -161,4 +177,9 @@ def purge_command(
         f"{counts.referrals} referrals reconciled and past retention: {verb} "
         f"{counts.resources} resources, {counts.patients} patients, "
         f"{counts.quarantine} quarantine payloads"
+    )
+    listed = ", ".join(f"{folder}: {n}" for folder, n in sorted(files.items()))
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(
+        f"kept files past retention: {verb} {files.total()}{f' ({listed})' if listed else ''}"
     )

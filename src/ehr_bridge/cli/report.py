@@ -35,6 +35,7 @@ from ehr_bridge.reports import (
     reports_from_store,
 )
 from ehr_bridge.reports.waits import COHORTS, Cohort
+from ehr_bridge.security.files import write_private
 
 app = typer.Typer(
     help="Outcomes, waiting times, activity and governance reports.", no_args_is_help=True
@@ -123,7 +124,7 @@ def _emit(
                 writer.writerows(csv_rows(r, name))
     elif html is not None:
         try:
-            html.write_text(render_page(reports, datetime.now(UTC), names), encoding="utf-8")
+            write_private(html, render_page(reports, datetime.now(UTC), names))
         except OSError as exc:
             raise fail(f"--html: cannot write {html} ({exc.strerror})", EXIT_CONFIG) from None
         typer.echo(f"report written to {html}")

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from ehr_bridge.errors import ConfigError
+from ehr_bridge.security.files import write_private
 from ehr_bridge.sim.faults import FaultRates
 from ehr_bridge.sim.pcmis.cli import serve_pcmis
 from ehr_bridge.sim.trust import DEFAULT_TOKEN, TrustSimulator
@@ -109,7 +110,7 @@ def export(
     if str(out) == "-":
         typer.echo(text, nl=False)
         return
-    out.write_text(text, encoding="utf-8")
+    write_private(out, text)
     typer.echo(f"Wrote {len(document['referrals'])} referrals to {out}")
 
 

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 
 #: Fixed namespace for every id ehr-bridge mints. It is ``uuid5(NAMESPACE_URL,
 #: "https://fhir.ehr-bridge.dev")`` written out, so that a change to the base URL constant
 #: can never silently re-key every stored resource.
 EHR_BRIDGE_NAMESPACE = uuid.UUID("0425c4dd-1484-5fb3-874f-c427f371a3ae")
+
+#: The shape of an id a trust gives us for an item we wrote (``WriteReceipt.trust_id``): 1 to
+#: 128 letters, digits and ``. _ : / -``, starting with a letter or a digit. Wide enough for
+#: the ids record systems use (``CN0000001``, a number, a UUID, FHIR's ``Type/id`` of up to
+#: 64 + 1 + 64 characters, an HL7 control id) and closed, so an answer cannot make us store
+#: or print free text (a name and surname, an address, an e-mail, a sentence), control
+#: characters or markup as an id. A shape cannot tell one word or one number from an id.
+TRUST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/\-]{0,127}")
+TRUST_ID_SHAPE = "1 to 128 letters, digits and . _ : / -, starting with a letter or digit"
 
 _NAMESPACE_BYTES = EHR_BRIDGE_NAMESPACE.bytes
 _ARTEFACT_KEY_LENGTH = 32
@@ -58,3 +68,8 @@ def artefact_key(*parts: str) -> str:
         raise ValueError("artefact_key needs at least one part")
     encoded = json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()[:_ARTEFACT_KEY_LENGTH]
+
+
+def is_trust_id(value: object) -> bool:
+    """Whether ``value`` is an id of the trust's we may store and print (``TRUST_ID_PATTERN``)."""
+    return isinstance(value, str) and TRUST_ID_PATTERN.fullmatch(value) is not None

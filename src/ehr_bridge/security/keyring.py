@@ -10,7 +10,6 @@ config says (``PayloadCipher.require_keys``, checked when the ``Store`` opens).
 from __future__ import annotations
 
 import logging
-import stat
 from pathlib import Path
 
 from sqlalchemy import exists
@@ -20,6 +19,7 @@ from sqlmodel import col
 from ehr_bridge.config import AppConfig, SecurityConfig, read_secret
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.security.crypto import KeyRing, PayloadCipher
+from ehr_bridge.security.files import warn_if_shared
 from ehr_bridge.store import QuarantineRow, ResourceRow, Store
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def load_keyring(security: SecurityConfig, base_dir: Path) -> KeyRing | None:
                 "`ehr-bridge keys generate`; for an existing store restore it from its backup",
                 key="security.encryption_key_file",
             )
-        _warn_if_shared(path)
+        warn_if_shared(path, "security.encryption_key_file")
     secret = read_secret(options, "encryption_key", base_dir=base_dir, key="security")
     source = "security.encryption_key_" + ("env" if security.encryption_key_env else "file")
     return KeyRing.parse(secret.reveal(), source=source)
@@ -100,13 +100,3 @@ def resolve(name: str, base_dir: Path) -> Path:
     """A path from the security section, relative to the config file's folder."""
     path = Path(name)
     return path if path.is_absolute() else base_dir / path
-
-
-def _warn_if_shared(path: Path) -> None:
-    """A key file others can read is a finding, not a stop (container secrets are 0644)."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return  # read_secret reports the missing file with its key
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("the encryption key file is readable by other users: chmod 600 it")

@@ -12,6 +12,9 @@ and the whole lineage (referral, outbox with trust ids, submissions, audit), so 
 happened to this referral" can still be answered, and a record the trust sends again is
 recognised by its hash. The defaults keep the coded resources (ServiceRequest, Encounter,
 Observation, EpisodeOfCare) so outcome reports still count old episodes.
+
+The files the connections keep (provider ``sessions/processed`` and ``rejected``, HL7 v2
+``received``) are deleted by ``ehr_bridge.sync.retention``, which needs the adapters.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from ehr_bridge.config import Secret, check_proxy_url, read_secret
 from ehr_bridge.errors import ConfigError, ConnectionStopError, TransientError
 from ehr_bridge.retry import Watch, watched
+from ehr_bridge.security.files import warn_if_shared
 from ehr_bridge.security.foreign_text import known_code
 from ehr_bridge.security.limits import InputLimitError, InputLimits, read_limited
 
@@ -424,6 +425,7 @@ def build_session(
             _path(tls.client_cert_file, base_dir, f"{key}.tls.client_cert_file"),
             _path(tls.client_key_file, base_dir, f"{key}.tls.client_key_file"),
         )
+    _warn_if_key_files_shared(options, raw, base_dir, key)
     settings: dict[str, Any] = {
         "connect_timeout": options.connect_timeout_seconds,
         "read_timeout": options.read_timeout_seconds,
@@ -439,6 +441,24 @@ def build_session(
         token_http = SecureSession(options.limits, verify=verify, cert=cert, **settings)
         session.auth = OAuth2ClientCredentials(options.oauth2, secret, token_http, clock=clock)
     return session
+
+
+def _warn_if_key_files_shared(
+    options: TransportOptions, raw: Mapping[str, Any], base_dir: Path, key: str
+) -> None:
+    """Name every secret file of the adapter that other users may read (the path only)."""
+    oauth2 = raw.get("oauth2")
+    files = {
+        f"{key}.tls.client_key_file": options.tls.client_key_file,
+        f"{key}.token_file": raw.get("token_file"),
+        f"{key}.oauth2.client_secret_file": (
+            oauth2.get("client_secret_file") if isinstance(oauth2, Mapping) else None
+        ),
+    }
+    for where, name in files.items():
+        if isinstance(name, str) and name:
+            path = Path(name)
+            warn_if_shared(path if path.is_absolute() else base_dir / path, where)
 
 
 def _path(value: str, base_dir: Path, key: str) -> str:

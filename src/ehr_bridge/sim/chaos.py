@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ehr_bridge.demo import prepare_workdir
+from ehr_bridge.security.files import open_private, write_private
 from ehr_bridge.sim.faults import FaultRates
 from ehr_bridge.sim.platform import ExpectedArtefact, SyntheticPlatform
 from ehr_bridge.sim.trust import TrustSimulator
@@ -141,7 +142,7 @@ def _write_config(settings: ChaosSettings, base_url: str) -> Path:
         text = text.replace(
             'url = "sqlite:///state/ehr-bridge.db"', f'url = "{settings.database_url}"'
         )
-    config.write_text(text, "utf-8")
+    write_private(config, text)
     return config
 
 
@@ -157,7 +158,7 @@ def run_chaos(settings: ChaosSettings) -> ChaosReport:
         config = _write_config(settings, base_url)
         platform = SyntheticPlatform(settings.workdir / "provider", seed=settings.seed)
         simulator.faults.set_rates(settings.faults)
-        with (settings.workdir / "daemons.log").open("ab") as log:
+        with open_private(settings.workdir / "daemons.log", "ab") as log:
             daemons = _Daemons(config, log)
             try:
                 report.kills = _kill_loop(settings, daemons, platform)

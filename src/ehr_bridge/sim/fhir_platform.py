@@ -17,6 +17,7 @@ import json
 import os
 from pathlib import Path
 
+from ehr_bridge.security.files import private_dir, write_private
 from ehr_bridge.sim.fhir_store import FhirStore, JsonDict
 from ehr_bridge.sim.platform import ExpectedArtefact, PlatformStepResult, SyntheticPlatform
 
@@ -28,7 +29,7 @@ class FhirPlatform:
         self.store = store
         self.platform = SyntheticPlatform(workdir, seed=seed)
         self._uploaded = self.platform.sessions_dir / "uploaded"
-        self._uploaded.mkdir(parents=True, exist_ok=True)
+        private_dir(self._uploaded)
 
     def step(self) -> PlatformStepResult:
         """Take new or changed referrals, run the platform, and store what it wrote."""
@@ -56,7 +57,7 @@ class FhirPlatform:
             data = json.dumps(bundle, sort_keys=True, indent=2)
             if not target.exists() or target.read_text("utf-8") != data:
                 tmp = target.with_name(target.name + ".tmp")
-                tmp.write_text(data, "utf-8")
+                write_private(tmp, data)
                 os.replace(tmp, target)
 
     def _upload_sessions(self) -> None:

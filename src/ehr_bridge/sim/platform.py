@@ -48,6 +48,7 @@ from ehr_bridge.domain.session import (
     session_bundle,
 )
 from ehr_bridge.errors import ConfigError
+from ehr_bridge.security.files import open_private, private_dir
 from ehr_bridge.sim.notes import NoteContext, session_note
 
 __all__ = [
@@ -186,8 +187,8 @@ class SyntheticPlatform:
         self.referrals_dir = self.root / "referrals"
         self.sessions_dir = self.root / "sessions"
         try:
-            self.sessions_dir.mkdir(parents=True, exist_ok=True)
-            self.referrals_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.sessions_dir)
+            private_dir(self.referrals_dir)
         except OSError as exc:
             raise ConfigError("cannot create the shared folder layout", key="root") from exc
         self._state = self._load_state()
@@ -653,7 +654,7 @@ def _encode(body: JsonDict) -> bytes:
 def _atomic_write(target: Path, data: bytes, produced: datetime | None) -> None:
     """Write ``<name>.tmp``, fsync, set its time, then rename: readers see all or nothing."""
     tmp = target.with_name(target.name + ".tmp")
-    with tmp.open("wb") as handle:
+    with open_private(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, or_
+from sqlalchemy import and_, event, func, or_
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, create_engine, select
@@ -24,6 +24,7 @@ import ehr_bridge.store.identity as identity
 import ehr_bridge.store.pull_batch as pull_batch
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.security.crypto import PayloadCipher, quarantine_aad, resource_aad
+from ehr_bridge.security.files import private_dir
 from ehr_bridge.store.audit import AuditEntry, AuditLog, add_audit
 from ehr_bridge.store.bulk import canonical_json, chunks, close_open_quarantine, content_hash
 from ehr_bridge.store.flow_leases import FlowLeases
@@ -69,7 +70,7 @@ def make_engine(url: str) -> Engine:
     """An engine for SQLite (file created 0600, WAL) or PostgreSQL (psycopg 3)."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
         path = Path(url[len("sqlite:///") :])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         if not path.exists():
             path.touch(mode=0o600)
         os.chmod(path, 0o600)
@@ -552,6 +553,29 @@ class Store(
             if state:
                 query = query.where(QuarantineRow.state == state)
             return list(s.exec(query).all())
+
+    def held_quarantine_refs(
+        self, connection: str, source: str, closed_after: datetime
+    ) -> set[str]:
+        """``record_ref`` of the entries whose raw record retention still keeps.
+
+        Those open, or closed after ``closed_after``: the files an adapter keeps for them
+        (an unreadable submission's only copy) must stay as long.
+        """
+        with self.session() as s:
+            query = select(QuarantineRow.record_ref).where(
+                QuarantineRow.connection == connection,
+                QuarantineRow.source == source,
+                or_(
+                    col(QuarantineRow.state) == "open",
+                    col(QuarantineRow.closed_at) > closed_after,
+                    and_(
+                        col(QuarantineRow.closed_at).is_(None),
+                        col(QuarantineRow.created_at) > closed_after,
+                    ),
+                ),
+            )
+            return set(s.exec(query).all())
 
     def quarantine_entry(self, entry_id: int) -> QuarantineRow | None:
         """One quarantine entry by id."""

@@ -129,6 +129,8 @@ def first_response(answer: JsonDict) -> tuple[str, str]:
     Raises:
         TransientError: (ambiguous) the answer does not say what happened; the write may
             have landed, so the next attempt looks for it before writing again.
+        TerminalError: (``trust_id_shape``) the location names no ``Type/id``: the server
+            said something else there, which is neither kept nor repeated.
     """
     return responses(answer, 1)[0]
 
@@ -150,10 +152,16 @@ def _response(entry: object) -> tuple[str, str]:
     response = entry.get("response") if isinstance(entry, dict) else None
     if not isinstance(response, dict):
         raise TransientError("transaction answered without a response entry", ambiguous=True)
-    status, location = str(response.get("status", "")), str(response.get("location", ""))
-    parts = location.split("/_history/")[0].split("/")
+    status, location = str(response.get("status", "")), response.get("location")
+    if not location:
+        raise TransientError("transaction answered without a location", ambiguous=True)
+    parts = str(location).split("/_history/")[0].split("/")
     if len(parts) < 2 or not FHIR_TYPE.fullmatch(parts[-2]) or not FHIR_ID.fullmatch(parts[-1]):
-        raise TransientError("transaction answered without a usable location", ambiguous=True)
+        raise TerminalError(
+            "the trust's id for the written item is not an id (a location [base/]Type/id):"
+            " refused, not stored",
+            code="trust_id_shape",
+        )
     return status, f"{parts[-2]}/{parts[-1]}"
 
 

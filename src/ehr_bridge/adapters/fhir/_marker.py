@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ehr_bridge.errors import ConfigError, TransientError
+from ehr_bridge.security.files import private_dir
 
 _VERSION = 1
 
@@ -73,7 +74,7 @@ class MarkerFile:
         self.path = path
         self._key = key
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
         except OSError as exc:
             raise ConfigError("cannot create the folder for the state file", key=key) from exc
         if path.exists() and not path.is_file():

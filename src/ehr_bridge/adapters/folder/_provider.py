@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import os
+import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ehr_bridge.adapters.base import JsonDict, ProviderSubmission
+from ehr_bridge.adapters.base import JsonDict, KeptFile, ProviderSubmission
 from ehr_bridge.adapters.folder._files import (
     TEMP_SUFFIX,
     UnreadableFileError,
@@ -19,6 +22,7 @@ from ehr_bridge.adapters.folder._files import (
     read_regular_file,
 )
 from ehr_bridge.errors import ConfigError, ConnectionStopError, TerminalError, TransientError
+from ehr_bridge.security.files import private_dir
 
 #: key of the placeholder bundle offered for a file that cannot be read as a JSON object
 UNREADABLE_KEY = "_unreadable"
@@ -38,6 +42,9 @@ class FolderProvider:
         sessions/<name>.json                  written by the platform, offered to collect
         sessions/processed/<name>             moved here by ``acknowledge``
         sessions/rejected/<name>              moved here by ``reject`` (unreadable files)
+
+    A file moved to ``processed/`` or ``rejected/`` is dated by the move, and
+    ``retention purge`` deletes it ``retention_days`` later (``kept_files``).
     """
 
     def __init__(
@@ -70,7 +77,7 @@ class FolderProvider:
         folders = (self.referrals_dir, self.sessions_dir, self.processed_dir, self.rejected_dir)
         try:
             for folder in folders:
-                folder.mkdir(parents=True, exist_ok=True)
+                private_dir(folder)
         except OSError as exc:
             raise ConfigError("cannot create the folder layout under it", key="root") from exc
         try:
@@ -148,6 +155,8 @@ class FolderProvider:
             pass
         except OSError as exc:
             raise TransientError("could not move the session file") from exc
+        else:
+            _stamp_now(self.rejected_dir / safe)
         return ProviderSubmission(handle=safe, bundle={UNREADABLE_KEY: "file_name_not_text"})
 
     def acknowledge(self, handle: str) -> None:
@@ -208,6 +217,51 @@ class FolderProvider:
             return
         except OSError as exc:
             raise TransientError("could not move the session file") from exc
+        _stamp_now(folder / handle)
+
+    # --- retention (KeepsFiles) ----------------------------------------------------------
+    def kept_files(self, before: datetime) -> Iterator[KeptFile]:
+        """Files in ``processed/`` and ``rejected/`` moved there before ``before``.
+
+        A rejected file is the only copy of an unreadable submission, so it names the
+        quarantine entry (its ``record_ref`` is the file's name) it must outlive.
+        """
+        self._check_layout()
+        limit = before.timestamp()
+        for label, folder in self._kept_folders().items():
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if not is_plain_name(entry.name):
+                        continue
+                    info = entry.stat(follow_symlinks=False)
+                    if info.st_mtime < limit and not stat.S_ISDIR(info.st_mode):
+                        moved = datetime.fromtimestamp(info.st_mtime, UTC)
+                        ref = entry.name if folder == self.rejected_dir else None
+                        yield KeptFile(label, entry.name, moved, quarantine_ref=ref)
+
+    def remove_kept(self, kept: KeptFile) -> bool:
+        """Delete one kept file (a link is removed, never followed)."""
+        folder = self._kept_folders().get(kept.folder)
+        if folder is None or not is_plain_name(kept.name):
+            raise TerminalError("not a file this folder keeps", code="unsafe_handle")
+        self._check_layout()
+        try:
+            os.unlink(folder / kept.name)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _kept_folders(self) -> dict[str, Path]:
+        return {"sessions/processed": self.processed_dir, "sessions/rejected": self.rejected_dir}
+
+
+def _stamp_now(path: Path) -> None:
+    """Date a file moved aside by when it was moved, the time retention counts from.
+
+    A file the platform owns and did not let us write keeps its own time (an earlier one).
+    """
+    with contextlib.suppress(OSError):
+        os.utime(path, follow_symlinks=False)
 
 
 def _is_text_name(name: str) -> bool:

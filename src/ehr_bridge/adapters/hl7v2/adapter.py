@@ -21,6 +21,7 @@ naming its key, e.g. ``connection[0].trust.send.port``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,14 +37,15 @@ from pydantic import (
     model_validator,
 )
 
-from ehr_bridge.adapters.base import SourcePage, WriteItem, WriteReceipt
+from ehr_bridge.adapters.base import KeptFile, SourcePage, WriteItem, WriteReceipt
 from ehr_bridge.adapters.hl7v2.build import Header, Version
 from ehr_bridge.adapters.hl7v2.inbox import DEFAULT_MAX_FILE_BYTES, Inbox
 from ehr_bridge.adapters.hl7v2.listener import MllpListener, Receiver
 from ehr_bridge.adapters.hl7v2.mllp import DEFAULT_CONNECT_TIMEOUT, MAX_FRAME_BYTES, MllpClient
 from ehr_bridge.adapters.hl7v2.source import DropFolderSource
 from ehr_bridge.adapters.hl7v2.writer import FolderTransport, Hl7Writer, MllpTransport, Transport
-from ehr_bridge.errors import ConfigError
+from ehr_bridge.errors import ConfigError, TerminalError
+from ehr_bridge.security.files import private_dir
 
 _SEGMENT_ID = r"^[A-Z][A-Z0-9]{2}$"
 MessageType = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3}\^[A-Z0-9]{3}$")]
@@ -150,6 +152,20 @@ class Hl7v2Adapter:
         """Always None (no ``find_by_reference``)."""
         return self.writer.find(item)
 
+    def kept_files(self, before: datetime) -> Iterator[KeptFile]:
+        """Received files stamped before ``before`` (the engine bounds it by the cursor)."""
+        for name, stamp in self.source.inbox.stamped_before(before):
+            yield KeptFile("received", name, stamp)
+
+    def remove_kept(self, kept: KeptFile) -> bool:
+        """Delete one received file."""
+        if kept.folder != "received":
+            raise TerminalError("not a file this adapter keeps", code="unsafe_handle")
+        try:
+            return self.source.inbox.remove(kept.name)
+        except ValueError:
+            raise TerminalError("not a received file name", code="unsafe_handle") from None
+
     def listener(self, *, port: int | None = None) -> MllpListener:
         """The MLLP listener for this connection, bound but not yet serving."""
         if self.listen is None:
@@ -209,7 +225,7 @@ def _writer(send: SendOptions | None, base_dir: Path, key: str, provider_code: s
     if send.folder is not None:
         folder = _path(base_dir, send.folder)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
         except OSError as exc:
             reason = f"cannot create folder ({type(exc).__name__})"
             raise ConfigError(reason, key=f"{key}.send.folder") from None

@@ -11,11 +11,16 @@ before a cursor already committed.
 ``accept`` is the listener's durable write: temporary file, fsync, atomic rename into
 ``drop``, fsync of the folder. Only after it returns may the listener answer ``AA``, so a
 message that was acknowledged is on disk even if the process dies the next instant.
+
+Received files hold the referrals in plain text; once pulled (stamped before the cursor)
+and older than ``retention_days`` they are deleted by ``retention purge``
+(``stamped_before`` and ``remove``).
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import fcntl
 import itertools
 import os
@@ -26,7 +31,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ehr_bridge.adapters.folder._files import read_regular_file
+from ehr_bridge.adapters.folder._files import is_plain_name, read_regular_file
+from ehr_bridge.security.files import open_private, private_dir, write_private
 
 STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
 STAMP_LENGTH = 22  # 20261126T104412123456Z
@@ -95,8 +101,8 @@ class Inbox:
 
     def ensure(self) -> None:
         """Create both folders (at start-up, so a wrong path fails early)."""
-        self.drop.mkdir(parents=True, exist_ok=True)
-        self.received.mkdir(parents=True, exist_ok=True)
+        private_dir(self.drop)
+        private_dir(self.received)
 
     # --- writing (the MLLP listener) -------------------------------------------------------
     def accept(self, data: bytes, prefix: str = "mllp") -> Path:
@@ -104,7 +110,7 @@ class Inbox:
         now = datetime.now(UTC).strftime(STAMP_FORMAT)
         name = f"{prefix}-{now}-{os.getpid()}-{next(_counter)}.hl7"
         temporary = self.drop / f".{name}.tmp"
-        with open(temporary, "xb") as handle:
+        with open_private(temporary, "xb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -123,7 +129,7 @@ class Inbox:
             stamps = self._reserve(len(waiting)) if waiting else []
             days = {s[:8] for s in stamps}
             for day in days:
-                (self.received / day).mkdir(exist_ok=True)
+                private_dir(self.received / day)
             drop, received = str(self.drop), str(self.received)
             moved = sum(
                 _move(f"{drop}/{name}", f"{received}/{s[:8]}/{s}-{name}")
@@ -160,14 +166,14 @@ class Inbox:
             start = stamp_instant(last) + timedelta(microseconds=1)
         stamps = [stamp_text(start + timedelta(microseconds=i)) for i in range(count)]
         temporary = marker.with_suffix(".tmp")
-        temporary.write_text(stamps[-1], "ascii")
+        write_private(temporary, stamps[-1])
         os.replace(temporary, marker)
         return stamps
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         """One receiver at a time, across threads and processes (daemon plus `sync --once`)."""
-        with self._lock, open(self.received / ".lock", "a") as handle:
+        with self._lock, open_private(self.received / ".lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -193,6 +199,35 @@ class Inbox:
             UnreadableFileError: ``symlink``, ``not_regular_file``, ``too_large``.
         """
         return read_regular_file(self.received / relative, max_bytes=self.max_file_bytes)
+
+    # --- retention ---------------------------------------------------------------------------
+    def stamped_before(self, before: datetime) -> Iterator[tuple[str, datetime]]:
+        """Received files (``day/name``) stamped before ``before``, with their stamp."""
+        floor = stamp_text(before)
+        for day in sorted(p.name for p in self.received.iterdir() if p.is_dir()):
+            if day > floor[:8]:
+                return
+            for name in sorted(os.listdir(self.received / day)):
+                if _partial(name) or name[:STAMP_LENGTH] >= floor:
+                    continue
+                try:
+                    yield f"{day}/{name}", stamp_instant(name)
+                except ValueError:
+                    continue  # not a name we gave: not ours to delete
+
+    def remove(self, relative: str) -> bool:
+        """Delete one received file, and its day's folder once that day is past and empty."""
+        day, _, name = relative.partition("/")
+        if not (_STAMP.fullmatch(f"{day}T000000000000Z") and is_plain_name(name)):
+            raise ValueError("not a received file")
+        try:
+            os.unlink(self.received / day / name)
+        except FileNotFoundError:
+            return False
+        if day < stamp_text(datetime.now(UTC))[:8]:  # today's may still receive files
+            with contextlib.suppress(OSError):
+                os.rmdir(self.received / day)
+        return True
 
 
 def after(names: list[str], token: str | None) -> int:

@@ -23,6 +23,7 @@ from ehr_bridge.adapters.base import WriteItem, WriteReceipt
 from ehr_bridge.adapters.hl7v2 import ack, build
 from ehr_bridge.adapters.hl7v2.mllp import MllpClient
 from ehr_bridge.errors import TerminalError, TransientError
+from ehr_bridge.security.files import open_private
 from ehr_bridge.security.foreign_text import exception_name, reduce_reply
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class FolderTransport:
             return WriteReceipt(trust_id=control_id, already_present=True)
         temporary = self.folder / f".{final.name}.{os.getpid()}.tmp"
         try:
-            with open(temporary, "wb") as handle:
+            with open_private(temporary, "wb") as handle:
                 handle.write(message.encode("utf-8"))
                 handle.flush()
                 os.fsync(handle.fileno())
