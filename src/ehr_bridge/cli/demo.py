@@ -79,7 +79,9 @@ def _outcomes(console: Console, workdir: Path) -> None:
     config = load_config(workdir / "ehr-bridge.toml")
     store = open_store(config)
     try:
-        reports = reports_from_store(store, CONNECTION, options_from_config(config.reports))
+        options = options_from_config(config.reports)
+        risk = config.get_connection(CONNECTION).risk
+        reports = reports_from_store(store, CONNECTION, options, risk=risk)
     finally:
         store.close()
     page = workdir / "report.html"

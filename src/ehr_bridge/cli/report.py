@@ -4,8 +4,10 @@ Each command prints tables by default, ``--json`` or ``--csv`` for scripts and
 spreadsheets, or writes a self-contained HTML page with ``--html FILE``. ``report all``
 gives every report at once. Figures use the national NHS Talking Therapies definitions
 (docs/reports.md); the ``[reports]`` config section holds the ADSM switch and the
-governance phrase lists. Nothing printed identifies a patient: episodes are named by the
-trust's referral id and notes appear only as phrase counts.
+governance phrase lists, and each connection's ``[connection.risk]`` window decides which
+of its risks the governance report counts as overdue. Nothing printed identifies a
+patient: episodes are named by the trust's referral id, notes appear only as phrase
+counts and risks only as counts and times.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Annotated
 import typer
 
 from ehr_bridge.cli.context import EXIT_CONFIG, config_error, fail, obj, print_json
-from ehr_bridge.config import AppConfig
+from ehr_bridge.config import AppConfig, ConnectionConfig
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.reports import (
     CSV_COLUMNS,
@@ -82,12 +84,12 @@ def _period(first: str | None, last: str | None) -> Period:
     return period
 
 
-def _connection_names(config: AppConfig, connection: str | None) -> list[str]:
+def _connections(config: AppConfig, connection: str | None) -> list[ConnectionConfig]:
     if connection:
-        return [config.get_connection(connection).name]
+        return [config.get_connection(connection)]
     if not config.connection:
         raise ConfigError("no connection configured", key="connection")
-    return [c.name for c in config.connection]
+    return list(config.connection)
 
 
 def _build(
@@ -99,12 +101,13 @@ def _build(
     cli = obj(ctx)
     try:
         config = cli.config()
-        names = _connection_names(config, connection)
+        connections = _connections(config, connection)
         store = cli.store()
     except ConfigError as exc:
         raise config_error(exc) from None
     options = options_from_config(config.reports, period, chosen)
-    return [reports_from_store(store, name, options) for name in names]
+    now = datetime.now(UTC)  # one "open now" for every connection of the run
+    return [reports_from_store(store, c.name, options, risk=c.risk, now=now) for c in connections]
 
 
 def _emit(
@@ -212,7 +215,7 @@ def governance(
     as_csv: CsvOpt = False,
     html: HtmlOpt = None,
 ) -> None:
-    """Protocol phrase counts in session notes, per episode and per therapist (counts only)."""
+    """Phrase counts in notes per episode and therapist; risk events' counts and times."""
     _report(ctx, ["governance"], (connection, first, last, "finished"), (as_json, as_csv, html))
 
 

@@ -7,9 +7,11 @@ can trust the figures without a spreadsheet.
 
 Layers: ``model`` (the FHIR-free read model), ``load`` (store -> model, one referral at a
 time, notes reduced to phrase counts), pure functions per report (``outcomes``, ``waits``,
-``activity``, ``governance``), ``build`` (all four for a connection) and outputs
-(``text`` tables, ``export`` JSON/CSV, ``html`` page with ``svg`` charts). ``times`` reads
-every FHIR date/time form into an aware instant; ``quality`` counts what could not be read.
+``activity``, ``governance``), ``risks`` (the governance report's risk section, summed
+from the store's risk events, counts and times only), ``build`` (all four for a
+connection) and outputs (``text`` tables, ``export`` JSON/CSV, ``html`` page with ``svg``
+charts). ``times`` reads every FHIR date/time form into an aware instant; ``quality``
+counts what could not be read.
 """
 
 from ehr_bridge.reports.activity import ActivityReport, activity_report
@@ -39,6 +41,7 @@ from ehr_bridge.reports.outcomes import (
     outcomes_report,
 )
 from ehr_bridge.reports.quality import DataQuality, data_quality
+from ehr_bridge.reports.risks import RiskReport, risk_report
 from ehr_bridge.reports.text import print_report, summary_lines
 from ehr_bridge.reports.times import When, read_when
 from ehr_bridge.reports.waits import WaitsReport, wait_days, waits_report
@@ -58,6 +61,7 @@ __all__ = [
     "Protocol",
     "Rate",
     "ReportOptions",
+    "RiskReport",
     "Score",
     "Session",
     "Unreadable",
@@ -80,6 +84,7 @@ __all__ = [
     "render_page",
     "report_json",
     "reports_from_store",
+    "risk_report",
     "summary_lines",
     "wait_days",
     "waits_report",

@@ -5,6 +5,10 @@ places). CSV is one long table for every report, ``connection, report, metric, g
 count, denominator, rate, value``, so one spreadsheet pivot reads any of them; ``group`` is
 a month, an hour, a weekday, a week of waiting, an episode or a therapist where it applies.
 
+The governance report carries the connection's risk section (``reports.risks``): in JSON
+as ``risks``, in CSV as ``risks/...`` rows, counts per level, reason and cause in
+``group``, durations in seconds in ``value``. Counts and codes only, never a referral.
+
 Every report carries its connection's data-quality block (``reports.quality``): in JSON as
 ``data_quality``, in CSV as ``data_quality/...`` rows (one per unreadable resource, grouped
 by its internal reference, the field at fault as the value), plus the count of scores held
@@ -22,6 +26,7 @@ from ehr_bridge.reports.governance import GovernanceReport, GovernanceRow
 from ehr_bridge.reports.model import Period, Rate
 from ehr_bridge.reports.outcomes import OutcomeCounts, OutcomesReport
 from ehr_bridge.reports.quality import DataQuality
+from ehr_bridge.reports.risks import Durations, RiskReport
 from ehr_bridge.reports.waits import (
     EIGHTEEN_WEEK_STANDARD,
     SIX_WEEK_STANDARD,
@@ -155,6 +160,33 @@ def governance_json(report: GovernanceReport) -> JsonDict:
     }
 
 
+def _durations_json(durations: Durations) -> JsonDict:
+    return {
+        "count": durations.count,
+        "median_seconds": rounded(durations.median),
+        "p90_seconds": rounded(durations.p90),
+    }
+
+
+def risks_json(report: RiskReport) -> JsonDict:
+    """The risk section: counts by level, reason and cause, times in seconds; no ids."""
+    return {
+        "as_of": report.as_of.isoformat(timespec="seconds"),
+        "acknowledge_within_minutes": report.acknowledge_within_minutes,
+        "raised": report.raised,
+        "by_level": dict(report.by_level),
+        "by_reason": dict(report.by_reason),
+        "from_quarantine": report.from_quarantine,
+        "not_written": {"total": report.not_written_total, **dict(report.not_written)},
+        "delivered": _durations_json(report.delivered),
+        "acknowledged": _durations_json(report.acknowledged),
+        "resolved": report.resolved,
+        "open": report.open,
+        "overdue": report.overdue,
+        "alerts_sent": report.alerts_sent,
+    }
+
+
 def quality_json(quality: DataQuality) -> JsonDict:
     """What could not be read (internal references and fields only), and partial dates."""
     return {
@@ -171,7 +203,10 @@ def report_json(reports: ConnectionReports, name: str) -> JsonDict:
         "outcomes": lambda: outcomes_json(reports.outcomes),
         "waits": lambda: waits_json(reports.waits),
         "activity": lambda: activity_json(reports.activity),
-        "governance": lambda: governance_json(reports.governance),
+        "governance": lambda: {
+            **governance_json(reports.governance),
+            "risks": risks_json(reports.risks),
+        },
     }
     body = makers[name]()
     return {
@@ -288,3 +323,30 @@ def _governance_rows(reports: ConnectionReports) -> Iterator[Row]:
                 yield _count_row(f"{name}/notes_with_any", group, counts.notes_with_any)
                 for phrase, count in counts.phrases.items():
                     yield _count_row(f"{name}/{phrase}", group, count)
+    yield from _risk_rows(reports.risks)
+
+
+def _risk_rows(report: RiskReport) -> Iterator[Row]:
+    """``risks/...`` rows: counts (by level, reason or cause in ``group``), seconds as values."""
+    yield _value_row("risks/as_of", "", report.as_of.isoformat(timespec="seconds"))
+    yield _value_row("risks/acknowledge_within_minutes", "", report.acknowledge_within_minutes)
+    yield _count_row("risks/raised", "", report.raised)
+    for level, count in report.by_level:
+        yield _count_row("risks/raised_by_level", level, count)
+    for reason, count in report.by_reason:
+        yield _count_row("risks/raised_by_reason", reason, count)
+    yield _count_row("risks/from_quarantine", "", report.from_quarantine)
+    yield _count_row("risks/not_written", "", report.not_written_total)
+    for cause, count in report.not_written:
+        yield _count_row("risks/not_written", cause, count)
+    for event, durations in (
+        ("delivered", report.delivered),
+        ("acknowledged", report.acknowledged),
+    ):
+        yield _count_row(f"risks/{event}", "", durations.count)
+        yield _value_row(f"risks/{event}_median_seconds", "", rounded(durations.median))
+        yield _value_row(f"risks/{event}_p90_seconds", "", rounded(durations.p90))
+    yield _count_row("risks/resolved", "", report.resolved)
+    yield _count_row("risks/open", "", report.open)
+    yield _count_row("risks/overdue", "", report.overdue)
+    yield _count_row("risks/alerts_sent", "", report.alerts_sent)

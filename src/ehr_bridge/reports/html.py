@@ -20,6 +20,7 @@ from ehr_bridge.reports.build import ConnectionReports
 from ehr_bridge.reports.governance import GovernanceRow
 from ehr_bridge.reports.model import OFFICE_CLOSES, OFFICE_OPENS, Rate
 from ehr_bridge.reports.outcomes import RECOVERY_TARGET, OutcomeCounts, OutcomesReport
+from ehr_bridge.reports.risks import RiskReport, risk_lines
 from ehr_bridge.reports.waits import (
     EIGHTEEN_WEEK_STANDARD,
     SIX_WEEK_STANDARD,
@@ -267,7 +268,31 @@ def _governance_section(reports: ConnectionReports) -> str:
         + _table(head, _governance_rows(report.by_therapist))
         + "<h3>By episode (trust referral id)</h3>"
         + _table(head, _governance_rows(report.by_episode))
+        + _risks_section(reports.risks)
     )
+
+
+def _risks_section(report: RiskReport) -> str:
+    """Risk events of the period: counts and times only, no referral or person named."""
+    as_of = report.as_of.isoformat(timespec="minutes")
+    return (
+        "<h2>Risk events</h2>"
+        '<p class="meta">Risks raised in ehr-bridge (by the day it recorded them):'
+        f" {escape(report.period.label())}. Times run from then to delivery at the trust"
+        " and to the trust's acknowledgement. Open and overdue (open past the connection's"
+        f" {report.acknowledge_within_minutes:g} minute acknowledgement window) as of"
+        f" {escape(as_of)}. Counts only: no referral or person is named.</p>"
+        + _table(
+            ["", "count", "median", "90th percentile"],
+            [_indented(*line) for line in risk_lines(report)],
+        )
+    )
+
+
+def _indented(label: str, *cells: object) -> list[object]:
+    """A sub-line's leading spaces as no-break spaces, which HTML keeps visible."""
+    stripped = label.lstrip(" ")
+    return ["\u00a0" * 2 * (len(label) - len(stripped)) + stripped, *cells]
 
 
 def _sections(reports: ConnectionReports, names: Sequence[str]) -> str:

@@ -17,6 +17,7 @@ from ehr_bridge.reports.build import ConnectionReports
 from ehr_bridge.reports.governance import GovernanceReport, GovernanceRow
 from ehr_bridge.reports.model import Rate
 from ehr_bridge.reports.outcomes import OutcomeCounts, OutcomesReport
+from ehr_bridge.reports.risks import RiskReport, risk_lines
 from ehr_bridge.reports.waits import (
     EIGHTEEN_WEEK_STANDARD,
     SIX_WEEK_STANDARD,
@@ -152,6 +153,19 @@ def print_governance(console: Console, connection: str, report: GovernanceReport
         console.print(Text(f"no session notes in the period ({report.period.label()})"))
 
 
+def print_risks(console: Console, connection: str, report: RiskReport) -> None:
+    """The risk section: counts by level, reason and cause, and the times (no ids)."""
+    as_of = report.as_of.isoformat(timespec="minutes")
+    title = (
+        f"Risks: {connection}, raised in ehr-bridge {report.period.label()}"
+        f" (open and overdue as of {as_of})"
+    )
+    table = _table(title, ["", "count", "median", "90th percentile"])
+    for label, count, median, p90 in risk_lines(report):
+        _add(table, label, count, median, p90)
+    console.print(table)
+
+
 def _governance_lines(table: Table, row: GovernanceRow) -> None:
     first = True
     for name, counts in row.protocols.items():
@@ -180,6 +194,7 @@ def print_report(console: Console, reports: ConnectionReports, name: str) -> Non
         print_activity(console, reports.connection, reports.activity)
     else:
         print_governance(console, reports.connection, reports.governance)
+        print_risks(console, reports.connection, reports.risks)
     print_quality(console, reports)
 
 
