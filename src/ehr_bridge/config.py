@@ -8,12 +8,15 @@ file: a connection names the environment variable (``token_env``) or a file
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 import tomllib
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +31,8 @@ from pydantic import (
 from ehr_bridge.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "ehr-bridge.toml"
+#: the zone the CLI prints times in unless ``[display] timezone`` says otherwise
+DEFAULT_DISPLAY_ZONE = "Europe/London"
 
 
 class Secret:
@@ -75,6 +80,32 @@ class LoggingConfig(_Section):
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     file: str | None = None
+
+
+class DisplayConfig(_Section):
+    """How the CLI shows things to people: the zone its tables print times in.
+
+    Times are stored and sent in UTC (``--json`` prints them so); tables and ``status``
+    print them to the second in this IANA zone, by default Europe/London, the clock the
+    service and its standards use.
+    """
+
+    timezone: str = DEFAULT_DISPLAY_ZONE
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; give an IANA name such as Europe/London or UTC"
+            ) from None
+        return value
+
+    def zone(self) -> ZoneInfo:
+        """The display zone."""
+        return ZoneInfo(self.timezone)
 
 
 class AdapterConfig(_Section):
@@ -336,6 +367,7 @@ class AppConfig(_Section):
     base_dir: Path = Path()
     database: DatabaseConfig = DatabaseConfig()
     logging: LoggingConfig = LoggingConfig()
+    display: DisplayConfig = DisplayConfig()
     connection: list[ConnectionConfig] = Field(default_factory=list)
     reports: ReportsConfig = ReportsConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
@@ -392,22 +424,94 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return text
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``X``, ``X | None``, ``list[X]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (list, Union, types.UnionType):
+        for arg in get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the section at ``loc`` (below ``model``) knows; empty if it is not a model."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if current is not None else None
+        current = _model_in(field.annotation) if field is not None else None
+        if current is None:
+            return []
+    assert current is not None
+    return [name for name in current.model_fields if name != "base_dir"]
+
+
+def unknown_key_message(name: str, known: list[str]) -> str:
+    """The message for an unknown key: the closest known key, or the keys the section takes."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) or [
+        k for k in known if len(name) >= 3 and (k.startswith(name) or name.startswith(k))
+    ]
+    hint = f"; did you mean {close[0]}?" if close else ""
+    listed = f" (this section takes: {', '.join(known)})" if known and not close else ""
+    return f"unknown key{hint}{listed}"
+
+
+def explain_validation(exc: ValidationError, model: type[BaseModel]) -> tuple[str, str]:
+    """``(key path, message)`` for the first problem pydantic found, said once.
+
+    A misspelt key usually also leaves a required key missing; the unknown key comes
+    first, since fixing it fixes both. The message never repeats the path.
+    """
+    errors = sorted(
+        exc.errors(include_url=False, include_input=False),
+        key=lambda e: e["type"] != "extra_forbidden",
+    )
+    first = errors[0]
+    loc = tuple(first["loc"])
+    if first["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+        message = unknown_key_message(loc[-1], _keys_at(model, loc[:-1]))
+    else:
+        message = _said(first)
+    others = [f"{_key_path(tuple(e['loc']))}: {_said(e)}" for e in errors[1:4]]
+    more = len(errors) - 1 - len(others)
+    if others:
+        message += "; also " + "; ".join(others) + (f" (and {more} more)" if more else "")
+    return _key_path(loc), message
+
+
+def _said(error: Any) -> str:
+    """Pydantic's message without its "Value error, " prefix for our own checks."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def validation_error(exc: ValidationError, model: type[BaseModel], key: str) -> ConfigError:
+    """A ConfigError for options of ``model`` at config key ``key`` (adapters use this)."""
+    where, message = explain_validation(exc, model)
+    return ConfigError(message, key=f"{key}.{where}" if where else key)
+
+
 def load_config(path: Path) -> AppConfig:
     """Read and validate a config file; every problem becomes a ConfigError naming its key."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}", key="--config") from exc
+        raise ConfigError(
+            f"config file not found: {path.absolute()}; name the file with --config FILE or"
+            f" the EHR_BRIDGE_CONFIG environment variable (without either: ./{DEFAULT_CONFIG_NAME}"
+            " in the current folder)"
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})", key="--config") from exc
     raw["base_dir"] = path.resolve().parent
     try:
         return AppConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = _key_path(tuple(first["loc"]))
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{first['msg']}{more}", key=key) from None
+        key, message = explain_validation(exc, AppConfig)
+        raise ConfigError(message, key=key) from None
 
 
 def read_secret(options: dict[str, Any], name: str, *, base_dir: Path, key: str) -> Secret:

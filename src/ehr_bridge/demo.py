@@ -20,6 +20,7 @@ from typing import Any
 
 from ehr_bridge.config import load_config
 from ehr_bridge.logs import setup_logging
+from ehr_bridge.mapping.shipped import bundled_mapping
 from ehr_bridge.security import generate_key
 from ehr_bridge.security.files import open_private, private_dir, write_private
 from ehr_bridge.security.keyring import open_store
@@ -39,16 +40,6 @@ TRUST_KEYS = {
     "assessments": "scores",
     "risk_alerts": "risk alerts",
 }
-
-
-def bundled_mapping(name: str) -> Path:
-    """A mapping shipped with ehr-bridge: the repository's ``mappings/`` folder."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "mappings" / name, here.parent / "_mappings" / name):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"bundled mapping {name} not found")
-
 
 CONFIG_TEMPLATE = """\
 # Written by `ehr-bridge demo`: the embedded default (SQLite + folder provider).

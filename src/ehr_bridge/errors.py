@@ -7,6 +7,7 @@
     ├── MappingError               this record cannot be mapped: quarantine it, go on
     ├── RecordValidationError      this record breaks a clinical/FHIR rule: quarantine it, go on
     ├── TransientError             retry later (network, 5xx, 429); may carry ``retry_after``
+    │   ├── UnreachableError       no connection to the other side (DNS, refused, TLS, reset)
     │   ├── CallDeadlineError      one outbound call passed its whole-request deadline
     │   └── AbandonedError         given up on our side: not retried in this run
     │       ├── StoppedError       the process is stopping (SIGTERM, SIGINT)
@@ -14,6 +15,7 @@
     ├── TerminalError              the other side refused this item for good: dead-letter it
     │   └── ConflictError          the other side already holds this item (idempotent success)
     └── ConnectionStopError        the connection itself is unusable (auth, 404 base URL): stop it
+        └── CredentialsRefusedError  the other side answered 401 or 403 to our credentials
 
 Retry and quarantine logic reads the *category*, never a concrete adapter's class.
 Messages name records by internal ids and fields by path; they never carry field values,
@@ -125,6 +127,16 @@ class TransientError(EhrBridgeError):
         super().__init__(message)
 
 
+class UnreachableError(TransientError):
+    """No connection to the other side: name resolution, refusal, TLS or a reset.
+
+    The message names the host and the config key that sets it (``base_url``), never the
+    library's text, which can quote what the server sent.
+    """
+
+    code = "unreachable"
+
+
 class CallDeadlineError(TransientError):
     """One outbound call did not finish within its whole-request deadline.
 
@@ -179,3 +191,13 @@ class ConnectionStopError(EhrBridgeError):
     """The connection cannot work at all (credentials refused, endpoint missing)."""
 
     code = "connection"
+
+
+class CredentialsRefusedError(ConnectionStopError):
+    """The other side answered 401 or 403: our token or client credentials are refused.
+
+    The message names the config key that holds them (``token_env``, ``token_file`` or the
+    ``oauth2`` table), never the credential.
+    """
+
+    code = "auth_refused"

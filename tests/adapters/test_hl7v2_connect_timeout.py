@@ -64,7 +64,11 @@ def test_a_peer_that_accepts_nothing_is_given_up_at_the_connect_timeout(
         adapter.write(ITEM)
     seconds = time.monotonic() - started
     assert 0.4 < seconds < 1.5  # the connect timeout, far inside the 10 s exchange
-    assert caught.value.safe_message == "MLLP connect failed: TimeoutError"
+    assert caught.value.safe_message == (
+        f"MLLP connect failed: TimeoutError: the connection to 127.0.0.1:{wedged_port} failed;"
+        " check the network and connection[0].trust.send.host and connection[0].trust.send.port"
+    )
+    assert caught.value.code == "unreachable"
     assert not caught.value.ambiguous  # nothing was sent: no read-before-write needed
 
 

@@ -93,8 +93,26 @@ def item(sim: PcmisSimulator, reference: str, **payload: Any) -> WriteItem:
 def test_wrong_key_stops_the_connection(tmp_path: Path, sim: PcmisSimulator) -> None:
     (tmp_path / "old-key").write_text("not-the-key")
     adapter = build(tmp_path, base_url=sim.api_url, token_file="old-key")
-    with pytest.raises(ConnectionStopError, match="HTTP 401"):
+    with pytest.raises(ConnectionStopError, match="HTTP 401") as info:
         adapter.fetch_referrals(updated_since=None, page=None)
+    assert info.value.code == "auth_refused"
+    assert str(info.value).endswith(
+        "the server refused our credentials (HTTP 401);"
+        " check the token in the file old-key (trust.token_file)"
+    )
+    assert "not-the-key" not in str(info.value)
+
+
+def test_a_refused_token_from_the_environment_names_the_variable(
+    tmp_path: Path, sim: PcmisSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PCMIS_KEY", "not-the-key")
+    adapter = build(tmp_path, base_url=sim.api_url, token_file=None, token_env="PCMIS_KEY")
+    with pytest.raises(ConnectionStopError) as info:
+        adapter.fetch_referrals(updated_since=None, page=None)
+    assert "check the token in the environment variable PCMIS_KEY (trust.token_env)" in str(
+        info.value
+    )
 
 
 def test_busy_trust_is_transient_with_retry_after(tmp_path: Path, sim: PcmisSimulator) -> None:
@@ -138,8 +156,12 @@ def test_conflict_answers_the_existing_id(tmp_path: Path, sim: PcmisSimulator) -
 
 def test_unreachable_trust_is_transient(tmp_path: Path) -> None:
     adapter = build(tmp_path, base_url="http://127.0.0.1:9/api", timeout_seconds=1)
-    with pytest.raises(TransientError, match="ConnectionError"):
+    with pytest.raises(TransientError, match="ConnectionError") as info:
         adapter.fetch_referrals(updated_since=None, page=None)
+    assert info.value.code == "unreachable"
+    assert str(info.value).endswith(
+        "the connection to 127.0.0.1:9 failed; check the network and the address in trust.base_url"
+    )
 
 
 class ScriptedSession(requests.Session):

@@ -80,7 +80,8 @@ def test_healthz_is_ready_after_a_clean_cycle_then_fails_with_the_trust(
     assert response.status_code == 503
     verdict = response.json()["connections"]["demo-trust"]
     assert verdict["flows"]["pull"]["state"] == "failed"
-    assert "pull: failed" in verdict["problems"]
+    assert "pull: failed (auth_refused)" in verdict["problems"]
+    assert verdict["flows"]["pull"]["code"] == "auth_refused"
 
 
 def test_healthz_reports_stale_flows(bridge: Bridge, served: Served) -> None:

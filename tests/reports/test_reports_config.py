@@ -77,7 +77,7 @@ def _load(tmp_path: Path, body: str):
             "reports",
             "ICD-10 prefixes",
         ),
-        ("[reports]\nadsm = true", "reports.adsm", "Extra inputs"),
+        ("[reports]\nadsm = true", "reports.adsm", "unknown key; did you mean adsm_enabled?"),
     ],
 )
 def test_bad_sections_name_the_key(tmp_path, body, key, message):

@@ -24,7 +24,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ehr_bridge.config import AdapterConfig
+from ehr_bridge.config import AdapterConfig, unknown_key_message
 from ehr_bridge.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,8 @@ def create_folder(options: dict[str, Any], *, base_dir: Path, key: str, provider
 
     unknown = sorted(set(options) - {"path", "max_file_bytes"})
     if unknown:
-        raise ConfigError(f"unknown option {unknown[0]!r}", key=f"{key}.{unknown[0]}")
+        message = unknown_key_message(unknown[0], ["adapter", "path", "max_file_bytes"])
+        raise ConfigError(message, key=f"{key}.{unknown[0]}")
     path = options.get("path")
     if not isinstance(path, str) or not path:
         raise ConfigError("set path to the folder shared with the provider", key=f"{key}.path")

@@ -21,6 +21,7 @@ import jmespath.exceptions
 import yaml
 from pydantic import ValidationError
 
+from ehr_bridge.config import explain_validation
 from ehr_bridge.domain.facts import PatientFacts, ReferralFacts
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.mapping.api import Api, compile_api
@@ -80,10 +81,8 @@ def _validate(raw: dict[str, Any], path: Path) -> MappingSpec:
     try:
         return MappingSpec.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        where = ".".join(str(p) for p in errors[0]["loc"])
-        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
-        raise ConfigError(detail, key=f"{path}:{where}") from None
+        where, message = explain_validation(exc, MappingSpec)
+        raise ConfigError(message, key=f"{path}:{where}") from None
 
 
 class _Compiler:

@@ -38,6 +38,8 @@ class FlowRun:
     ok: bool
     started_at: datetime
     finished_at: datetime
+    #: a failed run's error code (``unreachable``, ``auth_refused``, ...), if recorded
+    code: str | None = None
 
 
 class RunCache:
@@ -71,7 +73,10 @@ class RunCache:
 
 def _flow_run(row: RunRow) -> FlowRun:
     return FlowRun(
-        ok=row.ok, started_at=_aware(row.started_at), finished_at=_aware(row.finished_at)
+        ok=row.ok,
+        started_at=_aware(row.started_at),
+        finished_at=_aware(row.finished_at),
+        code=None if row.ok else row.error_code,
     )
 
 
@@ -141,7 +146,11 @@ class HealthChecker:
             age = (now - run.finished_at).total_seconds()
             state = _flow_state(run, age, stale_after(schedule, flow))
             flows[flow] = {"state": state, "age_seconds": round(max(age, 0.0), 1)}
-            if state != "ok":
+            if state == "failed":
+                code = run.code or "error"
+                flows[flow]["code"] = code
+                problems.append(f"{flow}: failed ({code})")
+            elif state != "ok":
                 problems.append(f"{flow}: {state}")
         status = "ok" if not problems else "failing"
         return {"status": status, "flows": flows, "problems": problems}

@@ -203,6 +203,8 @@ class RunRow(SQLModel, table=True):
     ok: bool
     counts: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     error: str | None = None
+    #: the failed run's error code (``EhrBridgeError.code``: ``unreachable``, ``auth_refused``)
+    error_code: str | None = None
 
 
 class FlowLeaseRow(SQLModel, table=True):

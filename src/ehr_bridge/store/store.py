@@ -435,8 +435,9 @@ class Store(
         started_at: datetime,
         counts: JsonDict,
         error: str | None = None,
+        error_code: str | None = None,
     ) -> None:
-        """Remember a flow run for `status`."""
+        """Remember a flow run for `status` and ``/healthz`` (a failure: its text and code)."""
         with self.session() as s:
             s.add(
                 RunRow(
@@ -447,6 +448,7 @@ class Store(
                     ok=error is None,
                     counts=canonical_json(counts),
                     error=error,
+                    error_code=error_code if error is not None else None,
                 )
             )
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from ehr_bridge.adapters.base import ProviderPort, TrustSource, TrustWriter
@@ -17,6 +19,7 @@ from ehr_bridge.domain.risk import DEFAULT_RULES, ItemRule, check_rules
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.mapping import Mapping, load_mapping
 from ehr_bridge.mapping.check import check_mapping
+from ehr_bridge.mapping.shipped import shipped_mapping, shipped_names
 from ehr_bridge.retry import RetryPolicy
 
 
@@ -90,10 +93,7 @@ class Connection:
 def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Connection:
     """Load the mapping and create both adapters; any problem is a ConfigError with its key."""
     key = f"connection[{index}]"
-    mapping_path = app.resolve(config.mapping)
-    if not mapping_path.is_file():
-        raise ConfigError(f"mapping file not found: {mapping_path}", key=f"{key}.mapping")
-    mapping = load_mapping(mapping_path)
+    mapping = load_mapping(mapping_file(app, config, f"{key}.mapping"))
     _check_write_back_codes(mapping, adsm_enabled=app.reports.adsm_enabled)
     code = config.provider_org.code
     trust = create_adapter(
@@ -168,6 +168,28 @@ def _risk_rules(config: ConnectionConfig, key: str) -> tuple[ItemRule, ...]:
             raise ConfigError(str(exc), key=f"{key}[{index}]") from exc
         rules.append(item)
     return tuple(rules)
+
+
+def mapping_file(app: AppConfig, config: ConnectionConfig, key: str) -> Path:
+    """The connection's mapping file: a path from the config's folder, or a shipped name.
+
+    ``mapping = "iaptus"`` (no folder, no suffix) that is not a file beside the config is
+    the mapping shipped with ehr-bridge (``mapping.shipped``).
+    """
+    path = app.resolve(config.mapping)
+    if path.is_file():
+        return path
+    shipped = shipped_mapping(str(config.mapping))
+    if shipped is not None:
+        return shipped
+    names = shipped_names()
+    close = difflib.get_close_matches(Path(config.mapping).stem, names, n=1)
+    hint = f"; did you mean the shipped mapping {close[0]!r}?" if close else ""
+    raise ConfigError(
+        f"mapping file not found: {path}{hint} (a bare name picks a shipped mapping:"
+        f" {', '.join(names)})",
+        key=key,
+    )
 
 
 def _check_write_back_codes(mapping: Mapping, *, adsm_enabled: bool) -> None:

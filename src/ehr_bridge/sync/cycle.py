@@ -135,7 +135,7 @@ def _finished(
     code: str | None,
 ) -> None:
     """Record the run for `status` and tell observers (metrics, alerts)."""
-    store.record_run(conn.name, name, started, counts, error)
+    store.record_run(conn.name, name, started, counts, error, code)
     seconds = time.monotonic() - clock
     publish(FlowFinished(conn.name, name, seconds, counts, error, code))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ehr_bridge.adapters._advice import advice_for
 from ehr_bridge.adapters.fhir._http import FhirHttp
 from ehr_bridge.adapters.fhir._marker import Marker, MarkerFile
 from ehr_bridge.adapters.fhir._options import (
@@ -49,6 +50,7 @@ def _http(options: dict[str, Any], parsed: FhirOptions, base_dir: Path, key: str
         session=build_session(
             parsed, options, base_url=parsed.base_url, base_dir=base_dir, key=key
         ),
+        advice=advice_for(options, key, parsed.base_url),
     )
 
 

@@ -20,6 +20,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
+from ehr_bridge.adapters._advice import Advice, advice_for
 from ehr_bridge.adapters.base import JsonDict
 from ehr_bridge.config import Secret
 from ehr_bridge.errors import (
@@ -61,8 +62,11 @@ class FhirHttp:
         timeout: float,
         read_attempts: int,
         session: requests.Session | None = None,
+        advice: Advice | None = None,
     ) -> None:
         self.base = base_url.rstrip("/")
+        #: what a connection failure or a refused token tells the operator to check
+        self.advice = advice or advice_for({}, "fhir", base_url)
         self._token = token
         self._timeout = timeout
         self._http = session or SecureSession()
@@ -121,14 +125,22 @@ class FhirHttp:
             sent["Authorization"] = f"Bearer {self._token.reveal()}"
         try:
             response = self._http.request(method, url, headers=sent, timeout=self._timeout, **kw)
+        except requests.ConnectionError as exc:
+            raise self.advice.unreachable(what, exc, ambiguous=method != "GET") from None
         except requests.RequestException as exc:
             raise TransientError(
                 f"{what}: {exception_name(exc)}", ambiguous=method != "GET"
             ) from None
-        return answer(what, method, response, kw.get("json") or kw.get("params"))
+        return answer(what, method, response, kw.get("json") or kw.get("params"), self.advice)
 
 
-def answer(what: str, method: str, response: requests.Response, sent: object = None) -> JsonDict:
+def answer(
+    what: str,
+    method: str,
+    response: requests.Response,
+    sent: object = None,
+    advice: Advice | None = None,
+) -> JsonDict:
     """The JSON object a 2xx answer carries, or the error its status stands for."""
     status = response.status_code
     body = _json_object(response)
@@ -140,7 +152,7 @@ def answer(what: str, method: str, response: requests.Response, sent: object = N
         return body
     detail = f"{what}: {_described(_issue(status, response, body, sent))}"
     if status in (401, 403):
-        raise ConnectionStopError(detail)
+        raise (advice or advice_for({}, "fhir", "")).refused(detail, status)
     if status == 409:
         raise ConflictError(detail)
     if status == 429 or status >= 500:

@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
-from ehr_bridge.config import Secret, read_secret
+from ehr_bridge.config import Secret, read_secret, validation_error
 from ehr_bridge.domain.codes import EHR_BRIDGE_FHIR_BASE, ODS_ORGANISATION_SYSTEM
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.security.transport import TransportOptions
@@ -94,9 +94,7 @@ def parse_options(model: type[Model], options: dict[str, Any], key: str) -> Mode
     try:
         return model.model_validate(options)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        loc = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(first["msg"], key=f"{key}.{loc}" if loc else key) from None
+        raise validation_error(exc, model, key) from None
 
 
 def token_for(

@@ -44,6 +44,7 @@ from ehr_bridge.adapters.hl7v2.listener import MllpListener, Receiver
 from ehr_bridge.adapters.hl7v2.mllp import DEFAULT_CONNECT_TIMEOUT, MAX_FRAME_BYTES, MllpClient
 from ehr_bridge.adapters.hl7v2.source import DropFolderSource
 from ehr_bridge.adapters.hl7v2.writer import FolderTransport, Hl7Writer, MllpTransport, Transport
+from ehr_bridge.config import validation_error
 from ehr_bridge.errors import ConfigError, TerminalError
 from ehr_bridge.security.files import private_dir
 
@@ -187,9 +188,7 @@ def create(
     try:
         parsed = Hl7v2Options.model_validate(options)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        location = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(first["msg"], key=f"{key}.{location}" if location else key) from None
+        raise validation_error(exc, Hl7v2Options, key) from None
     drop = _path(base_dir, parsed.drop_folder)
     received = _path(base_dir, parsed.received_folder) if parsed.received_folder else None
     inbox = Inbox(
@@ -238,6 +237,7 @@ def _writer(send: SendOptions | None, base_dir: Path, key: str, provider_code: s
             timeout=send.timeout_seconds,
             connect_timeout=send.connect_timeout_seconds,
             keep_alive=send.keep_alive,
+            key=f"{key}.send",
         )
         transport = MllpTransport(client)
     return Hl7Writer(header, transport)

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 
-from ehr_bridge.errors import TransientError
+from ehr_bridge.errors import TransientError, UnreachableError
 from ehr_bridge.retry import Watch, watched
 from ehr_bridge.security.foreign_text import exception_name
 
@@ -90,9 +90,12 @@ class MllpClient:
         timeout: float = 10.0,
         keep_alive: bool = True,
         connect_timeout: float | None = None,
+        key: str = "send",
     ) -> None:
         self.host = host
         self.port = port
+        #: the config key of host and port, named when the peer cannot be reached
+        self.key = key
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout or DEFAULT_CONNECT_TIMEOUT, timeout)
         self.keep_alive = keep_alive
@@ -179,7 +182,11 @@ class MllpClient:
             except OSError as exc:
                 if watch.fired is not None or watch.remaining() == 0:
                     raise watch.error("MLLP connect") from None
-                raise TransientError(f"MLLP connect failed: {exception_name(exc)}") from None
+                raise UnreachableError(
+                    f"MLLP connect failed: {exception_name(exc)}: the connection to"
+                    f" {self.host}:{self.port} failed; check the network and {self.key}.host"
+                    f" and {self.key}.port"
+                ) from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sock, self._reader = sock, FrameReader(sock)
         return self._reader

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import requests
 from pydantic import ConfigDict, Field, ValidationError
 
+from ehr_bridge.adapters._advice import Advice, advice_for
 from ehr_bridge.adapters._sessions import PerThreadSession
 from ehr_bridge.adapters.base import (
     JsonDict,
@@ -26,11 +27,9 @@ from ehr_bridge.adapters.base import (
     WriteReceipt,
     staff_id,
 )
-from ehr_bridge.config import Secret, read_secret
+from ehr_bridge.config import Secret, read_secret, validation_error
 from ehr_bridge.errors import (
-    ConfigError,
     ConflictError,
-    ConnectionStopError,
     TerminalError,
     TransientError,
 )
@@ -84,8 +83,11 @@ class IaptusClient:
         token: Secret | None,
         provider_code: str,
         session: requests.Session | None = None,
+        advice: Advice | None = None,
     ) -> None:
         self.options = options
+        #: what a connection failure or a refused token tells the operator to check
+        self.advice = advice or advice_for(options.model_dump(), "trust", options.base_url)
         self._token = token
         self._provider_code = provider_code
         self._base = options.base_url.rstrip("/")
@@ -206,11 +208,15 @@ class IaptusClient:
                 timeout=self.options.timeout_seconds,
                 **kwargs,
             )
+        except requests.ConnectionError as exc:
+            label = f"{method} {_template(path)}"
+            raise self.advice.unreachable(label, exc, ambiguous=method != "GET") from None
         except requests.RequestException as exc:
             raise TransientError(
                 f"{method} {_template(path)}: {exception_name(exc)}", ambiguous=method != "GET"
             ) from None
-        return _answer(method, path, response, kwargs.get("json") or kwargs.get("params"))
+        sent = kwargs.get("json") or kwargs.get("params")
+        return _answer(method, path, response, sent, self.advice)
 
 
 def _kind_path(trust_referral_id: str, kind: str) -> str:
@@ -232,7 +238,9 @@ def _trust_item(found: JsonDict) -> TrustItem:
     )
 
 
-def _answer(method: str, path: str, response: requests.Response, sent: object) -> JsonDict:
+def _answer(
+    method: str, path: str, response: requests.Response, sent: object, advice: Advice
+) -> JsonDict:
     """A 2xx body, or the error its status stands for, reduced to what is safe to keep."""
     status = response.status_code
     body = _json_or_empty(response)
@@ -242,7 +250,7 @@ def _answer(method: str, path: str, response: requests.Response, sent: object) -
     reply = reduce_reply(f"HTTP {status}", response.content, code=error, field=field, sent=sent)
     detail = f"{method} {_template(path)}: {reply}"
     if status in (401, 403):
-        raise ConnectionStopError(detail)
+        raise advice.refused(detail, status)
     if status == 409:
         existing = body.get("existing_id")
         raise ConflictError(detail, existing_id=_trust_id(existing))
@@ -298,9 +306,8 @@ def create(
     try:
         parsed = IaptusOptions.model_validate(options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(first["msg"], key=f"{key}.{loc}") from None
+        raise validation_error(exc, IaptusOptions, key) from None
     session = build_session(parsed, options, base_url=parsed.base_url, base_dir=base_dir, key=key)
     token = None if parsed.oauth2 else read_secret(options, "token", base_dir=base_dir, key=key)
-    return IaptusClient(parsed, token, provider_code, session)
+    advice = advice_for(options, key, parsed.base_url)
+    return IaptusClient(parsed, token, provider_code, session, advice)

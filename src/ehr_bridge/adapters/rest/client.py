@@ -16,14 +16,16 @@ from urllib.parse import quote
 import requests
 from pydantic import ConfigDict, Field, ValidationError
 
+from ehr_bridge.adapters._advice import Advice, advice_for
 from ehr_bridge.adapters.base import SourcePage, WriteItem, WriteReceipt
 from ehr_bridge.adapters.rest.http import Http
 from ehr_bridge.adapters.rest.paging import Listing
-from ehr_bridge.config import Secret, read_secret
+from ehr_bridge.config import Secret, read_secret, validation_error
 from ehr_bridge.errors import ConfigError, ConflictError, TerminalError
 from ehr_bridge.mapping import OUTBOUND_KINDS, Mapping, load_mapping
 from ehr_bridge.mapping.api import Api, WriteSpec, render
 from ehr_bridge.mapping.schema import OPTIONAL_KINDS
+from ehr_bridge.mapping.shipped import shipped_mapping
 from ehr_bridge.retry import RetryPolicy, call_with_retries
 from ehr_bridge.security.transport import TransportOptions, build_session
 
@@ -61,6 +63,7 @@ class RestClient:
         token: Secret | None,
         provider_code: str,
         session: requests.Session | None = None,
+        advice: Advice | None = None,
     ) -> None:
         if mapping.api is None:  # create() checks this with the config key; keep mypy honest
             raise ConfigError("the mapping has no api: section", key="mapping")
@@ -69,7 +72,12 @@ class RestClient:
         self._api: Api = mapping.api
         self._provider_code = provider_code
         self._http = Http(
-            options.base_url, mapping.api, token, timeout=options.timeout_seconds, session=session
+            options.base_url,
+            mapping.api,
+            token,
+            timeout=options.timeout_seconds,
+            session=session,
+            advice=advice or advice_for(options.model_dump(), "trust", options.base_url),
         )
         self._listing = Listing(
             mapping.api,
@@ -195,9 +203,7 @@ def create(
     try:
         parsed = RestOptions.model_validate(options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(first["msg"], key=f"{key}.{loc}") from None
+        raise validation_error(exc, RestOptions, key) from None
     mapping = mapping or _load(parsed, base_dir, key)
     _check_api(mapping, key)
     if session is None:
@@ -205,7 +211,8 @@ def create(
             parsed, options, base_url=parsed.base_url, base_dir=base_dir, key=key
         )
     token = None if parsed.oauth2 else read_secret(options, "token", base_dir=base_dir, key=key)
-    return RestClient(parsed, mapping, token, provider_code, session)
+    advice = advice_for(options, key, parsed.base_url)
+    return RestClient(parsed, mapping, token, provider_code, session, advice)
 
 
 def _load(options: RestOptions, base_dir: Path, key: str) -> Mapping:
@@ -216,6 +223,8 @@ def _load(options: RestOptions, base_dir: Path, key: str) -> Mapping:
         )
     path = Path(options.mapping)
     path = path if path.is_absolute() else base_dir / path
+    if not path.is_file():
+        path = shipped_mapping(options.mapping) or path  # a bare name: a shipped mapping
     if not path.is_file():
         raise ConfigError(f"mapping file not found: {path}", key=f"{key}.mapping")
     return load_mapping(path)

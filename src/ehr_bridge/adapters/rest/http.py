@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ehr_bridge.adapters._advice import Advice, advice_for
 from ehr_bridge.adapters._sessions import PerThreadSession
 from ehr_bridge.config import Secret
-from ehr_bridge.errors import ConflictError, ConnectionStopError, TerminalError, TransientError
+from ehr_bridge.errors import ConflictError, TerminalError, TransientError
 from ehr_bridge.mapping.api import Api
 from ehr_bridge.security.foreign_text import (
     Reply,
@@ -50,8 +51,10 @@ class Http:
         *,
         timeout: float,
         session: requests.Session | None = None,
+        advice: Advice | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._advice = advice or advice_for({}, "trust", base_url)
         self._origin = _origin(self.base_url)
         self._api = api
         self._token = token
@@ -90,6 +93,8 @@ class Http:
                 method, url, params=params, json=body, headers=self._headers(),
                 timeout=self._timeout,
             )  # fmt: skip
+        except requests.ConnectionError as exc:
+            raise self._advice.unreachable(label, exc, ambiguous=method != "GET") from None
         except requests.RequestException as exc:
             raise TransientError(
                 f"{label}: {exception_name(exc)}", ambiguous=method != "GET"
@@ -118,7 +123,7 @@ class Http:
             return Answer(body, links)
         detail = f"{label}: {self._reply(status, response, body, sent)}"
         if status in (401, 403):
-            raise ConnectionStopError(detail)
+            raise self._advice.refused(detail, status)
         if status == 409:
             existing = self._api.search(conflict_id, body) if conflict_id else None
             ok = isinstance(existing, str | int) and not isinstance(existing, bool)
