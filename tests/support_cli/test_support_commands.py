@@ -43,7 +43,7 @@ def test_show_by_every_kind_of_id_gives_the_same_story(cli: Cli) -> None:
         w["history"] and w["history"][-1]["outcome"] == "written" for w in story["write_backs"]
     )
     table = cli.ok("referrals", "show", referral["trust_referral_id"]).stdout
-    assert "timeline (UTC)" in table and "delivered to the provider" in table
+    assert "timeline (times Europe/London)" in table and "delivered to the provider" in table
     assert number not in table and number not in str(story)
 
 

@@ -18,6 +18,8 @@ from ehr_bridge.cli.app import app
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 GUIDE = DOCS / "support-guide.md"
+#: options of the ehr-bridge command itself, taken before or after the command
+GLOBAL = ("--wide",)
 COMMAND = re.compile(r"(?:^|\$ |`)ehr-bridge ([a-z][a-z-]*(?=[ `\n]|$)[^`#\n]*)", re.MULTILINE)
 
 
@@ -25,7 +27,7 @@ def commands(text: str) -> list[list[str]]:
     found = []
     for match in COMMAND.finditer(text):
         words = shlex.split(match.group(1).strip().rstrip("`"))
-        found.append([w for w in words if w != "..."])
+        found.append([w for w in words if w not in ("...", *GLOBAL)])
     return found
 
 

@@ -20,6 +20,7 @@ from ehr_bridge.cli.patients import app as patients_app
 from ehr_bridge.cli.reconcile import reconcile_command
 from ehr_bridge.cli.report import app as report_app
 from ehr_bridge.cli.risk import app as risk_app
+from ehr_bridge.cli.screen import WideAnywhere
 from ehr_bridge.cli.sim import app as sim_app
 
 app = typer.Typer(
@@ -27,7 +28,7 @@ app = typer.Typer(
     help="Connects NHS Talking Therapies record systems with online therapy providers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    cls=WideAnywhere,
 )
 
 
@@ -42,9 +43,17 @@ def main_options(
             help="Config file (default ./ehr-bridge.toml).",
         ),
     ] = None,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            envvar="EHR_BRIDGE_WIDE",
+            help="Tables show every column whole, however wide (may follow the command).",
+        ),
+    ] = False,
 ) -> None:
     """Shared options; the config is read only by commands that need it."""
-    ctx.obj = CliContext(config_path=config)
+    ctx.obj = CliContext(config_path=config, wide=wide)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -12,7 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
+from ehr_bridge.cli import tables
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, fail, obj, print_json, print_table
+from ehr_bridge.cli.screen import when, zone_label
 from ehr_bridge.cli.support import find_referrals, parse_day, short, shown, store_of
 from ehr_bridge.store import AuditEventRow
 
@@ -60,30 +62,35 @@ def audit_list(
     if as_json:
         print_json(data)
         return
+    console = obj(ctx).console
     rows_out = [
         [
-            f"{d['at']:%Y-%m-%d %H:%M:%S}",
+            when(console, d["at"]),
             d["actor"],
             d["action"],
             d["outcome"],
-            short(d["referral_id"]),
+            d["referral_id"],
             short(d["outbox_key"]),
             d["trust_id"],
             d["reason"],
         ]
         for d in data
     ]
-    columns = [
-        "when (UTC)",
-        "who",
-        "action",
-        "outcome",
-        "referral",
-        "outbox key",
-        "trust id",
-        "why",
-    ]
-    print_table(obj(ctx).console, f"{len(data)} audit entries", columns, rows_out)
+    title = f"{len(data)} audit entries ({zone_label(console)})"
+    print_table(console, title, AUDIT_COLUMNS, rows_out)
+
+
+#: when, who, what and the outcome always; then why, and the records it names
+AUDIT_COLUMNS: list[str | tables.Column] = [
+    "when",
+    "who",
+    "action",
+    "outcome",
+    tables.optional("referral", 4),
+    tables.optional("outbox key", 5),
+    tables.optional("trust id", 3),
+    tables.text("why", 2, drop=2, min_width=16),
+]
 
 
 def _entry(event: AuditEventRow) -> dict[str, Any]:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from ehr_bridge.cli.text import markup_safe
+from ehr_bridge.cli import tables
+from ehr_bridge.cli.screen import Screen
 from ehr_bridge.config import DEFAULT_CONFIG_NAME, AppConfig, load_config
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.security.keyring import open_store
@@ -32,7 +33,12 @@ class CliContext:
     config_path: Path | None = None
     _config: AppConfig | None = None
     _store: Store | None = None
-    console: Console = field(default_factory=Console)
+    #: ``--wide``: every table column whole and unwrapped
+    wide: bool = False
+    console: Screen = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.console = Screen(wide=self.wide)
 
     def config(self) -> AppConfig:
         """The validated config: ``--config``, else $EHR_BRIDGE_CONFIG, else ./ehr-bridge.toml.
@@ -48,6 +54,7 @@ class CliContext:
                 self._config = load_config(path)
             except ConfigError as exc:
                 raise config_error(exc) from None
+            self.console.zone = self._config.display.zone()
         return self._config
 
     def store(self) -> Store:
@@ -95,11 +102,17 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
 
 
-def print_table(console: Console, title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    """A table for people."""
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*[markup_safe(v) for v in row])
-    console.print(table)
+def print_table(
+    console: Console,
+    title: str | None,
+    columns: Sequence[str | tables.Column],
+    rows: Sequence[Sequence[Any]],
+    *,
+    indent: int = 0,
+) -> None:
+    """A table for people, laid out for the console's width (``cli.tables``).
+
+    A column named by a bare string is printed whole; ``tables.text`` columns wrap and
+    ``tables.optional`` ones are left out first when the table would not fit.
+    """
+    tables.print_table(console, title, columns, rows, indent=indent)

@@ -4,24 +4,32 @@ Sections (JSON keys) and one merged timeline for people: trust record versions p
 FHIR resources made, deliveries (with the earlier episodes each carried), every write-back
 and each attempt at it (outcome, time, the trust's id), quarantine entries, patient
 identity events and operator actions. Only ids, hashes, codes and field names appear.
+
+Every write-back names the therapy session it belongs to: a care contact's own Encounter,
+a note's or score's Encounter (its ``encounter`` reference, else the care contact it waits
+for), with the session's start and the provider's therapist as the Encounter names them
+(a staff id or display name, never patient data). Tables print times in the display zone.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from rich.console import Console
 
+from ehr_bridge.cli import tables
 from ehr_bridge.cli.context import print_table
 from ehr_bridge.cli.risk import risk_state
+from ehr_bridge.cli.screen import as_datetime, when, zone_label
 from ehr_bridge.cli.support import say as say_to
 from ehr_bridge.cli.support import short
 from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.store import OutboxRow, ReferralRow, RiskView, Store
 from ehr_bridge.sync.deliver import earlier_referrals
+from ehr_bridge.sync.score_items import ref_id
 
 JsonDict = dict[str, Any]
 
@@ -29,6 +37,7 @@ JsonDict = dict[str, Any]
 def lineage(store: Store, row: ReferralRow) -> JsonDict:
     """Everything known about one referral, JSON-ready."""
     outbox = store.outbox_rows(referral_id=row.id)
+    sessions = Sessions(store, outbox)
     data: JsonDict = {
         "id": row.id,
         "connection": row.connection,
@@ -47,7 +56,7 @@ def lineage(store: Store, row: ReferralRow) -> JsonDict:
         "versions": [_version(v) for v in store.referral_versions(row.id)],
         "deliveries": [_delivery(d) for d in store.deliveries(row.id)],
         "prior_episodes": prior_episodes(store, row),
-        "write_backs": [_write_back(store, o) for o in outbox],
+        "write_backs": [_write_back(store, o, sessions) for o in outbox],
         "quarantine": [
             _quarantine(q) for q in store.quarantine_for(row.connection, row.trust_referral_id)
         ],
@@ -114,10 +123,76 @@ def prior_episodes(store: Store, row: ReferralRow) -> list[JsonDict]:
     ]
 
 
-def _write_back(store: Store, o: OutboxRow) -> JsonDict:
+class Sessions:
+    """The session each write-back belongs to, each resource read once (they are sealed)."""
+
+    def __init__(self, store: Store, rows: list[OutboxRow]) -> None:
+        self._store = store
+        self._by_key = {r.id: r for r in rows}
+        self._read: dict[tuple[str, str], JsonDict | None] = {}
+
+    def of(self, row: OutboxRow) -> JsonDict:
+        """``session_date`` (the Encounter's start), ``encounter`` and ``therapist``.
+
+        A note or score with no Encounter gives its own time (``effectiveDateTime``,
+        ``date``, ``authored``) and no encounter; a status change gives none.
+        """
+        resource = self._resource(row.resource_type, row.resource_id)
+        encounter_id = self._encounter_id(row, resource)
+        encounter = self._resource("Encounter", encounter_id) if encounter_id else None
+        start = (encounter or {}).get("period", {}).get("start") if encounter else None
+        return {
+            "session_date": start or _own_time(resource),
+            "encounter": f"Encounter/{encounter_id}" if encounter_id else None,
+            "therapist": therapist(encounter),
+        }
+
+    def _encounter_id(self, row: OutboxRow, resource: JsonDict | None) -> str | None:
+        if row.resource_type == "Encounter":
+            return row.resource_id
+        reference = (resource or {}).get("encounter") or (resource or {}).get("context", {}).get(
+            "encounter"
+        )
+        if isinstance(reference, list):
+            reference = reference[0] if reference else None
+        found = ref_id(reference)
+        if found:
+            return found
+        contact = self._by_key.get(row.depends_on or "")
+        return contact.resource_id if contact and contact.resource_type == "Encounter" else None
+
+    def _resource(self, kind: str, resource_id: str) -> JsonDict | None:
+        if (kind, resource_id) not in self._read:
+            self._read[kind, resource_id] = self._store.resource(kind, resource_id)
+        return self._read[kind, resource_id]
+
+
+def therapist(encounter: JsonDict | None) -> str | None:
+    """The provider's therapist on an Encounter: the staff id it references, else its display."""
+    for participant in (encounter or {}).get("participant") or []:
+        individual = participant.get("individual") if isinstance(participant, dict) else None
+        if not isinstance(individual, dict):
+            continue
+        staff = ref_id(individual) or (individual.get("identifier") or {}).get("value")
+        named = staff or individual.get("display")
+        if isinstance(named, str) and named:
+            return named
+    return None
+
+
+def _own_time(resource: JsonDict | None) -> str | None:
+    for key in ("effectiveDateTime", "date", "authored"):
+        value = (resource or {}).get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _write_back(store: Store, o: OutboxRow, sessions: Sessions) -> JsonDict:
     return {
         "id": o.id,
         "kind": o.kind,
+        **sessions.of(o),
         "resource": f"{o.resource_type}/{o.resource_id}",
         "state": o.state,
         "attempts": o.attempts,
@@ -218,7 +293,7 @@ def _delivered(d: JsonDict) -> JsonDict:
 
 
 def _attempt(write_back: JsonDict, attempt: JsonDict) -> JsonDict:
-    detail = f"{short(write_back['id'])}: trust id {attempt['trust_id'] or '-'}"
+    detail = f"{short(write_back['id'])}: trust {attempt['trust_id'] or '-'}"
     if attempt["error_code"]:
         detail += f", {attempt['error_code']}"
     return _event(attempt["at"], f"{write_back['kind']} {attempt['outcome']}", detail)
@@ -245,23 +320,55 @@ def print_lineage(console: Console, data: JsonDict) -> None:
         say(
             f"  the trust record names patient {data['natural_patient_id']} (linked by an operator)"
         )
-    delivered = data["delivered_at"] or "not yet"
-    say(f"  FHIR: {len(data['resources'])} resources; delivered {delivered}")
+    delivered = when(console, data["delivered_at"]) or "not yet"
+    say(
+        f"  FHIR: {len(data['resources'])} resources; delivered {delivered} ({zone_label(console)})"
+    )
     for risk in data["risks"]:
         say(
             f"  [bold]RISK[/bold] {short(risk['id'])} {risk['level']} ({risk['reason']}):"
-            f" {risk['state']}, raised {risk['raised_at']:%Y-%m-%d %H:%M}"
+            f" {risk['state']}, raised {when(console, risk['raised_at'])}"
         )
-    rows = [[f"{e['at']:%Y-%m-%d %H:%M:%S}", e["event"], e["detail"]] for e in data["timeline"]]
-    print_table(console, "  timeline (UTC)", ["when", "event", "detail"], rows)
+    rows = [[when(console, e["at"]), e["event"], e["detail"]] for e in data["timeline"]]
+    print_table(console, f"  timeline ({zone_label(console)})", TIMELINE_COLUMNS, rows, indent=2)
     write_backs = [
-        [short(w["id"]), w["kind"], w["state"], w["attempts"], w["trust_id"], w["last_error"]]
-        for w in data["write_backs"]
+        [
+            short(w["id"]),
+            w["kind"],
+            when(console, w["session_date"]),
+            w["state"],
+            w["trust_id"],
+            w["therapist"],
+            w["attempts"],
+            w["last_error"],
+        ]
+        for w in sorted(data["write_backs"], key=_by_session)
     ]
-    columns = ["key", "kind", "state", "attempts", "trust id", "last error"]
-    print_table(console, f"  write-backs ({len(write_backs)})", columns, write_backs)
+    title = f"  write-backs ({len(write_backs)}; session: when the therapy session began)"
+    print_table(console, title, WRITE_BACK_COLUMNS, write_backs, indent=2)
     if data["prior_episodes"]:
         earlier = ", ".join(
             f"{markup_safe(p['trust_referral_id'])} ({p['status']})" for p in data["prior_episodes"]
         )
         say(f"  earlier episodes of this patient: {earlier}")
+
+
+def _by_session(write_back: JsonDict) -> tuple[bool, datetime, str]:
+    """Write-backs in session order (status changes, which have none, first), then kind."""
+    start = as_datetime(write_back["session_date"])
+    return start is not None, start or datetime.min.replace(tzinfo=UTC), write_back["kind"]
+
+
+TIMELINE_COLUMNS: list[str | tables.Column] = ["when", "event", tables.text("detail", 4)]
+#: the key, kind, session, state and the trust's id always; at 80 columns the error goes
+#: last, after the attempts and the therapist
+WRITE_BACK_COLUMNS: list[str | tables.Column] = [
+    "key",
+    "kind",
+    "session",
+    "state",
+    "trust id",
+    tables.optional("therapist", 2),
+    tables.Column("attempts", drop=3, justify="right"),
+    tables.text("last error", 3, drop=1, min_width=24),
+]

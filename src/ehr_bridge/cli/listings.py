@@ -8,18 +8,31 @@ action (retry, cancel, dismiss) is recorded in the audit log with the OS user.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from ehr_bridge.adapters.registry import available
+from ehr_bridge.cli import tables
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, config_error, fail, obj, print_json, print_table
 from ehr_bridge.cli.lineage import lineage, print_lineage
 from ehr_bridge.cli.quarantine import dismiss_entry, retry_entry
-from ehr_bridge.cli.support import one_referral
+from ehr_bridge.cli.screen import when, zone_label, zone_of
+from ehr_bridge.cli.support import one_referral, say, short
+from ehr_bridge.cli.tables import print_fields
 from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.errors import ConfigError
-from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store, operator, utcnow
+from ehr_bridge.store import (
+    OutboxRow,
+    QuarantineRow,
+    ReferralRow,
+    RunRow,
+    Store,
+    operator,
+    utcnow,
+)
 from ehr_bridge.store.held_scores import HOLD_OVERDUE_AFTER
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -58,33 +71,67 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         print_json(data)
         return
     for name, info in data.items():
-        cli.console.print(f"[bold]{name}[/bold]  cursor {info['cursor'] or '(none yet)'}")
-        cli.console.print(
-            f"  referrals pulled {info['referrals']['pulled']},"
-            f" delivered {info['referrals']['delivered']};"
-            f" quarantined (open) {info['quarantined']}",
-            highlight=False,
+        _print_status(cli.console, name, info)
+
+
+def _print_status(console: Console, name: str, info: dict[str, Any]) -> None:
+    """One connection's status as plain lines and one table (no Python reprs)."""
+    line = partial(say, console)
+    line(f"[bold]{markup_safe(name)}[/bold]  cursor {markup_safe(info['cursor'] or '(none yet)')}")
+    line(
+        f"  referrals pulled {info['referrals']['pulled']},"
+        f" delivered {info['referrals']['delivered']};"
+        f" quarantined (open) {info['quarantined']}"
+    )
+    outbox = ", ".join(f"{k} {v}" for k, v in sorted(info["outbox"].items())) or "empty"
+    line(f"  outbox: {outbox}")
+    if info["held_scores"]["count"]:
+        line(f"  {markup_safe(_held_line(info['held_scores'], console))}")
+    if info["risks"]["open"]:
+        risks = info["risks"]
+        line(
+            f"  RISKS open {risks['open']} (not yet delivered {risks['undelivered']},"
+            f" oldest {risks['oldest_minutes']:.0f} min): see `ehr-bridge risk list`"
         )
-        outbox = ", ".join(f"{k} {v}" for k, v in sorted(info["outbox"].items())) or "empty"
-        cli.console.print(f"  outbox: {outbox}", highlight=False)
-        if info["held_scores"]["count"]:
-            cli.console.print(f"  {_held_line(info['held_scores'])}", highlight=False)
-        if info["risks"]["open"]:
-            risks = info["risks"]
-            cli.console.print(
-                f"  RISKS open {risks['open']} (not yet delivered {risks['undelivered']},"
-                f" oldest {risks['oldest_minutes']:.0f} min): see `ehr-bridge risk list`",
-                highlight=False,
-            )
-        rows = [
-            [f, r["finished_at"], "ok" if r["ok"] else "FAILED", r["counts"]]
-            for f, r in info["last_runs"].items()
+    rows = [
+        [
+            f,
+            when(console, r["finished_at"]),
+            "ok" if r["ok"] else "FAILED",
+            counts_text(r["counts"]) if r["ok"] else "",
         ]
-        print_table(
-            cli.console, "  last runs", ["flow", "finished (UTC)", "result", "counts"], rows
-        )
-        if info["last_error"]:
-            cli.console.print(f"  last error: {markup_safe(info['last_error'])}", highlight=False)
+        for f, r in info["last_runs"].items()
+    ]
+    columns: list[str | tables.Column] = [
+        "flow",
+        tables.optional("finished", 1),
+        "result",
+        tables.text("counts", 3),
+    ]
+    print_table(console, f"  last runs ({zone_label(console)})", columns, rows, indent=2)
+    failure = info["last_failure"]
+    if failure:
+        tables.print_wrapped(console, failure_line(console, failure), indent=2, hang=4)
+
+
+def counts_text(counts: dict[str, Any]) -> str:
+    """A run's counts as ``seen 4, stored 2``: zeros left out, "nothing to do" if all are."""
+    shown = [f"{k.replace('_', ' ')} {v}" for k, v in sorted(counts.items()) if v]
+    return ", ".join(shown) or "nothing to do"
+
+
+def failure_line(console: Console, failure: dict[str, Any]) -> str:
+    """The last error, saying whether it is still the flow's latest run or an old one."""
+    at = when(console, failure["at"])
+    if failure["current"]:
+        state = f"{failure['flow']} at {at}, its latest run"
+        label = "last error"
+    else:
+        since = when(console, failure["succeeded_since"])
+        state = f"{failure['flow']} at {at}; {failure['flow']} has run fine since, last at {since}"
+        label = "last error (old)"
+    code = f" [{failure['code']}]" if failure.get("code") else ""
+    return f"{label}: {state}{code}: {failure['error']}"
 
 
 def _status_of(store: Store, name: str) -> dict[str, Any]:
@@ -111,6 +158,23 @@ def _status_of(store: Store, name: str) -> dict[str, Any]:
             if last_error
             else None
         ),
+        "last_failure": _failure(last_error, runs),
+    }
+
+
+def _failure(last_error: RunRow | None, runs: dict[str, RunRow]) -> dict[str, Any] | None:
+    """The latest failed run, and whether its flow has succeeded since (then it is old)."""
+    if last_error is None:
+        return None
+    latest = runs.get(last_error.flow)
+    later = latest if latest is not None and latest.ok and latest.id != last_error.id else None
+    return {
+        "flow": last_error.flow,
+        "at": last_error.finished_at.isoformat(timespec="seconds"),
+        "code": last_error.error_code,
+        "error": last_error.error,
+        "current": later is None,
+        "succeeded_since": later.finished_at.isoformat(timespec="seconds") if later else None,
     }
 
 
@@ -146,8 +210,9 @@ def _held_of(store: Store, name: str) -> dict[str, Any]:
     }
 
 
-def _held_line(held: dict[str, Any]) -> str:
-    line = f"scores awaiting items {held['count']} (oldest held {held['oldest']})"
+def _held_line(held: dict[str, Any], console: Console | None = None) -> str:
+    oldest = when(console, held["oldest"])
+    line = f"scores awaiting items {held['count']} (oldest held {oldest})"
     if held["overdue"]:
         days = held["overdue_after_days"]
         line += f"; {len(held['overdue'])} held over {days} days:"
@@ -168,24 +233,33 @@ def referrals_list(
     if as_json:
         print_json(data)
         return
-    print_table(
-        obj(ctx).console,
-        f"{len(data)} referrals",
-        ["id", "connection", "trust id", "status", "delivered", "written", "pending", "dead"],
+    console = obj(ctx).console
+    print_table(console, f"{len(data)} referrals ({zone_label(console)})", REFERRAL_COLUMNS, [
         [
-            [
-                d["id"],
-                d["connection"],
-                d["trust_referral_id"],
-                d["status"],
-                d["delivered_at"] or "no",
-                d["outbox"].get("done", 0),
-                d["outbox"].get("pending", 0) + d["outbox"].get("in_flight", 0),
-                d["outbox"].get("dead", 0),
-            ]
-            for d in data
-        ],
-    )
+            d["id"],
+            d["connection"],
+            d["trust_referral_id"],
+            d["status"],
+            when(console, d["delivered_at"]) or "no",
+            d["outbox"].get("done", 0),
+            d["outbox"].get("pending", 0) + d["outbox"].get("in_flight", 0),
+            d["outbox"].get("dead", 0),
+        ]
+        for d in data
+    ])  # fmt: skip
+
+
+#: ids and the status always; at 80 columns the connection goes first, then the time
+REFERRAL_COLUMNS: list[str | tables.Column] = [
+    "id",
+    tables.optional("connection", 5),
+    "trust id",
+    "status",
+    tables.optional("delivered", 4),
+    tables.Column("written", drop=3, justify="right"),
+    tables.Column("pending", drop=2, justify="right"),
+    tables.Column("dead", drop=1, justify="right"),
+]
 
 
 def _referral_summary(store: Store, row: ReferralRow) -> dict[str, Any]:
@@ -239,12 +313,23 @@ def _outbox_dict(row: OutboxRow) -> dict[str, Any]:
     }
 
 
-def _print_outbox(console: Any, title: str, rows: list[OutboxRow]) -> None:
+#: key, kind, state and the trust's id always; the error wraps; attempts go first
+OUTBOX_COLUMNS: list[str | tables.Column] = [
+    "key",
+    "kind",
+    "state",
+    tables.Column("attempts", drop=1, justify="right"),
+    "trust id",
+    tables.text("last error", 3, min_width=24),
+]
+
+
+def _print_outbox(console: Console, title: str, rows: list[OutboxRow]) -> None:
     print_table(
         console,
         title,
-        ["key", "kind", "state", "attempts", "trust id", "last error"],
-        [[r.id[:12], r.kind, r.state, r.attempts, r.trust_id, r.last_error] for r in rows],
+        OUTBOX_COLUMNS,
+        [[short(r.id), r.kind, r.state, r.attempts, r.trust_id, r.last_error] for r in rows],
     )
 
 
@@ -282,9 +367,33 @@ def quarantine_list(
     print_table(
         obj(ctx).console,
         f"{len(rows)} quarantined",
-        ["id", "connection", "source", "record", "field", "reason"],
-        [[r.id, r.connection, r.source, r.record_ref, r.field, r.reason] for r in rows],
+        QUARANTINE_COLUMNS,
+        [[r.id, r.connection, r.source, r.record_ref, r.field, own_reason(r)] for r in rows],
     )
+
+
+#: the entry, what was set aside and the field always; the reason wraps to three lines
+QUARANTINE_COLUMNS: list[str | tables.Column] = [
+    tables.Column("id", justify="right"),
+    tables.optional("connection", 1),
+    "source",
+    "record",
+    "field",
+    tables.text("reason", 3, min_width=24),
+]
+
+
+def own_reason(row: QuarantineRow) -> str:
+    """The reason without the ``record X, field Y:`` its own columns already show."""
+    reason = row.reason or ""
+    for prefix in (
+        f"record {row.record_ref}, field {row.field}: ",
+        f"record {row.record_ref}: ",
+        f"field {row.field}: ",
+    ):
+        if reason.startswith(prefix):
+            return reason[len(prefix) :]
+    return reason
 
 
 def _quarantine_dict(row: QuarantineRow) -> dict[str, Any]:
@@ -345,9 +454,9 @@ def quarantine_show(
         print_json(data)
         return
     console = obj(ctx).console
-    for key, value in data.items():
-        if key != "payload":
-            console.print(f"{key:>15}: {markup_safe(value)}", highlight=False)
+    shown = {k: when(console, v) if k.endswith("_at") else v for k, v in data.items()}
+    shown["created_at"] = f"{shown['created_at']} ({zone_of(console)})"
+    print_fields(console, {k: v for k, v in shown.items() if k != "payload"})
     if payload:
         console.print_json(json.dumps(data["payload"]))
 
@@ -381,8 +490,17 @@ def adapters_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         ]
         for d in data
     ]
-    columns = ["name", "serves", "capabilities", "description", "from"]
-    print_table(obj(ctx).console, "adapters", columns, rows)
+    print_table(obj(ctx).console, "adapters", ADAPTER_COLUMNS, rows)
+
+
+#: each capability is whole (wrapped between them, never inside one)
+ADAPTER_COLUMNS: list[str | tables.Column] = [
+    "name",
+    "serves",
+    tables.text("capabilities", 12, min_width=22),
+    tables.text("description", 4, min_width=20),
+    tables.optional("from", 1),
+]
 
 
 @outbox_app.command("retry")

@@ -14,12 +14,15 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ehr_bridge.cli import tables
 from ehr_bridge.cli.context import EXIT_FAILED, EXIT_NOT_FOUND, fail, obj, print_json, print_table
+from ehr_bridge.cli.screen import day, when, zone_label
 from ehr_bridge.cli.support import (
     find_referrals,
     is_nhs_number,
     mask_nhs_number,
     say,
+    short,
     shown,
     store_of,
 )
@@ -102,7 +105,16 @@ def show(
     _print(obj(ctx).console, data)
 
 
-HISTORY_COLUMNS = ["when (UTC)", "event", "other patient", "by", "reason", "ended"]
+#: when and what always; the other patient by the prefix `patients show` takes back
+HISTORY_COLUMNS: list[str | tables.Column] = [
+    "when",
+    "event",
+    "other patient",
+    tables.optional("by", 2),
+    tables.text("reason", 2, drop=1, min_width=16),
+    tables.optional("ended", 3),
+]
+REFERRAL_COLUMNS: list[str | tables.Column] = ["id", "trust id", "status", "belongs here"]
 
 
 def _print(console: Console, data: dict[str, Any]) -> None:
@@ -115,15 +127,16 @@ def _print(console: Console, data: dict[str, Any]) -> None:
         [r["id"], r["trust_referral_id"], r["status"], "yes" if r["belongs_here"] else "linked"]
         for r in data["referrals"]
     ]
-    print_table(console, "  referrals", ["id", "trust id", "status", "belongs here"], referrals)
-    events = [_event_row(e) for e in data["history"]]
-    print_table(console, "  identity history", HISTORY_COLUMNS, events)
+    print_table(console, "  referrals", REFERRAL_COLUMNS, referrals, indent=2)
+    events = [_event_row(console, e) for e in data["history"]]
+    title = f"  identity history ({zone_label(console)})"
+    print_table(console, title, HISTORY_COLUMNS, events, indent=2)
 
 
-def _event_row(e: dict[str, Any]) -> list[Any]:
-    ended = f"{e['ended_at']:%Y-%m-%d}" if e["ended_at"] else ""
-    when = f"{e['at']:%Y-%m-%d %H:%M}"
-    return [when, e["kind"], e["other_patient_id"] or "", e["actor"], e["reason"], ended]
+def _event_row(console: Console, e: dict[str, Any]) -> list[Any]:
+    other = short(e["other_patient_id"]) if e["other_patient_id"] else ""
+    at = when(console, e["at"])
+    return [at, e["kind"], other, e["actor"], e["reason"], day(console, e["ended_at"])]
 
 
 @app.command("link")

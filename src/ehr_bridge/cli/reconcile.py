@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from ehr_bridge.cli import tables
 from ehr_bridge.cli.context import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -163,9 +164,11 @@ def _print(
         return
     console = obj(ctx).console
     rows = [_row(r, f) for r in reports for f in r.findings if f.state != "in_sync"]
-    rows += [[r.trust_referral_id, "-", "error", "", "", "", r.error] for r in reports if r.error]
     if rows:
         print_table(console, "findings", COLUMNS, rows)
+    for report in reports:
+        if report.error:
+            tables.print_wrapped(console, f"{report.trust_referral_id}: not read: {report.error}")
     verdicts = [r.verdict for r in reports]
     say(
         console,
@@ -178,7 +181,16 @@ def _print(
         say(console, "repairs are queued: `ehr-bridge sync --once --flow push` writes them now")
 
 
-COLUMNS = ["trust referral", "kind", "state", "key", "trust id", "fields", "repair / note"]
+#: what drifted, by referral, kind, state and ids; then the fields and the repair, wrapped
+COLUMNS: list[str | tables.Column] = [
+    "trust ref",
+    "kind",
+    "state",
+    "key",
+    "trust id",
+    tables.text("fields", 3, drop=2, min_width=12),
+    tables.text("repair / note", 3, drop=1, min_width=15),
+]
 
 
 def _row(report: ReferralReport, f: Finding) -> list[Any]:

@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
+from ehr_bridge.cli import tables
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, fail, obj, print_json, print_table
-from ehr_bridge.cli.support import store_of
+from ehr_bridge.cli.support import short, store_of
 from ehr_bridge.errors import TerminalError
 from ehr_bridge.observability.alerts import RiskPolicy, overdue_reason
 from ehr_bridge.store import RiskView, operator, utcnow
@@ -67,10 +68,10 @@ def risk_list(
     print_table(
         cli.console,
         f"{len(data)} risks ({state})",
-        ["risk", "connection", "trust ref", "level", "state", "age", "alerts"],
+        RISK_COLUMNS,
         [
             [
-                d["id"][:12],
+                short(d["id"]),
                 d["connection"],
                 d["trust_referral_id"] or "-",
                 d["level"],
@@ -81,6 +82,18 @@ def risk_list(
             for d in data
         ],
     )
+
+
+#: the risk, its referral, level and state always; then the age, alerts, connection
+RISK_COLUMNS: list[str | tables.Column] = [
+    "risk",
+    tables.optional("connection", 3),
+    "trust ref",
+    "level",
+    "state",
+    tables.Column("age", drop=2, justify="right"),
+    tables.Column("alerts", drop=1, justify="right"),
+]
 
 
 @app.command("resolve")
