@@ -59,14 +59,15 @@ def run_flow(
     name: str, conn: Connection, store: Store, stop: threading.Event | None = None
 ) -> dict[str, Any]:
     """Run one flow under the connection's lock (and flow lease) and record the run."""
-    if name in LEASED_FLOWS and not store.take_flow_lease(
-        conn.name, name, conn.owner, conn.lease_seconds
-    ):
-        return {"skipped": 1}  # another worker is running it; push is shared row by row
     if name not in LEASED_FLOWS:
         return _run_recorded(name, conn, store, stop)
-    with _lease_kept(name, conn, store):
-        return _run_recorded(name, conn, store, stop)
+    # collect is also run by the risk lane: this process's lock first, then the lease
+    local = conn.collect_lock if name == "collect" else contextlib.nullcontext()
+    with local:
+        if not store.take_flow_lease(conn.name, name, conn.owner, conn.lease_seconds):
+            return {"skipped": 1}  # another worker is running it; push is shared row by row
+        with _lease_kept(name, conn, store):
+            return _run_recorded(name, conn, store, stop)
 
 
 @contextmanager
