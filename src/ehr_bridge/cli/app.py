@@ -13,6 +13,7 @@ from ehr_bridge.cli.backfill import backfill
 from ehr_bridge.cli.context import CliContext
 from ehr_bridge.cli.db import app as db_app
 from ehr_bridge.cli.demo import demo
+from ehr_bridge.cli.doctor import doctor
 from ehr_bridge.cli.keys import app as keys_app
 from ehr_bridge.cli.keys import retention_app
 from ehr_bridge.cli.mapping import app as mapping_app
@@ -53,6 +54,7 @@ app.command()(run.run)
 app.command()(backfill)
 app.command()(listings.status)
 app.command()(demo)
+app.command()(doctor)
 app.add_typer(listings.referrals_app, name="referrals")
 app.add_typer(listings.outbox_app, name="outbox")
 app.add_typer(listings.quarantine_app, name="quarantine")
