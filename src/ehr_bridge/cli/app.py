@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ehr_bridge.cli import listings, run
+from ehr_bridge.cli.adapters import app as adapters_app
 from ehr_bridge.cli.audit import app as audit_app
 from ehr_bridge.cli.backfill import backfill
 from ehr_bridge.cli.context import CliContext
@@ -59,7 +60,7 @@ app.add_typer(listings.referrals_app, name="referrals")
 app.add_typer(listings.outbox_app, name="outbox")
 app.add_typer(listings.quarantine_app, name="quarantine")
 app.add_typer(risk_app, name="risk")
-app.add_typer(listings.adapters_app, name="adapters")
+app.add_typer(adapters_app, name="adapters")
 app.command("reconcile")(reconcile_command)
 app.add_typer(patients_app, name="patients")
 app.add_typer(audit_app, name="audit")

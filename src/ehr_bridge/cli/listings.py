@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ehr_bridge.adapters.registry import available
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, config_error, fail, obj, print_json, print_table
 from ehr_bridge.cli.lineage import lineage, print_lineage
 from ehr_bridge.cli.quarantine import dismiss_entry, retry_entry
@@ -350,39 +349,6 @@ def quarantine_show(
             console.print(f"{key:>15}: {markup_safe(value)}", highlight=False)
     if payload:
         console.print_json(json.dumps(data["payload"]))
-
-
-adapters_app = typer.Typer(help="Adapters that connections can use.", no_args_is_help=True)
-
-
-@adapters_app.command("list")
-def adapters_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """The registered adapters, the side each can serve, and what each can do."""
-    data = [
-        {
-            "name": a.name,
-            "roles": sorted(a.roles),
-            "capabilities": sorted(a.capabilities),
-            "description": a.description,
-            "origin": a.origin,
-        }
-        for a in available()
-    ]
-    if as_json:
-        print_json(data)
-        return
-    rows = [
-        [
-            d["name"],
-            ", ".join(d["roles"]),
-            ", ".join(d["capabilities"]),
-            d["description"],
-            d["origin"],
-        ]
-        for d in data
-    ]
-    columns = ["name", "serves", "capabilities", "description", "from"]
-    print_table(obj(ctx).console, "adapters", columns, rows)
 
 
 @outbox_app.command("retry")

@@ -111,7 +111,8 @@ def require_reader(conn: Connection) -> TrustReader:
     if "read_items" not in conn.capabilities or not isinstance(conn.source, TrustReader):
         raise ConfigError(
             "the trust adapter cannot read items back (capability read_items),"
-            " so this connection cannot be reconciled",
+            " so this connection cannot be reconciled (`ehr-bridge adapters list` says"
+            " what to do instead)",
             key=f"connection {conn.name}",
         )
     return conn.source
