@@ -68,6 +68,8 @@ class DatabaseConfig(_Section):
     """Where the state (cursors, ledger, outbox, quarantine) lives."""
 
     url: str = "sqlite:///state/ehr-bridge.db"
+    #: let a second `ehr-bridge run` open the same SQLite file (refused by default)
+    allow_shared_sqlite: bool = False
 
 
 class LoggingConfig(_Section):

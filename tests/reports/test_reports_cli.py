@@ -147,7 +147,10 @@ def test_all_json_has_every_report(config):
         (["outcomes", "--from", "2025-13-01"], "--from: not a date"),
         (["outcomes", "--from", "2025-06-01", "--to", "2025-01-01"], "--from is after --to"),
         (["outcomes", "--json", "--csv"], "choose one of"),
-        (["waits", "--cohort", "everyone"], "--cohort: choose one of finished, started"),
+        (
+            ["waits", "--cohort", "everyone"],
+            "--cohort: unknown cohort 'everyone' (known: finished, started)",
+        ),
         (["outcomes", "--connection", "nope"], "unknown connection"),
         (["all", "--html", "/nonexistent/dir/report.html"], "--html: cannot write"),
     ],

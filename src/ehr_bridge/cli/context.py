@@ -80,8 +80,9 @@ def obj(ctx: typer.Context) -> CliContext:
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    """Print an error to stderr and return the Exit to raise."""
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False)
+    """Print an error to stderr and return the Exit to raise (``[database]`` stays as it is)."""
+    console = Console(stderr=True, soft_wrap=True)
+    console.print(f"[red]error:[/red] {markup_safe(message)}", highlight=False)
     return typer.Exit(code)
 
 

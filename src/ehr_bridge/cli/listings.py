@@ -2,7 +2,8 @@
 
 Every listing prints a table for people and takes ``--json`` for scripts. Nothing here
 prints patient data: records are named by our ids and the trust's record ids. Every
-action (retry, cancel, dismiss) is recorded in the audit log with the OS user.
+action (retry, cancel, dismiss) needs ``--reason`` and is recorded in the audit log with
+the OS user and that reason. A filter value nobody knows (``--state deadd``) is exit 2.
 """
 
 from __future__ import annotations
@@ -15,10 +16,18 @@ import typer
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, config_error, fail, obj, print_json, print_table
 from ehr_bridge.cli.lineage import lineage, print_lineage
 from ehr_bridge.cli.quarantine import dismiss_entry, retry_entry
-from ehr_bridge.cli.support import one_referral
+from ehr_bridge.cli.support import ReasonOpt, choose, given_reason, known_connection, one_referral
 from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.errors import ConfigError
-from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store, operator, utcnow
+from ehr_bridge.store import (
+    OUTBOX_STATES,
+    OutboxRow,
+    QuarantineRow,
+    ReferralRow,
+    Store,
+    operator,
+    utcnow,
+)
 from ehr_bridge.store.held_scores import HOLD_OVERDUE_AFTER
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -161,6 +170,7 @@ def referrals_list(
     ctx: typer.Context, connection: ConnectionOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Every referral pulled, with delivery state and write-back counts."""
+    connection = known_connection(ctx, connection)
     store = _store(ctx)
     rows = store.list_referrals(connection)
     data = [_referral_summary(store, r) for r in rows]
@@ -257,6 +267,8 @@ def outbox_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Write-backs to the trust, oldest first."""
+    state = choose(state, OUTBOX_STATES, "--state", "state")
+    connection = known_connection(ctx, connection)
     rows = _store(ctx).outbox_rows(connection=connection, state=state)
     if as_json:
         print_json([_outbox_dict(r) for r in rows])
@@ -274,6 +286,7 @@ def quarantine_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Records set aside, with the field and reason that stopped each."""
+    connection = known_connection(ctx, connection)
     rows = _store(ctx).quarantine_rows(connection=connection, state=None if all_states else "open")
     if as_json:
         print_json([_quarantine_dict(r) for r in rows])
@@ -306,17 +319,18 @@ def _quarantine_dict(row: QuarantineRow) -> dict[str, Any]:
 def quarantine_retry(
     ctx: typer.Context,
     entry_id: Annotated[int, typer.Argument(help="The quarantine entry id.")],
+    reason: ReasonOpt,
     as_json: JsonOpt = False,
 ) -> None:
     """After the record is fixed at the trust: pull that one record again now."""
-    retry_entry(ctx, entry_id, as_json)
+    retry_entry(ctx, entry_id, given_reason(reason), as_json)
 
 
 @quarantine_app.command("dismiss")
 def quarantine_dismiss(
     ctx: typer.Context,
     entry_id: Annotated[int, typer.Argument(help="The quarantine entry id.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    reason: ReasonOpt,
 ) -> None:
     """Close an entry that needs no fix (e.g. a test record), with the reason."""
     dismiss_entry(ctx, entry_id, reason)
@@ -354,6 +368,7 @@ def quarantine_show(
 @outbox_app.command("retry")
 def outbox_retry(
     ctx: typer.Context,
+    reason: ReasonOpt,
     keys: Annotated[list[str] | None, typer.Argument(help="Outbox keys of dead rows.")] = None,
     all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead row.")] = False,
     connection: ConnectionOpt = None,
@@ -361,9 +376,11 @@ def outbox_retry(
     """Put dead-lettered write-backs back in the queue, with fresh attempts."""
     if bool(keys) == all_dead:
         raise typer.BadParameter("give outbox keys or --all-dead (not both)")
+    reason = given_reason(reason)
+    connection = known_connection(ctx, connection)
     store = _store(ctx)
     chosen = None if all_dead else _full_keys(store, keys or [])
-    retried = store.retry_dead(chosen, connection, actor=operator())
+    retried = store.retry_dead(chosen, connection, actor=operator(), reason=reason)
     if not retried:
         raise fail("no dead rows matched (see `outbox list --state dead`)", EXIT_NOT_FOUND)
     typer.echo(f"re-queued {len(retried)} write-back(s); the next push writes them")
@@ -373,9 +390,10 @@ def outbox_retry(
 def outbox_cancel(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="The outbox key (or its first characters).")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the row).")],
+    reason: ReasonOpt,
 ) -> None:
     """Cancel a write-back that is not written yet, e.g. one the trust must not receive."""
+    reason = given_reason(reason)
     store = _store(ctx)
     (full,) = _full_keys(store, [key])
     row = store.cancel(full, reason, actor=operator())

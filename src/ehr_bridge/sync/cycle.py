@@ -5,6 +5,10 @@ except after ConnectionStopError (credentials refused, endpoint gone), which end
 connection's cycle. Unknown exceptions are recorded by type only: their text might
 carry data we did not write.
 
+Every flow run logs exactly one line of its own: ``<flow> done`` at INFO with the
+connection, the flow, its seconds and every count, or ``<flow> failed`` at ERROR with the
+error code (ids, codes and numbers only).
+
 Each flow runs inside ``retry.flow_scope``: its deadline
 (``[connection.schedule] flow_deadline_seconds``) starts once it holds the connection's
 lock, and every outbound call and backoff in it ends at that deadline or on stop.
@@ -112,14 +116,10 @@ def _run_recorded(
             counts = dataclasses.asdict(FLOWS[name](conn, store, stop))
         except EhrBridgeError as exc:
             _finished(conn, store, name, started, clock, {}, exc.safe_message, exc.code)
-            log.error("%s failed", name, extra={"connection": conn.name, "code": exc.code})
             raise
         except Exception as exc:
             message = f"internal error ({type(exc).__name__})"
             _finished(conn, store, name, started, clock, {}, message, "internal_error")
-            log.error(
-                "%s failed with %s", name, type(exc).__name__, extra={"connection": conn.name}
-            )
             raise
     _finished(conn, store, name, started, clock, counts, None, None)
     return counts
@@ -135,10 +135,31 @@ def _finished(
     error: str | None,
     code: str | None,
 ) -> None:
-    """Record the run for `status` and tell observers (metrics, alerts)."""
+    """Record the run for `status`, log its one line, and tell observers (metrics, alerts)."""
     store.record_run(conn.name, name, started, counts, error)
     seconds = time.monotonic() - clock
+    _log_run(conn.name, name, seconds, counts, code)
     publish(FlowFinished(conn.name, name, seconds, counts, error, code))
+
+
+#: names a count may not take in a log record's ``extra`` (the record's own attributes)
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def _log_run(
+    connection: str, name: str, seconds: float, counts: dict[str, Any], code: str | None
+) -> None:
+    """The run's one line: INFO with its counts, or ERROR with the error's code."""
+    extra: dict[str, Any] = {"connection": connection, "flow": name, "seconds": round(seconds, 3)}
+    if code is not None:
+        log.error("%s failed", name, extra={**extra, "code": code})
+        return
+    extra.update(
+        (key if key not in _RESERVED else f"count_{key}", value)
+        for key, value in counts.items()
+        if isinstance(value, int | float)
+    )
+    log.info("%s done", name, extra=extra)
 
 
 def run_cycle(
