@@ -184,11 +184,12 @@ def test_3_a_malformed_referral_fixed_at_the_trust_is_retried(trial: Trial) -> N
     assert {e["record"]: e["field"] for e in entries} == hostile
     entry = entries[0]
     record = entry["record"]
-    not_yet = trial("quarantine", "retry", str(entry["id"]))
+    why = "fixed at the trust"
+    not_yet = trial("quarantine", "retry", str(entry["id"]), "--reason", why)
     assert not_yet.exit_code == 1 and "has not changed" in not_yet.stdout
 
     trial.on_screen("POST", f"{record}/fix")
-    fixed = trial("quarantine", "retry", str(entry["id"]))
+    fixed = trial("quarantine", "retry", str(entry["id"]), "--reason", why)
     assert fixed.exit_code == 0 and "now passes" in fixed.stdout
     assert record not in {e["record"] for e in trial.json("quarantine", "list")}
     trial.ok("sync", "--once")
