@@ -14,9 +14,6 @@ import typer
 
 from ehr_bridge.adapters.registry import available
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, config_error, fail, obj, print_json, print_table
-from ehr_bridge.cli.lineage import lineage, print_lineage
-from ehr_bridge.cli.quarantine import dismiss_entry, retry_entry
-from ehr_bridge.cli.support import one_referral
 from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, Store, operator, utcnow
@@ -215,6 +212,9 @@ def referrals_show(
     as_json: JsonOpt = False,
 ) -> None:
     """One referral's whole story: versions pulled, FHIR, deliveries, write-backs, actions."""
+    from ehr_bridge.cli.lineage import lineage, print_lineage  # imported when run (fast start)
+    from ehr_bridge.cli.support import one_referral
+
     store = _store(ctx)
     data = lineage(store, one_referral(store, ref))
     if as_json:
@@ -310,6 +310,8 @@ def quarantine_retry(
     as_json: JsonOpt = False,
 ) -> None:
     """After the record is fixed at the trust: pull that one record again now."""
+    from ehr_bridge.cli.quarantine import retry_entry  # imported when run (fast start)
+
     retry_entry(ctx, entry_id, as_json)
 
 
@@ -320,6 +322,8 @@ def quarantine_dismiss(
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
 ) -> None:
     """Close an entry that needs no fix (e.g. a test record), with the reason."""
+    from ehr_bridge.cli.quarantine import dismiss_entry  # imported when run (fast start)
+
     dismiss_entry(ctx, entry_id, reason)
 
 
