@@ -112,7 +112,7 @@ def test_governance_table_shows_counts_not_notes(config, cohort):
 def test_outcomes_table(config):
     code, out = _run(config, "outcomes", *PERIOD)
     assert code == 0
-    assert "recovery (target 50%)" in out and "37.5%" in out and "2025-04" in out
+    assert "recovery (national standard 50%)" in out and "37.5%" in out and "2025-04" in out
 
 
 def test_all_html_writes_the_page(config, tmp_path):

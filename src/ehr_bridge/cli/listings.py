@@ -14,9 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, config_error, fail, obj, print_json, print_table
-from ehr_bridge.cli.lineage import lineage, print_lineage
-from ehr_bridge.cli.quarantine import dismiss_entry, retry_entry
-from ehr_bridge.cli.support import ReasonOpt, choose, given_reason, known_connection, one_referral
+from ehr_bridge.cli.support import ReasonOpt, choose, given_reason, known_connection
 from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.store import (
@@ -224,6 +222,9 @@ def referrals_show(
     as_json: JsonOpt = False,
 ) -> None:
     """One referral's whole story: versions pulled, FHIR, deliveries, write-backs, actions."""
+    from ehr_bridge.cli.lineage import lineage, print_lineage  # imported when run (fast start)
+    from ehr_bridge.cli.support import one_referral
+
     store = _store(ctx)
     data = lineage(store, one_referral(store, ref))
     if as_json:
@@ -323,6 +324,8 @@ def quarantine_retry(
     as_json: JsonOpt = False,
 ) -> None:
     """After the record is fixed at the trust: pull that one record again now."""
+    from ehr_bridge.cli.quarantine import retry_entry  # imported when run (fast start)
+
     retry_entry(ctx, entry_id, given_reason(reason), as_json)
 
 
@@ -333,6 +336,8 @@ def quarantine_dismiss(
     reason: ReasonOpt,
 ) -> None:
     """Close an entry that needs no fix (e.g. a test record), with the reason."""
+    from ehr_bridge.cli.quarantine import dismiss_entry  # imported when run (fast start)
+
     dismiss_entry(ctx, entry_id, reason)
 
 

@@ -32,6 +32,7 @@ from ehr_bridge.reports import (
     Period,
     csv_rows,
     options_from_config,
+    print_headline,
     print_report,
     render_page,
     report_json,
@@ -134,6 +135,7 @@ def _emit(
         typer.echo(f"report written to {html}")
     else:
         for r in reports:
+            print_headline(obj(ctx).console, r, names)
             for name in names:
                 print_report(obj(ctx).console, r, name)
 
