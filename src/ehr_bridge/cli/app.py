@@ -40,7 +40,7 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "doctor": Lazy(
         f"{CLI}.doctor:doctor",
-        "Check an installation: config, keys, database, disk, unit, each trust and provider.",
+        "Check config, keys, database, disk, systemd unit, mappings, credentials, TLS and reach.",
     ),
     "reconcile": Lazy(
         f"{CLI}.reconcile:reconcile_command",

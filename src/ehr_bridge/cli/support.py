@@ -16,7 +16,7 @@ import difflib
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,7 +24,9 @@ from rich.console import Console
 from ehr_bridge.cli.context import EXIT_CONFIG, EXIT_NOT_FOUND, config_error, fail, obj
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.store import ReferralRow, Store
-from ehr_bridge.sync.connection import Connection, build_connections
+
+if TYPE_CHECKING:  # the engine is imported only by the commands that build connections
+    from ehr_bridge.sync.connection import Connection
 
 _NHS_NUMBER = re.compile(r"\d{3} ?\d{3} ?\d{4}")
 
@@ -48,6 +50,8 @@ def connection_named(ctx: typer.Context, name: str) -> Connection:
 
 
 def _built(ctx: typer.Context, name: str | None) -> list[Connection]:
+    from ehr_bridge.sync.connection import build_connections  # imported when run (fast start)
+
     try:
         found = build_connections(obj(ctx).config(), name)
     except ConfigError as exc:
