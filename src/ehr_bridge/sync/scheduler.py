@@ -3,10 +3,12 @@
 Only wiring lives here. Each connection has an executor of its own with one worker, so
 its flows never overlap (they also hold its lock) and a connection whose trust hangs
 holds only its own worker: the others' jobs run on time whatever it does. Each job runs
-under a fresh correlation id, so its log lines can be told from the others'. A pull that
-stored new or changed referrals brings that connection's deliver forward to now: a
-referral reaches the provider within the poll interval, not the poll interval plus the
-deliver interval.
+under a fresh correlation id, so its log lines can be told from the others'. A run that
+found work for another flow brings that flow forward (``FOLLOW_UPS``): a pull that stored
+new or changed referrals, deliver; a collect (or the risk lane's) that queued
+write-backs, and a first delivery (its "accepted"), push. The flow runs now, or, if it is
+running already, once more as soon as it finishes: a referral reaches the provider within
+the poll interval, not the poll interval plus the deliver interval.
 
 On SIGTERM or SIGINT the stop event is set: running flows finish the unit of work in hand
 (a page, a submission, an outbox row) and return; a call still at a trust is abandoned
@@ -23,7 +25,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
@@ -55,38 +57,74 @@ class Service(Protocol):
         ...
 
 
-class _Jobs:
-    """The function APScheduler calls for every job, and what the jobs share."""
+#: a run of a flow (key) that counted this (first) brings that flow (second) forward
+FOLLOW_UPS: dict[str, tuple[str, str]] = {
+    "pull": ("stored", "deliver"),  # new or changed referrals for the provider
+    "deliver": ("delivered", "push"),  # a first delivery queues "accepted" for the trust
+    "collect": ("queued", "push"),  # write-backs for the trust
+    "risk": ("queued", "push"),  # the risk lane's collect queues routine write-backs too
+}
 
-    def __init__(self, store: Store, stop: threading.Event) -> None:
+Runner = Callable[[str, Connection, Store, threading.Event], "dict[str, Any] | None"]
+
+
+class Rescheduler(Protocol):
+    """What the jobs need of the scheduler: move a job's next run (APScheduler's own)."""
+
+    def modify_job(self, job_id: str, jobstore: str | None = None, **changes: Any) -> Any:
+        """Change a job; here always ``next_run_time``."""
+        ...
+
+
+class FlowJobs:
+    """The function APScheduler calls for every job, and what the jobs share.
+
+    A run that found work for another flow (``FOLLOW_UPS``) brings that flow forward: to
+    now if it is idle, or, if it is running already (and so may have passed the new work
+    by), once more as soon as it finishes, without waiting for its interval.
+    """
+
+    def __init__(self, store: Store, stop: threading.Event, runner: Runner | None = None) -> None:
         self.store = store
         self.stop = stop
-        self.scheduler: BackgroundScheduler | None = None
+        self.scheduler: Rescheduler | None = None
+        self._runner: Runner = runner or _run_logged
         self._active: set[str] = set()
+        self._again: set[str] = set()
         self._lock = threading.Lock()
 
     def run(self, name: str, conn: Connection) -> None:
-        """Run one flow under a fresh cycle id; a pull that stored referrals brings deliver on."""
-        if self.stop.is_set():
-            return
+        """Run one flow under a fresh cycle id, again while work for it came in meanwhile."""
         job_id = f"{conn.name}:{name}"
         with self._lock:
             self._active.add(job_id)
         try:
-            counts = _run_logged(name, conn, self.store, self.stop)
+            while not self.stop.is_set():
+                counts = self._runner(name, conn, self.store, self.stop)
+                self._follow_up(name, conn, counts)
+                with self._lock:
+                    if job_id not in self._again:
+                        break
+                    self._again.discard(job_id)
         finally:
             with self._lock:
                 self._active.discard(job_id)
-        if name == "pull" and counts and counts.get("stored"):
-            self._deliver_now(conn)
+                self._again.discard(job_id)
 
-    def _deliver_now(self, conn: Connection) -> None:
-        job_id = f"{conn.name}:deliver"
+    def bring_forward(self, conn: Connection, flow: str) -> None:
+        """Run ``flow`` of ``conn`` now, or once more right after the run in hand."""
+        job_id = f"{conn.name}:{flow}"
         with self._lock:
             if job_id in self._active:
-                return  # it waits for the connection's lock, and will see the new referrals
+                self._again.add(job_id)  # it runs again as soon as it finishes
+                return
         if self.scheduler is not None and not self.stop.is_set():
             self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+
+    def _follow_up(self, name: str, conn: Connection, counts: dict[str, Any] | None) -> None:
+        follow = FOLLOW_UPS.get(name)
+        if follow is not None and counts and counts.get(follow[0]):
+            self.bring_forward(conn, follow[1])
 
 
 def _run_logged(
@@ -129,7 +167,7 @@ def build_scheduler(
         },
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
-    jobs = _Jobs(store, stop)
+    jobs = FlowJobs(store, stop)
     jobs.scheduler = scheduler
     now = datetime.now(UTC)
     for conn, schedule in connections:
