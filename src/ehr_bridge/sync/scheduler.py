@@ -8,7 +8,9 @@ found work for another flow brings that flow forward (``FOLLOW_UPS``): a pull th
 new or changed referrals, deliver; a collect (or the risk lane's) that queued
 write-backs, and a first delivery (its "accepted"), push. The flow runs now, or, if it is
 running already, once more as soon as it finishes: a referral reaches the provider within
-the poll interval, not the poll interval plus the deliver interval.
+the poll interval, not the poll interval plus the deliver interval. With ``[security]
+retention_days`` set, the retention purge runs every ``retention_interval_hours`` in a
+thread of its own (``sync.retention.RetentionJob``).
 
 On SIGTERM or SIGINT the stop event is set: running flows finish the unit of work in hand
 (a page, a submission, an outbox row) and return; a call still at a trust is abandoned
@@ -40,6 +42,7 @@ from ehr_bridge.logs import correlation, new_cycle_id
 from ehr_bridge.store import Store
 from ehr_bridge.sync.connection import Connection, process_alive
 from ehr_bridge.sync.cycle import FLOWS, run_flow
+from ehr_bridge.sync.retention import RETENTION_FLOW, RetentionJob
 from ehr_bridge.sync.startup import until_ready
 
 log = logging.getLogger(__name__)
@@ -151,20 +154,27 @@ def executor_of(conn: Connection, flow: str = "") -> str:
 
 
 def build_scheduler(
-    connections: Sequence[tuple[Connection, ScheduleConfig]], store: Store, stop: threading.Event
+    connections: Sequence[tuple[Connection, ScheduleConfig]],
+    store: Store,
+    stop: threading.Event,
+    retention: RetentionJob | None = None,
 ) -> BackgroundScheduler:
-    """One interval job per flow per connection, first run immediately.
+    """One interval job per flow per connection, first run immediately; and the purge.
 
     Every connection's jobs go to its own one-worker executor: a slow connection queues
-    only its own flows, never another connection's.
+    only its own flows, never another connection's. The retention purge (``retention``,
+    when ``[security] retention_days`` is set) has an executor of its own too.
     """
+    executors = {
+        executor_of(conn, flow): ThreadPoolExecutor(max_workers=1)
+        for conn, _ in connections
+        for flow in ("", "risk")
+    }
+    if retention is not None:
+        executors[RETENTION_FLOW] = ThreadPoolExecutor(max_workers=1)
     scheduler = BackgroundScheduler(
         timezone=UTC,
-        executors={
-            executor_of(conn, flow): ThreadPoolExecutor(max_workers=1)
-            for conn, _ in connections
-            for flow in ("", "risk")
-        },
+        executors=executors,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     jobs = FlowJobs(store, stop)
@@ -181,7 +191,25 @@ def build_scheduler(
                 executor=executor_of(conn, flow),
                 next_run_time=now,
             )
+    if retention is not None:
+        scheduler.add_job(
+            _retention_logged,
+            "interval",
+            seconds=retention.interval.total_seconds(),
+            args=(retention, stop),
+            id=RETENTION_FLOW,
+            executor=RETENTION_FLOW,
+            next_run_time=retention.first_run(),
+        )
     return scheduler
+
+
+def _retention_logged(job: RetentionJob, stop: threading.Event) -> None:
+    with correlation(cycle=new_cycle_id()):
+        try:
+            job.run(stop)
+        except Exception as exc:  # the database, most likely: the next interval tries again
+            log.error("retention purge not run (%s)", type(exc).__name__)
 
 
 @contextmanager
@@ -220,12 +248,14 @@ def run_daemon(
     *,
     services: Sequence[Service] = (),
     leases_freed: bool = False,
+    retention: RetentionJob | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop`` is set), then finish in-hand work and return.
 
     ``services`` start before the first job and stop after the last one has finished.
     The leases of dead processes are freed first (unless the caller did: ``leases_freed``),
-    waiting for a database that cannot be written yet rather than exiting.
+    waiting for a database that cannot be written yet rather than exiting. ``retention``
+    is the scheduled purge, when ``[security] retention_days`` is set.
     """
     stop = stop or threading.Event()
     with stop_on_signals(stop):
@@ -239,7 +269,7 @@ def run_daemon(
             for service in services:
                 service.start()
                 started.append(service)
-            _schedule_until_stopped(connections, store, stop)
+            _schedule_until_stopped(connections, store, stop, retention)
         finally:
             for service in reversed(started):
                 service.stop()
@@ -247,9 +277,12 @@ def run_daemon(
 
 
 def _schedule_until_stopped(
-    connections: Sequence[tuple[Connection, ScheduleConfig]], store: Store, stop: threading.Event
+    connections: Sequence[tuple[Connection, ScheduleConfig]],
+    store: Store,
+    stop: threading.Event,
+    retention: RetentionJob | None,
 ) -> None:
-    scheduler = build_scheduler(connections, store, stop)
+    scheduler = build_scheduler(connections, store, stop, retention)
     scheduler.start()
     log.info("daemon started", extra={"connections": len(connections)})
     try:
