@@ -36,6 +36,7 @@ from ehr_bridge.store import Store
 from ehr_bridge.sync.connection import Connection, build_connections
 from ehr_bridge.sync.cycle import FLOWS, cycles_until_idle, side_by_side
 from ehr_bridge.sync.daemon_lock import DaemonLock
+from ehr_bridge.sync.retention import RetentionJob
 from ehr_bridge.sync.scheduler import Service, free_orphaned_leases, run_daemon, stop_on_signals
 from ehr_bridge.sync.startup import database_fault, until_ready
 
@@ -162,9 +163,10 @@ def run(
     """Run as a daemon: each flow on its interval until SIGTERM/SIGINT.
 
     It also serves /healthz and /metrics on the loopback port set in the config's
-    observability section, and sends one alert per incident to the webhook or e-mail
-    configured there. A second daemon on the same SQLite file, or a port already taken,
-    stops it at start-up with exit 2.
+    observability section, sends one alert per incident to the webhook or e-mail
+    configured there, and with ``[security] retention_days`` set runs the retention purge
+    every ``retention_interval_hours``. A second daemon on the same SQLite file, or a port
+    already taken, stops it at start-up with exit 2.
     """
     cli = obj(ctx)
     known_connection(ctx, connection)
@@ -186,12 +188,16 @@ def run(
                 config.observability, ours, store, risk_policy=policy
             )
             services: list[Service] = [observability]
+            retention = None
+            if config.security.retention_days is not None:
+                retention = RetentionJob(connections, store, config.security)
             run_daemon(
                 [(c, schedules[c.name]) for c in connections],
                 store,
                 stop,
                 services=services,
                 leases_freed=True,
+                retention=retention,
             )
         except ConfigError as exc:
             raise config_error(exc) from None

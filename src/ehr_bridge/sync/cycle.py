@@ -70,40 +70,39 @@ def run_flow(
     with local:
         if not store.take_flow_lease(conn.name, name, conn.owner, conn.lease_seconds):
             return {"skipped": 1}  # another worker is running it; push is shared row by row
-        with _lease_kept(name, conn, store):
+        # renewed while it runs: a backfill or a large collect outlives one lease, and a
+        # second daemon must not take the flow over half-way (double the work)
+        with lease_kept(store, conn.name, name, conn.owner, conn.lease_seconds):
             return _run_recorded(name, conn, store, stop)
 
 
 @contextmanager
-def _lease_kept(name: str, conn: Connection, store: Store) -> Iterator[None]:
-    """Renew the flow lease while the flow runs, then give it up.
+def lease_kept(
+    store: Store, connection: str, flow: str, owner: str, seconds: float
+) -> Iterator[None]:
+    """Renew a flow lease ``owner`` holds every third of ``seconds``, then release it.
 
-    A backfill or a large collect outlives one lease; without renewal a second daemon
-    would take the flow over half-way (no harm to the data, as every write is keyed, but
-    double the work). A failed renewal is logged and the flow goes on.
+    A failed renewal is logged and the work goes on.
     """
     done = threading.Event()
+    where = {"connection": connection, "flow": flow}
 
     def renew() -> None:
-        while not done.wait(conn.lease_seconds / 3):
+        while not done.wait(seconds / 3):
             try:
-                if not store.take_flow_lease(conn.name, name, conn.owner, conn.lease_seconds):
-                    log.warning("flow lease lost", extra={"connection": conn.name, "flow": name})
-            except Exception as exc:  # the flow reports database trouble itself
-                log.warning(
-                    "flow lease renewal failed (%s)",
-                    type(exc).__name__,
-                    extra={"connection": conn.name, "flow": name},
-                )
+                if not store.take_flow_lease(connection, flow, owner, seconds):
+                    log.warning("flow lease lost", extra=where)
+            except Exception as exc:  # the work reports database trouble itself
+                log.warning("flow lease renewal failed (%s)", type(exc).__name__, extra=where)
 
-    keeper = threading.Thread(target=renew, name=f"lease-{conn.name}-{name}", daemon=True)
+    keeper = threading.Thread(target=renew, name=f"lease-{connection}-{flow}", daemon=True)
     keeper.start()
     try:
         yield
     finally:
         done.set()
         keeper.join()
-        store.release_flow_lease(conn.name, name, conn.owner)
+        store.release_flow_lease(connection, flow, owner)
 
 
 def _run_recorded(

@@ -43,6 +43,8 @@ class RiskLaneCounts:
 
     collected: int = 0
     risks: int = 0
+    #: write-backs its collect queued (routine ones too: the daemon brings push forward)
+    queued: int = 0
     written: int = 0
     retried_later: int = 0
     dead: int = 0
@@ -56,6 +58,7 @@ def risk_lane(
     counts = RiskLaneCounts()
     collected = collect_if_free(conn, store, stop)
     counts.collected, counts.risks = collected.stored, collected.risks
+    counts.queued = collected.queued
     lane = lane_connection(conn)
     pushed = push(lane, store, stop, risk_only=True)
     counts.written = pushed.written + pushed.already_present
