@@ -73,6 +73,8 @@ class DatabaseConfig(_Section):
     """Where the state (cursors, ledger, outbox, quarantine) lives."""
 
     url: str = "sqlite:///state/ehr-bridge.db"
+    #: let a second `ehr-bridge run` open the same SQLite file (refused by default)
+    allow_shared_sqlite: bool = False
 
 
 class LoggingConfig(_Section):
@@ -328,7 +330,8 @@ class SecurityConfig(_Section):
     only a test store may (every connection a ``test_connection``); a config without a
     ``[security]`` section therefore needs a key (``ehr-bridge keys generate``).
     ``retention_days`` purges payloads of referrals closed and confirmed at the trust that
-    long ago (None: keep them); hashes and the lineage stay.
+    long ago (None: keep them); hashes and the lineage stay. With it set, the daemon runs
+    that purge itself every ``retention_interval_hours`` (one daemon at a time).
     """
 
     encryption_key_env: str | None = None
@@ -336,6 +339,8 @@ class SecurityConfig(_Section):
     #: refuse to open the store without a key; ``false`` is for test stores only
     require_encryption: bool = True
     retention_days: int | None = Field(default=None, ge=1, le=36500)
+    #: how often `ehr-bridge run` purges (payloads and kept files) when retention_days is set
+    retention_interval_hours: float = Field(default=24, gt=0, le=8760)
     #: what the purge empties; the other types keep the outcome reports working
     purge_resource_types: list[str] = Field(
         default_factory=lambda: [

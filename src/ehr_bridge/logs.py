@@ -10,6 +10,12 @@ Correlation ids tie lines together without naming anyone: ``cycle`` is minted fo
 flow run (``correlation``), and ``record`` is the internal id of the record in hand (an
 outbox key or our ServiceRequest id), taken from the ``correlation`` context or from the
 ``outbox``/``referral`` extra the flows already log.
+
+Libraries' chatter is DEBUG: APScheduler's "Running job ..." / "executed successfully"
+and Alembic's "Context impl SQLiteImpl." are INFO to them, so their loggers are set to
+WARNING below DEBUG, and at DEBUG their INFO lines are written as DEBUG. What stays at
+INFO is ours: one line per flow run with its counts (``sync.cycle``), and the events
+that matter (a referral delivered, an item written, a daemon started or stopped).
 """
 
 from __future__ import annotations
@@ -156,6 +162,35 @@ def _json_value(value: object) -> object:
     return redact(str(value))
 
 
+#: libraries whose INFO lines are routine: DEBUG for us
+CHATTY = ("apscheduler", "alembic")
+
+
+class ChatterFilter(logging.Filter):
+    """Writes the INFO lines of ``CHATTY`` libraries as DEBUG; never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Relabel an INFO record from a chatty library as DEBUG."""
+        if record.levelno == logging.INFO and record.name.split(".", 1)[0] in CHATTY:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def quiet_libraries(level: str | int = "INFO") -> None:
+    """Set the libraries' loggers for our ``level``: their INFO only when we log DEBUG.
+
+    SQLAlchemy logs statements *with their parameters* at INFO, so it never goes below
+    WARNING whatever the level.
+    """
+    threshold = level if isinstance(level, int) else logging.getLevelName(level)
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(max(threshold, logging.INFO))
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if threshold <= logging.DEBUG else logging.WARNING
+        )
+
+
 def _formatter(log_format: LogFormat) -> logging.Formatter:
     if log_format == "json":
         return JsonFormatter()
@@ -185,12 +220,10 @@ def setup_logging(
             handler.close()
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(ChatterFilter())
         handler.addFilter(RedactingFilter())
         handler.addFilter(CorrelationFilter())
         handler._ehr_bridge = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
-    # SQLAlchemy logs statements *with their parameters* at INFO: never below WARNING here
-    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
-    for chatty in ("urllib3", "apscheduler"):
-        logging.getLogger(chatty).setLevel(max(logging.getLevelName(level), logging.INFO))
+    quiet_libraries(level)

@@ -74,7 +74,7 @@ def test_an_unreachable_trust_names_the_host_and_the_key(demo_dir: Path) -> None
         ),
         (
             ("[database]", "[database]\ncolour = 1"),
-            "database.colour: unknown key (this section takes: url)",
+            "database.colour: unknown key (this section takes: url, allow_shared_sqlite)",
         ),
         (
             ("[connection.provider]", '[connection.provider]\npaht = "x"'),

@@ -39,8 +39,13 @@ def test_dead_letters_are_retried_and_cancelled_from_the_cli(tmp_path: Path) -> 
         assert bridge.store.outbox_row(victim).state == "cancelled"  # type: ignore[union-attr]
 
         writes_fail.times = 0
-        code, out = _cli(bridge.config_path, "outbox", "retry", "--all-dead")
+        code, out = _cli(
+            bridge.config_path, "outbox", "retry", "--all-dead", "--reason", "trust back, INC42"
+        )
         assert code == 0 and f"re-queued {len(dead) - 1}" in out
+        retried = bridge.store.audit_events(action="outbox.retry")
+        assert len(retried) == len(dead) - 1
+        assert {e.reason for e in retried} == {"trust back, INC42"}
         bridge.conn.retry = RetryPolicy(max_attempts=5, base_delay=0, max_delay=0)
         bridge.settle()
         states = bridge.store.outbox_counts(bridge.conn.name)
@@ -49,9 +54,9 @@ def test_dead_letters_are_retried_and_cancelled_from_the_cli(tmp_path: Path) -> 
 
 def test_retry_needs_keys_or_all_dead(tmp_path: Path) -> None:
     with running_bridge(tmp_path, seed=14, referrals=1) as bridge:
-        code, _out = _cli(bridge.config_path, "outbox", "retry")
+        code, _out = _cli(bridge.config_path, "outbox", "retry", "--reason", "x")
         assert code == 2
-        code, _ = _cli(bridge.config_path, "outbox", "retry", "nosuchkey")
+        code, _ = _cli(bridge.config_path, "outbox", "retry", "nosuchkey", "--reason", "x")
         assert code == 3
         code, _ = _cli(bridge.config_path, "outbox", "cancel", "nosuchkey", "--reason", "x")
         assert code == 3

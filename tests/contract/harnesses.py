@@ -1,7 +1,10 @@
 """One harness per adapter: builds it against a real or simulated peer for the contract suite.
 
 Every adapter in the registry must have a harness here (a test enforces it), so a new
-adapter cannot skip the contract. Capabilities come from the adapter's spec, declared once.
+adapter cannot skip the contract. Capabilities come from the adapter's spec, declared once,
+and for an adapter whose capabilities depend on its mapping (``rest``) from what the built
+adapter reports within its spec (``registry.capabilities_of``): the rest harness runs the
+read-back contract on the PC-MIS mapping's read endpoints.
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ehr_bridge.adapters.base import JsonDict, ProviderPort, TrustSource, TrustWriter, WriteItem
-from ehr_bridge.adapters.registry import ALL_WRITES, SUPPORT_CAPABILITIES, specs
+from ehr_bridge.adapters.registry import (
+    ALL_WRITES,
+    SUPPORT_CAPABILITIES,
+    capabilities_of,
+    specs,
+)
 from ehr_bridge.config import AdapterConfig
 from ehr_bridge.sim import TrustSimulator
 
@@ -38,6 +46,8 @@ class TrustCase:
     #: the trust's duty clinician "duty.clinician1" acknowledges a written risk alert
     #: (item, trust id); given by every harness whose adapter declares read_acknowledgement
     acknowledge: Callable[[WriteItem, str], None] | None = None
+    #: the harness's name (the adapter's, but for the "memory" test fake); set by the suite
+    name: str = ""
 
 
 @dataclass
@@ -221,7 +231,7 @@ def rest(tmp_path: Path) -> Iterator[TrustCase]:
             writer=adapter,
             expected_ids=ours,
             record_id=lambda r: str(r["ReferralRef"]),
-            capabilities=specs()["rest"].capabilities,
+            capabilities=capabilities_of(specs()["rest"], adapter),
             sample_item=_pcmis_item(sorted(ours)[0]),
             updated_at=lambda r: datetime.fromisoformat(r["LastModified"]),
         )

@@ -6,22 +6,26 @@ a capability say so with ``requires``, never with scattered skips.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harnesses import PROVIDER_HARNESSES, TRUST_HARNESSES, ProviderCase, TrustCase
 
 from ehr_bridge.adapters.base import (
     ProviderPort,
+    ReportsCapabilities,
     RiskAcknowledgement,
     RiskAcknowledger,
     TrustReader,
     TrustSource,
     TrustUpdater,
     TrustWriter,
+    WriteItem,
 )
-from ehr_bridge.adapters.registry import specs
+from ehr_bridge.adapters.registry import capabilities_of, specs
 
 WRITE_KINDS = ("care_contact", "clinical_note", "assessment")
 
@@ -29,6 +33,7 @@ WRITE_KINDS = ("care_contact", "clinical_note", "assessment")
 @pytest.fixture(params=sorted(TRUST_HARNESSES))
 def trust(request: pytest.FixtureRequest, tmp_path: Path) -> TrustCase:
     with TRUST_HARNESSES[request.param](tmp_path) as case:
+        case.name = request.param
         yield case
 
 
@@ -213,6 +218,43 @@ def test_updater_replaces_an_item_in_place(trust: TrustCase) -> None:
     receipt = trust.writer.write(item)
     trust.writer.update(item, receipt.trust_id)
     listed = trust.source.list_items(item.trust_referral_id, "clinical_note")
-    assert [i.trust_id for i in listed if i.client_reference == "contract-update"] == [
-        receipt.trust_id
-    ]
+    again = [i for i in listed if i.client_reference == "contract-update"]
+    assert [i.trust_id for i in again] == [receipt.trust_id]
+    assert differing(item, again[0].fields) == []
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def differing(item: WriteItem, fields: dict[str, Any]) -> list[str]:
+    """The payload fields a read-back shows otherwise: what reconcile would call changed."""
+    return sorted(
+        name
+        for name, value in item.payload.items()
+        if name != "client_reference" and _canonical(value) != _canonical(fields.get(name))
+    )
+
+
+@pytest.mark.parametrize("kind", [*WRITE_KINDS, "referral_status"])
+def test_reader_reads_each_kind_back_in_the_payloads_shape(trust: TrustCase, kind: str) -> None:
+    requires(trust, "read_items")
+    requires(trust, f"write:{kind}")
+    assert isinstance(trust.source, TrustReader) and trust.writer is not None
+    item = trust.sample_item(kind, f"contract-shape-{kind}")
+    receipt = trust.writer.write(item)
+    listed = trust.source.list_items(item.trust_referral_id, kind)
+    (mine,) = [i for i in listed if i.client_reference == item.client_reference]
+    assert mine.trust_id == receipt.trust_id
+    assert differing(item, mine.fields) == []  # reconcile would find it in sync
+
+
+def test_capabilities_are_the_specs_and_what_its_mapping_gives(trust: TrustCase) -> None:
+    spec = specs().get(trust.name)
+    if spec is None:
+        pytest.skip("the test fake is not a registered adapter")
+    reported = trust.source.capabilities if isinstance(trust.source, ReportsCapabilities) else None
+    if spec.mapping_capabilities:
+        assert reported is not None, "an adapter with mapping_capabilities must report its own"
+    assert trust.capabilities == capabilities_of(spec, trust.source)
+    assert spec.capabilities <= trust.capabilities <= spec.capabilities | spec.mapping_capabilities

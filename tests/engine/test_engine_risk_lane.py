@@ -259,3 +259,13 @@ def test_a_refused_risky_bundle_stored_on_retry_ends_its_quarantine_risk(iaptus)
     views = {v.origin: v for v in iaptus.store.risks(iaptus.conn.name)}
     assert views["quarantine"].resolved_at is not None  # ended by the engine, audited
     assert views["session"].open and views["session"].outbox_state == "pending"
+
+
+def test_the_risk_lane_never_gives_up_a_collect_lease_the_routine_collect_holds(iaptus):
+    conn, store = iaptus.conn, iaptus.store
+    assert store.take_flow_lease(conn.name, "collect", conn.owner, conn.lease_seconds)
+    with conn.collect_lock:  # the routine collect is running in this process
+        counts = run_flow("risk", conn, store)
+    assert counts["collected"] == 0
+    # still ours: another daemon cannot take collect over
+    assert not store.take_flow_lease(conn.name, "collect", "other-host:1", conn.lease_seconds)

@@ -79,6 +79,41 @@ def api(raw: dict[str, Any]) -> dict[str, Any]:
             "api.writes.care_contact.find.id",
             "JMESPath",
         ),
+        (
+            lambda r: api(r)["writes"]["assessment"].pop("list"),
+            "api.writes.assessment.list",
+            "every write kind or for none",
+        ),
+        (
+            lambda r: [w.pop("list") for w in api(r)["writes"].values()],
+            "api.writes.care_contact.update",
+            "needs list",
+        ),
+        (
+            lambda r: api(r)["writes"]["clinical_note"]["list"].update(path="/n/{trust_id}"),
+            "api.writes.clinical_note.list.path",
+            "unknown placeholder",
+        ),
+        (
+            lambda r: api(r)["referral"].update(query={"ref": "{client_reference}"}),
+            "api.referral.query.ref",
+            "unknown placeholder",
+        ),
+        (
+            lambda r: api(r)["writes"]["care_contact"]["create"].update(path="/r/{trust_id}"),
+            "api.writes.care_contact.create.path",
+            "unknown placeholder",
+        ),
+        (
+            lambda r: api(r)["writes"]["assessment"]["list"].update(fields="{Score: }"),
+            "api.writes.assessment.list.fields",
+            "JMESPath",
+        ),
+        (
+            lambda r: api(r)["referral"].update(record="data[?"),
+            "api.referral.record",
+            "JMESPath",
+        ),
     ],
 )
 def test_api_mistakes_fail_at_load_naming_the_key(
@@ -96,6 +131,9 @@ def test_api_mistakes_fail_at_load_naming_the_key(
         lambda r: api(r)["referrals"]["pagination"].update(param=None),
         lambda r: api(r).update(auth={"header": "X-Key", "schema": ""}),
         lambda r: api(r)["writes"]["care_contact"]["create"].update(method="DELETE"),
+        lambda r: api(r)["writes"]["care_contact"]["update"].update(method="DELETE"),
+        lambda r: api(r)["writes"]["care_contact"]["list"].update(paging="none"),
+        lambda r: api(r)["referral"].pop("path"),
     ],
 )
 def test_api_shape_mistakes_are_schema_errors(
@@ -121,6 +159,23 @@ def test_since_is_written_in_the_apis_zone_and_format(tmp_path: Path) -> None:
     assert (
         mapping.api.format_since(datetime(2026, 12, 1, 8, 0)) == "2026-12-01T08:00:00.000000+0000"
     )
+
+
+def test_the_read_endpoints_say_what_can_be_read_back(tmp_path: Path) -> None:
+    mapping = load_changed(tmp_path, lambda r: None)
+    assert mapping.api is not None and mapping.api.reads_items() and mapping.api.updates_items()
+    writes = {kind: mapping.api.write(kind) for kind in mapping.api.written_kinds()}
+    updatable = [kind for kind, write in writes.items() if write and write.update]
+    assert updatable == ["care_contact", "clinical_note", "assessment"]
+
+    def without_reads(raw: dict[str, Any]) -> None:
+        del api(raw)["referral"]
+        for write in api(raw)["writes"].values():
+            write.pop("list")
+            write.pop("update", None)
+
+    bare = load_changed(tmp_path, without_reads).api
+    assert bare is not None and not bare.reads_items() and not bare.updates_items()
 
 
 def test_a_mapping_without_api_loads_as_before() -> None:

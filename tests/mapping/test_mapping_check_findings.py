@@ -103,6 +103,21 @@ def test_unused_code_maps_and_missing_writes_are_warnings(tmp_path: Path) -> Non
     ]
 
 
+def test_a_rest_mapping_that_cannot_be_read_back_is_told_so(tmp_path: Path) -> None:
+    def mutate(raw: dict[str, Any]) -> None:
+        del raw["api"]["referral"]
+        for write in raw["api"]["writes"].values():
+            write.pop("list")
+            write.pop("update", None)
+
+    found = findings(tmp_path, "pcmis.yaml", mutate)
+    assert [(f.level, f.key.split(":")[-1]) for f in found] == [
+        ("warning", "api.referral"),
+        ("warning", "api.writes"),
+    ]
+    assert "quarantine retry" in found[0].message and "reconcile" in found[1].message
+
+
 def test_risk_alert_code_maps_must_cover_every_level_priority_and_reason(tmp_path: Path) -> None:
     def mutate(raw: dict[str, Any]) -> None:
         del raw["code_maps"]["risk_severity"]["immediate"]

@@ -168,10 +168,11 @@ def test_the_operations_guide_lists_exactly_the_metrics_served(
     assert documented == served_names
 
 
-def test_a_second_daemon_on_the_same_port_carries_on_without_a_server(served: Served) -> None:
+def test_a_port_in_use_is_a_start_up_error_naming_the_key(served: Served) -> None:
     port = int(served.server.url.rsplit(":", 1)[1])
     second = ObservabilityServer("127.0.0.1", port, served.registry, served.health)
-    second.start()  # logs an error, does not raise: syncing matters more than metrics
+    with pytest.raises(ConfigError, match=rf"observability\.port: port {port} .*in use"):
+        second.start()  # a daemon without /healthz would go unseen by its monitoring
     with pytest.raises(ConfigError):
         second.url  # noqa: B018
     second.stop()

@@ -112,7 +112,7 @@ def test_governance_table_shows_counts_not_notes(config, cohort):
 def test_outcomes_table(config):
     code, out = _run(config, "outcomes", *PERIOD)
     assert code == 0
-    assert "recovery (target 50%)" in out and "37.5%" in out and "2025-04" in out
+    assert "recovery (national standard 50%)" in out and "37.5%" in out and "2025-04" in out
 
 
 def test_all_html_writes_the_page(config, tmp_path):
@@ -147,7 +147,10 @@ def test_all_json_has_every_report(config):
         (["outcomes", "--from", "2025-13-01"], "--from: not a date"),
         (["outcomes", "--from", "2025-06-01", "--to", "2025-01-01"], "--from is after --to"),
         (["outcomes", "--json", "--csv"], "choose one of"),
-        (["waits", "--cohort", "everyone"], "--cohort: choose one of finished, started"),
+        (
+            ["waits", "--cohort", "everyone"],
+            "--cohort: unknown cohort 'everyone' (known: finished, started)",
+        ),
         (["outcomes", "--connection", "nope"], "unknown connection"),
         (["all", "--html", "/nonexistent/dir/report.html"], "--html: cannot write"),
     ],

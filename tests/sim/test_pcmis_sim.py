@@ -211,6 +211,70 @@ def test_the_duty_worker_acknowledges_a_risk_alert(sim: PcmisSimulator) -> None:
         sim.state.acknowledge_risk_alert(ref, 99999, "duty.worker1")
 
 
+def put(sim: PcmisSimulator, path: str, body: Any) -> requests.Response:
+    return requests.put(sim.api_url + path, json=body, headers={KEY_HEADER: KEY}, timeout=5)
+
+
+def control(sim: PcmisSimulator, method: str, path: str, body: Any = None) -> requests.Response:
+    url = f"{sim.base_url}/_sim/referrals/{path}"
+    return requests.request(method, url, json=body, headers={KEY_HEADER: KEY}, timeout=5)
+
+
+def test_items_are_read_back_and_overwritten_with_their_own_external_ref(
+    sim: PcmisSimulator,
+) -> None:
+    ref = ours(sim)[6]
+    created = post(sim, f"/referrals/{ref}/appointments", {**APPOINTMENT, "ExternalRef": "up-1"})
+    item_id = created.json()["AppointmentId"]
+    listed = get(sim, f"/referrals/{ref}/appointments").json()["data"]
+    assert [a["ExternalRef"] for a in listed] == ["up-1"]
+    changed = {**APPOINTMENT, "ExternalRef": "up-1", "DurationMins": 30}
+    answer = put(sim, f"/referrals/{ref}/appointments/{item_id}", changed)
+    assert answer.status_code == 200 and answer.json()["DurationMins"] == 30
+    assert answer.json()["AppointmentId"] == item_id
+    other = put(sim, f"/referrals/{ref}/appointments/{item_id}", {**changed, "ExternalRef": "x"})
+    assert other.status_code == 422 and other.json()["errors"][0]["field"] == "ExternalRef"
+    invalid = put(sim, f"/referrals/{ref}/appointments/{item_id}", {**changed, "Outcome": "5"})
+    assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "Outcome"
+    assert put(sim, f"/referrals/{ref}/appointments/99999", changed).status_code == 404
+    assert put(sim, f"/referrals/NOPE/appointments/{item_id}", changed).status_code == 404
+    status = {"ExternalRef": "st-1", "Status": "ACC", "EffectiveDate": "03/11/2026"}
+    status_id = post(sim, f"/referrals/{ref}/status-changes", status).json()["StatusChangeId"]
+    assert put(sim, f"/referrals/{ref}/status-changes/{status_id}", status).status_code == 404
+
+
+def test_people_at_the_trust_edit_delete_and_fix_through_the_control_routes(
+    sim: PcmisSimulator,
+) -> None:
+    ref = ours(sim)[7]
+    note = {"ExternalRef": "on-1", "NoteDate": "10/11/2026", "NoteTime": "20:00", "Body": "x"}
+    note_id = post(sim, f"/referrals/{ref}/notes", note).json()["NoteId"]
+    edited = control(sim, "POST", f"{ref}/notes/{note_id}/edit", {"Body": "edited"})
+    assert edited.status_code == 200 and edited.json()["Body"] == "edited"
+    refused = control(sim, "POST", f"{ref}/notes/{note_id}/edit", {"NoteId": 1})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "NoteId"
+    assert control(sim, "POST", f"{ref}/notes/{note_id}/edit", [1]).status_code == 422
+    assert control(sim, "DELETE", f"{ref}/notes/{note_id}").json()["Body"] == "edited"
+    assert get(sim, f"/referrals/{ref}/notes").json()["data"] == []
+    assert control(sim, "DELETE", f"{ref}/notes/{note_id}").status_code == 404
+    assert (
+        requests.delete(f"{sim.base_url}/_sim/referrals/{ref}/notes/1", timeout=5).status_code
+        == 401
+    )
+
+    broken = sorted(sim.state.hostile_fields)[0]
+    before = get(sim, f"/referrals/{broken}").json()
+    fixed = control(sim, "POST", f"{broken}/fix")
+    assert fixed.status_code == 200 and broken not in sim.state.hostile_fields
+    after = fixed.json()
+    assert after["Revision"] == before["Revision"] + 1 and datetime.fromisoformat(
+        after["LastModified"]
+    ) > datetime.fromisoformat(before["LastModified"])
+    assert after != {**before, "Revision": after["Revision"], "LastModified": after["LastModified"]}
+    assert control(sim, "POST", f"{broken}/fix").status_code == 422
+    assert control(sim, "POST", "NOPE/fix").status_code == 404
+
+
 def test_same_seed_same_records_and_hostile_fields_named() -> None:
     one, two = (
         PcmisSimulator(seed=5, referrals=4, hostile=6),

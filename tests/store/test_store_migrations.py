@@ -70,3 +70,45 @@ def test_postgres_store_refuses_an_old_schema_until_upgraded(tmp_path: Path) -> 
     store = Store(url)
     assert set(inspect(store.engine).get_table_names()) >= TABLES
     store.close()
+
+
+def test_the_schema_check_agrees_with_alembic(tmp_path: Path) -> None:
+    """The head and the current revision are read without Alembic, and match what it says."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from ehr_bridge.store.migrate import _config, upgrade
+
+    assert head_revision() == ScriptDirectory.from_config(_config()).get_current_head()
+    engine = create_engine(f"sqlite:///{tmp_path / 'check.db'}")
+    assert current_revision(engine) is None
+    for revision in ("0001", "head"):
+        upgrade(engine, revision)
+        with engine.connect() as connection:
+            assert (
+                current_revision(engine)
+                == MigrationContext.configure(connection).get_current_revision()
+            )
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_opening_a_store_imports_no_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    Store(f"sqlite:///{tmp_path / 'state.db'}").close()  # created and upgraded here
+    probe = (
+        "import sys; from ehr_bridge.store import Store;"
+        f"Store('sqlite:///{tmp_path / 'state.db'}').close();"
+        "print('alembic' in sys.modules)"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": src},
+    )
+    assert done.stdout.strip() == "False"

@@ -94,13 +94,13 @@ def test_quarantine_retry_and_dismiss(cli: Cli) -> None:
     entries = cli.json("quarantine", "list")
     assert len(entries) == 2
     first, second = entries
-    unchanged = cli("quarantine", "retry", str(first["id"]), "--json")
+    unchanged = cli("quarantine", "retry", str(first["id"]), "--reason", "asked", "--json")
     assert unchanged.exit_code == 1 and '"outcome": "unchanged"' in unchanged.stdout
     dismissed = cli("quarantine", "dismiss", str(second["id"]), "--reason", "test record")
     assert dismissed.exit_code == 0 and "dismissed" in dismissed.stdout
     again = cli("quarantine", "dismiss", str(second["id"]), "--reason", "twice")
     assert again.exit_code == 1 and "dismissed" in again.stderr
-    assert cli("quarantine", "retry", str(second["id"])).exit_code == 1
+    assert cli("quarantine", "retry", str(second["id"]), "--reason", "again").exit_code == 1
     shown = cli.json("quarantine", "show", str(second["id"]))
     assert shown["state"] == "dismissed" and shown["closed_at"]
     (audit,) = cli.audit("--action", "quarantine.dismiss")
@@ -111,7 +111,7 @@ def test_quarantine_retry_of_a_record_still_broken_supersedes_the_entry(cli: Cli
     entry = cli.json("quarantine", "list")[0]
     state = cli.bridge.simulator.state
     state.update_referral(entry["record"], {"patient": {"nhs_number": "12345"}})
-    result = cli("quarantine", "retry", str(entry["id"]))
+    result = cli("quarantine", "retry", str(entry["id"]), "--reason", "fixed?")
     assert result.exit_code == 1 and "still fails" in result.stdout
     assert "12345" not in result.stdout + result.stderr
     (newer,) = [e for e in cli.json("quarantine", "list") if e["record"] == entry["record"]]
@@ -120,7 +120,9 @@ def test_quarantine_retry_of_a_record_still_broken_supersedes_the_entry(cli: Cli
     assert states[entry["id"]] == "superseded"
 
 
-@pytest.mark.parametrize("action", [["retry", "999"], ["dismiss", "999", "--reason", "x"]])
+@pytest.mark.parametrize(
+    "action", [["retry", "999", "--reason", "x"], ["dismiss", "999", "--reason", "x"]]
+)
 def test_quarantine_actions_on_unknown_entries_exit_3(cli: Cli, action: list[str]) -> None:
     result = cli("quarantine", *action)
     assert result.exit_code == 3 and "no quarantine entry" in result.stderr
@@ -224,6 +226,7 @@ def test_a_trust_adapter_that_cannot_read_back_cannot_be_reconciled(
     try:
         result = runner.invoke(app, ["--config", str(config), "reconcile"])
         retry_args = ["--config", str(config), "quarantine", "retry", str(entry["id"])]
+        retry_args += ["--reason", "fixed at the trust"]
         retry = runner.invoke(app, retry_args)
     finally:
         unregister("plain-trust")

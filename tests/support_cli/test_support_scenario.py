@@ -62,6 +62,9 @@ def test_2_deleted_note_and_edited_score_are_found_then_put_right(cli: Cli) -> N
     why = "note deleted in error at the trust, ticket 4711"
     repaired = cli("reconcile", "--repair", "--reason", why)
     assert repaired.exit_code == 1  # the edited score is left alone without --force
+    # the re-queued note is not at the trust yet: counted as queued, not as in sync
+    assert "in sync, 1 queued for repair, 1 with drift" in " ".join(repaired.stdout.split())
+    assert "not yet at the trust" in repaired.stdout  # until a push writes it
     assert cli("reconcile", "--repair", "--force", "--reason", why).exit_code == 0
     cli.ok("sync", "--once", "--flow", "push")
     assert cli("reconcile").exit_code == 0
@@ -119,11 +122,11 @@ def test_4_a_malformed_referral_fixed_at_the_trust_is_retried(cli: Cli) -> None:
     (entry,) = cli.json("quarantine", "list")
     assert entry["field"] == "patient.nhs_number"
     record = entry["record"]
-    not_yet = cli("quarantine", "retry", str(entry["id"]))
+    not_yet = cli("quarantine", "retry", str(entry["id"]), "--reason", "INC1 fixed?")
     assert not_yet.exit_code == 1 and "has not changed" in not_yet.stdout
 
     state.fix_hostile(record)
-    fixed = cli("quarantine", "retry", str(entry["id"]))
+    fixed = cli("quarantine", "retry", str(entry["id"]), "--reason", "INC1 fixed")
     assert fixed.exit_code == 0 and "now passes" in fixed.stdout
     assert cli.json("quarantine", "list") == []
     cli.ok("sync", "--once")
@@ -131,6 +134,7 @@ def test_4_a_malformed_referral_fixed_at_the_trust_is_retried(cli: Cli) -> None:
     assert story["delivered_at"] and [q["state"] for q in story["quarantine"]] == ["resolved"]
     retries = cli.audit("--action", "quarantine.retry")
     assert [r["outcome"] for r in retries] == ["unchanged", "stored"]
+    assert [r["reason"] for r in retries] == ["INC1 fixed?", "INC1 fixed"]
 
 
 def test_5_the_audit_log_reveals_no_patient_data(cli: Cli) -> None:

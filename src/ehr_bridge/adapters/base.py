@@ -4,7 +4,9 @@ The engine talks only to these protocols; adapters never import the engine. Each
 is small so that a fake (``adapters.memory``) can stand in for a real system in tests.
 ``TrustReader``, ``TrustUpdater`` and ``RiskAcknowledger`` are optional: a trust adapter
 that has them declares the matching capabilities in its spec, and the support commands (or,
-for acknowledgements, the engine's risk escalation) use them.
+for acknowledgements, the engine's risk escalation) use them. An adapter whose capabilities
+depend on its mapping (the generic ``rest`` adapter's read-back endpoints) names them in its
+spec's ``mapping_capabilities`` and reports which it has (``ReportsCapabilities``).
 """
 
 from __future__ import annotations
@@ -137,6 +139,20 @@ class TrustReader(Protocol):
 
     def fetch_referral(self, trust_referral_id: str) -> JsonDict | None:
         """One referral in the trust's own shape, or None when the trust has no such id."""
+        ...
+
+
+@runtime_checkable
+class ReportsCapabilities(Protocol):
+    """Optional: an adapter that says which capabilities its mapping or options give it.
+
+    Only those its spec lists under ``mapping_capabilities`` count
+    (``registry.capabilities_of``); an adapter cannot claim more than its spec allows.
+    """
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """The capabilities this instance has, as built from its mapping and options."""
         ...
 
 

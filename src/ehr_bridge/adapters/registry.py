@@ -2,8 +2,11 @@
 
 Each adapter is described once by an ``AdapterSpec``: its name, the sides it can serve, a
 lazy ``module:callable`` factory and the capabilities it has (read once by the engine and
-by the contract test suite, never scattered as skips). A third-party package registers a
-spec in the entry-point group ``ehr_bridge.adapters``::
+by the contract test suite, never scattered as skips). Capabilities that depend on what
+the connection's mapping declares (the ``rest`` adapter reads back only where its ``api:``
+section gives read endpoints) are listed apart, as ``mapping_capabilities``; the built
+adapter reports which of them it has, and ``capabilities_of`` gives the connection's set.
+A third-party package registers a spec in the entry-point group ``ehr_bridge.adapters``::
 
     [project.entry-points."ehr_bridge.adapters"]
     mysystem = "my_package.adapter:SPEC"
@@ -24,6 +27,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from ehr_bridge.adapters.base import ReportsCapabilities
 from ehr_bridge.config import AdapterConfig, unknown_key_message
 from ehr_bridge.errors import ConfigError
 
@@ -70,12 +74,20 @@ class AdapterSpec:
     capabilities: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
     origin: str = "built-in"
+    #: capabilities it has only when its mapping (or options) say so; the built adapter
+    #: reports which (``ReportsCapabilities``), see ``capabilities_of``
+    mapping_capabilities: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
-        unknown = self.capabilities - CAPABILITIES
+        unknown = (self.capabilities | self.mapping_capabilities) - CAPABILITIES
         if unknown:
             raise ConfigError(
                 f"adapter {self.name!r} declares unknown capability {sorted(unknown)[0]!r}"
+            )
+        both = self.capabilities & self.mapping_capabilities
+        if both:
+            raise ConfigError(
+                f"adapter {self.name!r} declares {sorted(both)[0]!r} both always and by mapping"
             )
 
 
@@ -103,6 +115,7 @@ BUILTIN: tuple[AdapterSpec, ...] = (
         roles=frozenset({"trust"}),
         factory="ehr_bridge.adapters.rest:create",
         capabilities=frozenset({"find_by_reference", "updated_since"}) | ALL_WRITES,
+        mapping_capabilities=SUPPORT_CAPABILITIES,
         description="any JSON REST API described by the mapping's api: section",
     ),
     AdapterSpec(
@@ -183,6 +196,16 @@ def spec_for(name: str, role: Role, key: str) -> AdapterSpec:
             f"adapter {name!r} cannot be used as {role} (it serves {serves})", key=f"{key}.adapter"
         )
     return spec
+
+
+def capabilities_of(spec: AdapterSpec, adapter: object) -> frozenset[str]:
+    """What one built adapter can do: a connection's capabilities.
+
+    Its spec's ``capabilities``, plus those of the spec's ``mapping_capabilities`` that the
+    adapter reports having (``ReportsCapabilities``); never anything beyond the two.
+    """
+    reported = adapter.capabilities if isinstance(adapter, ReportsCapabilities) else frozenset()
+    return spec.capabilities | (spec.mapping_capabilities & frozenset(reported))
 
 
 def create_adapter(

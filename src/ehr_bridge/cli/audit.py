@@ -15,8 +15,16 @@ import typer
 from ehr_bridge.cli import tables
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, fail, obj, print_json, print_table
 from ehr_bridge.cli.screen import when, zone_label
-from ehr_bridge.cli.support import find_referrals, parse_day, short, shown, store_of
-from ehr_bridge.store import AuditEventRow
+from ehr_bridge.cli.support import (
+    choose,
+    find_referrals,
+    known_connection,
+    parse_day,
+    short,
+    shown,
+    store_of,
+)
+from ehr_bridge.store import AUDIT_ACTIONS, AuditEventRow
 
 app = typer.Typer(
     help="The audit log: operator actions and writes to the trust.", no_args_is_help=True
@@ -43,6 +51,9 @@ def audit_list(
 ) -> None:
     """Audit entries, oldest first (the newest --limit of them)."""
     start = parse_day(since, "--since")
+    known_connection(ctx, connection)
+    if action is not None and not any(a.startswith(action) for a in AUDIT_ACTIONS):
+        choose(action, AUDIT_ACTIONS, "--action", "action")
     store = store_of(ctx)
     referral_ids: list[str | None] = [None]
     if referral is not None:

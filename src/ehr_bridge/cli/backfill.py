@@ -27,7 +27,8 @@ from rich.progress import (
 )
 
 from ehr_bridge.cli.context import EXIT_FAILED, config_error, fail, obj, print_json
-from ehr_bridge.cli.run import LogFormat, LogFormatOpt
+from ehr_bridge.cli.run import LogFormat, LogFormatOpt, LogLevelOpt, log_level_of
+from ehr_bridge.cli.support import known_connection
 from ehr_bridge.errors import ConfigError, EhrBridgeError
 from ehr_bridge.logs import correlation, new_cycle_id, setup_logging
 from ehr_bridge.runtime import settle_heap
@@ -66,16 +67,17 @@ def backfill(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     log_format: LogFormatOpt = LogFormat.text,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Pull a trust's referral history in pages; resumable, and safe beside the daemon."""
     start = parse_since(since)
     cli = obj(ctx)
+    known_connection(ctx, connection)
     try:
         config = cli.config()
         log_file = config.resolve(config.logging.file) if config.logging.file else None
-        setup_logging(
-            config.logging.level, log_file, stderr=not progress, log_format=log_format.value
-        )
+        level = log_level_of(config, log_level)
+        setup_logging(level, log_file, stderr=not progress, log_format=log_format.value)
         (conn,) = build_connections(config, connection)
     except ConfigError as exc:
         raise config_error(exc) from None

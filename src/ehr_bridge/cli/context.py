@@ -14,6 +14,7 @@ from rich.console import Console
 
 from ehr_bridge.cli import tables
 from ehr_bridge.cli.screen import Screen
+from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.config import DEFAULT_CONFIG_NAME, AppConfig, load_config
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.security.keyring import open_store
@@ -87,8 +88,9 @@ def obj(ctx: typer.Context) -> CliContext:
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    """Print an error to stderr and return the Exit to raise."""
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False)
+    """Print an error to stderr and return the Exit to raise (``[database]`` stays as it is)."""
+    console = Console(stderr=True, soft_wrap=True)
+    console.print(f"[red]error:[/red] {markup_safe(message)}", highlight=False)
     return typer.Exit(code)
 
 

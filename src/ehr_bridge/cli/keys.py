@@ -10,9 +10,10 @@ ever prints a key.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,11 +22,15 @@ from ehr_bridge.errors import ConfigError, EhrBridgeError
 from ehr_bridge.security.crypto import KeyRing, generate_key
 from ehr_bridge.security.files import open_private, private_dir
 from ehr_bridge.security.keyring import open_store, resolve
-from ehr_bridge.security.retention import purge
 from ehr_bridge.security.rotation import key_usage, rotate
 from ehr_bridge.store import Store
 from ehr_bridge.sync.connection import build_connections
-from ehr_bridge.sync.retention import purge_kept_files
+from ehr_bridge.sync.retention import (
+    RETENTION_FLOW,
+    STORE_WIDE,
+    purge_retained,
+    retention_counts,
+)
 
 app = typer.Typer(help="Encryption keys for payloads at rest.", no_args_is_help=True)
 retention_app = typer.Typer(help="Retention of payloads (purge after reconcile).")
@@ -145,14 +150,13 @@ def purge_command(
     The files are the connections' plain copies of what the store holds: the provider
     folder's ``sessions/processed`` and ``sessions/rejected``, an HL7 v2 ``received``
     folder (docs/security.md, Retention). Only counts are printed, never a file's content.
+    The daemon runs the same purge every ``retention_interval_hours``.
     """
     store = _store(ctx)
     config = obj(ctx).config()  # read already: _store opened the store it names
     try:
-        counts = purge(store, config.security, dry_run=dry_run)
         connections = build_connections(config)
-        days = config.security.retention_days or 0  # set: purge checked it
-        files = purge_kept_files(connections, store, days, dry_run=dry_run)
+        payloads, files = purge_retained(connections, store, config.security, dry_run=dry_run)
     except ConfigError as exc:
         raise config_error(exc) from None
     except EhrBridgeError as exc:
@@ -161,25 +165,65 @@ def purge_command(
         raise fail(f"cannot delete a kept file ({type(exc).__name__})") from None
     finally:
         store.close()
-    data = {
-        "referrals": counts.referrals,
-        "resources": counts.resources,
-        "patients": counts.patients,
-        "quarantine": counts.quarantine,
-        "files": dict(sorted(files.items())),
-        "dry_run": counts.dry_run,
-    }
     if as_json:
-        print_json(data)
+        print_json(retention_counts(payloads, files))
         return
     verb = "would empty" if dry_run else "emptied"
     typer.echo(
-        f"{counts.referrals} referrals reconciled and past retention: {verb} "
-        f"{counts.resources} resources, {counts.patients} patients, "
-        f"{counts.quarantine} quarantine payloads"
+        f"{payloads.referrals} referrals reconciled and past retention: {verb} "
+        f"{payloads.resources} resources, {payloads.patients} patients, "
+        f"{payloads.quarantine} quarantine payloads"
     )
     listed = ", ".join(f"{folder}: {n}" for folder, n in sorted(files.items()))
     verb = "would delete" if dry_run else "deleted"
     typer.echo(
         f"kept files past retention: {verb} {files.total()}{f' ({listed})' if listed else ''}"
+    )
+
+
+@retention_app.command("status")
+def retention_status_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The retention period, how often the daemon purges, and its last purge (counts only)."""
+    store = _store(ctx)
+    security = obj(ctx).config().security
+    try:
+        last = store.last_runs(STORE_WIDE).get(RETENTION_FLOW)
+    finally:
+        store.close()
+    data: dict[str, Any] = {
+        "retention_days": security.retention_days,
+        "interval_hours": security.retention_interval_hours if security.retention_days else None,
+        "last_purge": None,
+    }
+    if last is not None:
+        data["last_purge"] = {
+            "finished_at": last.finished_at.isoformat(timespec="seconds"),
+            "ok": last.ok,
+            "counts": json.loads(last.counts),
+            "error": last.error,
+        }
+    if as_json:
+        print_json(data)
+        return
+    if security.retention_days is None:
+        typer.echo("retention: off (no [security] retention_days): payloads are kept")
+    else:
+        typer.echo(
+            f"retention: {security.retention_days} days; the daemon purges every "
+            f"{security.retention_interval_hours:g} h"
+        )
+    typer.echo(f"last purge: {_purge_line(data['last_purge'])}")
+
+
+def _purge_line(last: dict[str, Any] | None) -> str:
+    if last is None:
+        return "none recorded"
+    if not last["ok"]:
+        return f"{last['finished_at']} FAILED: {last['error']}"
+    counts = last["counts"]
+    files = sum(counts.get("files", {}).values())
+    return (
+        f"{last['finished_at']} ok: {counts.get('referrals', 0)} referrals,"
+        f" {counts.get('resources', 0)} resources, {counts.get('patients', 0)} patients,"
+        f" {counts.get('quarantine', 0)} quarantine payloads, {files} kept files"
     )

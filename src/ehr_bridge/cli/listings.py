@@ -2,7 +2,8 @@
 
 Every listing prints a table for people and takes ``--json`` for scripts. Nothing here
 prints patient data: records are named by our ids and the trust's record ids. Every
-action (retry, cancel, dismiss) is recorded in the audit log with the OS user.
+action (retry, cancel, dismiss) needs ``--reason`` and is recorded in the audit log with
+the OS user and that reason. A filter value nobody knows (``--state deadd``) is exit 2.
 """
 
 from __future__ import annotations
@@ -14,17 +15,15 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ehr_bridge.adapters.registry import available
 from ehr_bridge.cli import tables
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, config_error, fail, obj, print_json, print_table
-from ehr_bridge.cli.lineage import lineage, print_lineage
-from ehr_bridge.cli.quarantine import dismiss_entry, retry_entry
 from ehr_bridge.cli.screen import when, zone_label, zone_of
-from ehr_bridge.cli.support import one_referral, say, short
+from ehr_bridge.cli.support import ReasonOpt, choose, given_reason, known_connection, say, short
 from ehr_bridge.cli.tables import print_fields
 from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.store import (
+    OUTBOX_STATES,
     OutboxRow,
     QuarantineRow,
     ReferralRow,
@@ -227,6 +226,7 @@ def referrals_list(
     ctx: typer.Context, connection: ConnectionOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Every referral pulled, with delivery state and write-back counts."""
+    connection = known_connection(ctx, connection)
     store = _store(ctx)
     rows = store.list_referrals(connection)
     data = [_referral_summary(store, r) for r in rows]
@@ -289,6 +289,9 @@ def referrals_show(
     as_json: JsonOpt = False,
 ) -> None:
     """One referral's whole story: versions pulled, FHIR, deliveries, write-backs, actions."""
+    from ehr_bridge.cli.lineage import lineage, print_lineage  # imported when run (fast start)
+    from ehr_bridge.cli.support import one_referral
+
     store = _store(ctx)
     data = lineage(store, one_referral(store, ref))
     if as_json:
@@ -343,6 +346,8 @@ def outbox_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Write-backs to the trust, oldest first."""
+    state = choose(state, OUTBOX_STATES, "--state", "state")
+    connection = known_connection(ctx, connection)
     rows = _store(ctx).outbox_rows(connection=connection, state=state)
     if as_json:
         print_json([_outbox_dict(r) for r in rows])
@@ -360,6 +365,7 @@ def quarantine_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Records set aside, with the field and reason that stopped each."""
+    connection = known_connection(ctx, connection)
     rows = _store(ctx).quarantine_rows(connection=connection, state=None if all_states else "open")
     if as_json:
         print_json([_quarantine_dict(r) for r in rows])
@@ -416,19 +422,24 @@ def _quarantine_dict(row: QuarantineRow) -> dict[str, Any]:
 def quarantine_retry(
     ctx: typer.Context,
     entry_id: Annotated[int, typer.Argument(help="The quarantine entry id.")],
+    reason: ReasonOpt,
     as_json: JsonOpt = False,
 ) -> None:
     """After the record is fixed at the trust: pull that one record again now."""
-    retry_entry(ctx, entry_id, as_json)
+    from ehr_bridge.cli.quarantine import retry_entry  # imported when run (fast start)
+
+    retry_entry(ctx, entry_id, given_reason(reason), as_json)
 
 
 @quarantine_app.command("dismiss")
 def quarantine_dismiss(
     ctx: typer.Context,
     entry_id: Annotated[int, typer.Argument(help="The quarantine entry id.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    reason: ReasonOpt,
 ) -> None:
     """Close an entry that needs no fix (e.g. a test record), with the reason."""
+    from ehr_bridge.cli.quarantine import dismiss_entry  # imported when run (fast start)
+
     dismiss_entry(ctx, entry_id, reason)
 
 
@@ -461,51 +472,10 @@ def quarantine_show(
         console.print_json(json.dumps(data["payload"]))
 
 
-adapters_app = typer.Typer(help="Adapters that connections can use.", no_args_is_help=True)
-
-
-@adapters_app.command("list")
-def adapters_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """The registered adapters, the side each can serve, and what each can do."""
-    data = [
-        {
-            "name": a.name,
-            "roles": sorted(a.roles),
-            "capabilities": sorted(a.capabilities),
-            "description": a.description,
-            "origin": a.origin,
-        }
-        for a in available()
-    ]
-    if as_json:
-        print_json(data)
-        return
-    rows = [
-        [
-            d["name"],
-            ", ".join(d["roles"]),
-            ", ".join(d["capabilities"]),
-            d["description"],
-            d["origin"],
-        ]
-        for d in data
-    ]
-    print_table(obj(ctx).console, "adapters", ADAPTER_COLUMNS, rows)
-
-
-#: each capability is whole (wrapped between them, never inside one)
-ADAPTER_COLUMNS: list[str | tables.Column] = [
-    "name",
-    "serves",
-    tables.text("capabilities", 12, min_width=22),
-    tables.text("description", 4, min_width=20),
-    tables.optional("from", 1),
-]
-
-
 @outbox_app.command("retry")
 def outbox_retry(
     ctx: typer.Context,
+    reason: ReasonOpt,
     keys: Annotated[list[str] | None, typer.Argument(help="Outbox keys of dead rows.")] = None,
     all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead row.")] = False,
     connection: ConnectionOpt = None,
@@ -513,9 +483,11 @@ def outbox_retry(
     """Put dead-lettered write-backs back in the queue, with fresh attempts."""
     if bool(keys) == all_dead:
         raise typer.BadParameter("give outbox keys or --all-dead (not both)")
+    reason = given_reason(reason)
+    connection = known_connection(ctx, connection)
     store = _store(ctx)
     chosen = None if all_dead else _full_keys(store, keys or [])
-    retried = store.retry_dead(chosen, connection, actor=operator())
+    retried = store.retry_dead(chosen, connection, actor=operator(), reason=reason)
     if not retried:
         raise fail("no dead rows matched (see `outbox list --state dead`)", EXIT_NOT_FOUND)
     typer.echo(f"re-queued {len(retried)} write-back(s); the next push writes them")
@@ -525,9 +497,10 @@ def outbox_retry(
 def outbox_cancel(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="The outbox key (or its first characters).")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the row).")],
+    reason: ReasonOpt,
 ) -> None:
     """Cancel a write-back that is not written yet, e.g. one the trust must not receive."""
+    reason = given_reason(reason)
     store = _store(ctx)
     (full,) = _full_keys(store, [key])
     row = store.cancel(full, reason, actor=operator())

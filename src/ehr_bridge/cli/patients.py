@@ -19,6 +19,7 @@ from ehr_bridge.cli.context import EXIT_FAILED, EXIT_NOT_FOUND, fail, obj, print
 from ehr_bridge.cli.screen import day, when, zone_label
 from ehr_bridge.cli.support import (
     find_referrals,
+    given_reason,
     is_nhs_number,
     mask_nhs_number,
     say,
@@ -147,6 +148,7 @@ def link(
     reason: ReasonOpt,
 ) -> None:
     """Say two patient records are one person: OTHER's referrals move to KEEP."""
+    reason = given_reason(reason)
     store = store_of(ctx)
     kept, gone = _one(store, keep), _one(store, other)
     if kept.id == gone.id:
@@ -164,6 +166,7 @@ def unlink(
     reason: ReasonOpt,
 ) -> None:
     """Undo `patients link`: the patient's own referrals come back to it."""
+    reason = given_reason(reason)
     store = store_of(ctx)
     gone = _one(store, other)
     moved = _change(lambda: store.unlink_patient(gone.id, actor=operator(), reason=reason))

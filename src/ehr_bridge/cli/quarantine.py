@@ -4,7 +4,8 @@ A referral set aside because its trust record was malformed is fixed *at the tru
 (ehr-bridge never fixes data); `retry` then pulls that one record again at once instead
 of waiting for the next pull. A provider bundle set aside because of something on our
 side (its referral was not pulled yet, its patient was merged) is checked again from the
-stored copy. `dismiss` closes an entry that needs no fix. Both go into the audit log.
+stored copy. `dismiss` closes an entry that needs no fix. Both need ``--reason`` and go
+into the audit log with it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import typer
 
 from ehr_bridge.cli.context import EXIT_FAILED, EXIT_NOT_FOUND, config_error, fail, obj, print_json
-from ehr_bridge.cli.support import connection_named, say, store_of
+from ehr_bridge.cli.support import connection_named, given_reason, say, store_of
 from ehr_bridge.cli.text import markup_safe
 from ehr_bridge.errors import ConfigError, EhrBridgeError
 from ehr_bridge.store import AuditEntry, QuarantineRow, Store, operator
@@ -41,13 +42,13 @@ def _open_entry(store: Store, entry_id: int) -> QuarantineRow:
     return row
 
 
-def retry_entry(ctx: typer.Context, entry_id: int, as_json: bool) -> None:
+def retry_entry(ctx: typer.Context, entry_id: int, reason: str, as_json: bool) -> None:
     """Try an open entry again; exit 1 if it still cannot be stored."""
     store = store_of(ctx)
     row = _open_entry(store, entry_id)
     conn = connection_named(ctx, row.connection)
     try:
-        outcome, reason = _retry(conn, store, row)
+        outcome, why = _retry(conn, store, row)
     except ConfigError as exc:
         raise config_error(exc) from None
     except EhrBridgeError as exc:
@@ -55,12 +56,13 @@ def retry_entry(ctx: typer.Context, entry_id: int, as_json: bool) -> None:
     audit = AuditEntry(
         "quarantine.retry",
         operator(),
+        reason,
         connection=row.connection,
         outcome=outcome,
         detail={"entry": entry_id, "record": row.record_ref, "source": row.source},
     )
     store.record_audit(audit)
-    _report(ctx, row, outcome, reason, as_json)
+    _report(ctx, row, outcome, why, as_json)
 
 
 def _retry(conn: Connection, store: Store, row: QuarantineRow) -> tuple[str, str | None]:
@@ -100,8 +102,7 @@ def _report(
 
 def dismiss_entry(ctx: typer.Context, entry_id: int, reason: str) -> None:
     """Close an open entry with the reason; it stays listed under `quarantine list --all`."""
-    if not reason.strip():
-        raise typer.BadParameter("give a reason", param_hint="--reason")
+    reason = given_reason(reason)
     store = store_of(ctx)
     row = _open_entry(store, entry_id)
     detail = {"entry": entry_id, "record": row.record_ref, "source": row.source}

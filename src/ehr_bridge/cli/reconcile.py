@@ -1,11 +1,14 @@
 """`ehr-bridge reconcile`: compare the trust's record with what we wrote, and repair.
 
 A dry run by default: it reads the trust and reports, per referral, in sync / missing /
-changed / unexpected, and changes nothing. ``--repair`` re-queues what is missing and
-adopts dead letters that landed after all; ``--force`` (with ``--repair``) also puts our
-values back over edits made at the trust. Every run and every repair is audited.
-Exit 0 when everything checked is in sync (or was put right), 1 when drift is left or
-the trust could not be read, 2 for usage or configuration, 3 for an unknown referral.
+changed / unexpected, and changes nothing. ``--repair`` (which needs ``--reason``)
+re-queues what is missing and adopts dead letters that landed after all; ``--force``
+(with ``--repair``) also puts our values back over edits made at the trust. Every run and
+every repair is audited with the reason. What was re-queued is counted "queued for
+repair", not "in sync": it is not at the trust until the next push writes it.
+Exit 0 when everything checked is in sync (or was put right or queued), 1 when drift is
+left or the trust could not be read, 2 for usage or configuration, 3 for an unknown
+referral.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ehr_bridge.cli.context import (
 from ehr_bridge.cli.support import (
     connections_of,
     find_referrals,
+    given_reason,
     parse_day,
     say,
     short,
@@ -69,20 +73,25 @@ def reconcile_command(
         bool, typer.Option("--force", help="With --repair: overwrite edits made at the trust.")
     ] = False,
     reason: Annotated[
-        str, typer.Option("--reason", help="Why (kept in the audit log with each repair).")
-    ] = "reconcile",
+        str | None,
+        typer.Option("--reason", help="Why (needed with --repair; kept in the audit log)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Read back what the trust holds for what we wrote; report drift per referral."""
     if force and not repair:
         raise typer.BadParameter("--force only makes sense with --repair", param_hint="--force")
+    if repair and reason is None:
+        raise fail("--repair needs --reason (a ticket number, say): it is audited", EXIT_CONFIG)
+    why = given_reason(reason) if reason is not None else ""
     start = parse_day(since, "--since")
+    connections = connections_of(ctx, connection)
     store = store_of(ctx)
     wanted = _wanted(store, referral)
-    options = RepairOptions(repair=repair, force=force, actor=operator(), reason=reason)
+    options = RepairOptions(repair=repair, force=force, actor=operator(), reason=why)
     reports: list[ReferralReport] = []
     skipped = 0
-    for conn in _readable(connections_of(ctx, connection), named=connection is not None):
+    for conn in _readable(connections, named=connection is not None):
         rows = referrals_to_check(store, conn.name, since=start)
         if wanted is not None:
             rows = [r for r in rows if r.id in wanted]
@@ -93,7 +102,7 @@ def reconcile_command(
         warn(f"the trust did not answer; {skipped} referral(s) were not checked")
     _audit(store, connection, options, reports)
     _print(ctx, reports, options, as_json)
-    if any(r.verdict != "in sync" for r in reports):
+    if any(r.verdict not in ("in sync", "queued") for r in reports):
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -147,12 +156,12 @@ def _audit(
         "checked": len(reports),
         "drift": verdicts.count("drift"),
         "errors": verdicts.count("error"),
+        "queued": verdicts.count("queued"),
         "repair": options.repair,
         "force": options.force,
     }
-    entry = AuditEntry(
-        "reconcile.run", options.actor, options.reason, connection=connection, detail=detail
-    )
+    reason = options.reason or None  # a dry run may have none
+    entry = AuditEntry("reconcile.run", options.actor, reason, connection=connection, detail=detail)
     store.record_audit(entry)
 
 
@@ -170,15 +179,20 @@ def _print(
         if report.error:
             tables.print_wrapped(console, f"{report.trust_referral_id}: not read: {report.error}")
     verdicts = [r.verdict for r in reports]
+    queued = f" {verdicts.count('queued')} queued for repair," if options.repair else ""
     say(
         console,
-        f"{len(reports)} referral(s) checked: {verdicts.count('in sync')} in sync,"
+        f"{len(reports)} referral(s) checked: {verdicts.count('in sync')} in sync,{queued}"
         f" {verdicts.count('drift')} with drift, {verdicts.count('error')} not readable",
     )
     if not options.repair and verdicts.count("drift"):
         say(console, "dry run: nothing changed; --repair re-queues what is missing")
-    elif options.repair:
-        say(console, "repairs are queued: `ehr-bridge sync --once --flow push` writes them now")
+    elif verdicts.count("queued"):
+        say(
+            console,
+            "queued, not yet at the trust: `ehr-bridge sync --once --flow push` writes them"
+            " now, then `ehr-bridge reconcile` says in sync",
+        )
 
 
 #: what drifted, by referral, kind, state and ids; then the fields and the repair, wrapped

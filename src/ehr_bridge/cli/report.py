@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 
 from ehr_bridge.cli.context import EXIT_CONFIG, config_error, fail, obj, print_json
+from ehr_bridge.cli.support import choose, known_connection
 from ehr_bridge.config import AppConfig, ConnectionConfig
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.reports import (
@@ -31,6 +32,7 @@ from ehr_bridge.reports import (
     Period,
     csv_rows,
     options_from_config,
+    print_headline,
     print_report,
     render_page,
     report_json,
@@ -95,9 +97,9 @@ def _connections(config: AppConfig, connection: str | None) -> list[ConnectionCo
 def _build(
     ctx: typer.Context, connection: str | None, period: Period, cohort: str
 ) -> list[ConnectionReports]:
-    if cohort not in COHORTS:
-        raise fail(f"--cohort: choose one of {', '.join(COHORTS)}", EXIT_CONFIG)
+    choose(cohort, COHORTS, "--cohort", "cohort")
     chosen: Cohort = "started" if cohort == "started" else "finished"
+    known_connection(ctx, connection)
     cli = obj(ctx)
     try:
         config = cli.config()
@@ -133,6 +135,7 @@ def _emit(
         typer.echo(f"report written to {html}")
     else:
         for r in reports:
+            print_headline(obj(ctx).console, r, names)
             for name in names:
                 print_report(obj(ctx).console, r, name)
 

@@ -15,7 +15,7 @@ import typer
 
 from ehr_bridge.cli import tables
 from ehr_bridge.cli.context import EXIT_NOT_FOUND, fail, obj, print_json, print_table
-from ehr_bridge.cli.support import short, store_of
+from ehr_bridge.cli.support import choose, given_reason, known_connection, short, store_of
 from ehr_bridge.errors import TerminalError
 from ehr_bridge.observability.alerts import RiskPolicy, overdue_reason
 from ehr_bridge.store import RiskView, operator, utcnow
@@ -40,14 +40,10 @@ def risk_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Risk events: where each stands at the trust, oldest first."""
-    if state not in STATES:
-        raise typer.BadParameter(f"unknown state {state!r}; choose from {', '.join(STATES)}")
+    choose(state, STATES, "--state", "state")
+    known_connection(ctx, connection)
     cli = obj(ctx)
     names = {c.name: c for c in cli.config().connection}
-    if connection is not None and connection not in names:
-        raise typer.BadParameter(
-            f"unknown connection {connection!r}; configured: {', '.join(names) or 'none'}"
-        )
     store = store_of(ctx)
     now = utcnow()
     views = store.risks(connection, open_only=state != "all")
@@ -106,6 +102,7 @@ def risk_resolve(
     as_json: JsonOpt = False,
 ) -> None:
     """Close a risk by hand, once the trust's duty team has confirmed they have it."""
+    reason = given_reason(reason)
     store = store_of(ctx)
     matches = [v for v in store.risks() if v.id.startswith(risk_id)]
     if len(matches) != 1:

@@ -4,7 +4,8 @@ Both run each connection in a thread of its own (``sync``) or on an executor of 
 (``run``), so one slow trust never delays another, and both stop within seconds on
 SIGTERM or SIGINT (docs/operations.md, "Deadlines and stopping"). ``run`` started before
 its state database can be opened or written waits for it, saying so in the log and on
-``/healthz``, instead of exiting.
+``/healthz``, instead of exiting. ``run`` refuses to start (exit 2) beside another daemon
+on the same SQLite file (``sync.daemon_lock``) or on a metrics port already taken.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 
 from ehr_bridge.cli.context import EXIT_FAILED, CliContext, config_error, fail, obj, print_json
+from ehr_bridge.cli.support import choose, known_connection
 from ehr_bridge.config import AppConfig, ScheduleConfig
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.logs import setup_logging
@@ -33,6 +35,8 @@ from ehr_bridge.runtime import settle_heap
 from ehr_bridge.store import Store
 from ehr_bridge.sync.connection import Connection, build_connections
 from ehr_bridge.sync.cycle import FLOWS, cycles_until_idle, side_by_side
+from ehr_bridge.sync.daemon_lock import DaemonLock
+from ehr_bridge.sync.retention import RetentionJob
 from ehr_bridge.sync.scheduler import Service, free_orphaned_leases, run_daemon, stop_on_signals
 from ehr_bridge.sync.startup import database_fault, until_ready
 
@@ -58,14 +62,39 @@ LogFormatOpt = Annotated[
 ]
 
 
+class LogLevel(StrEnum):
+    """The least severe log lines written (``[logging] level`` unless given)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+LogLevelOpt = Annotated[
+    LogLevel | None,
+    typer.Option(
+        "--log-level",
+        envvar="EHR_BRIDGE_LOG_LEVEL",
+        case_sensitive=False,
+        help="DEBUG, INFO, WARNING or ERROR (default: [logging] level); no patient data at any.",
+    ),
+]
+
+
+def log_level_of(config: AppConfig, given: LogLevel | None) -> str:
+    """``--log-level`` if given, else the config's ``[logging] level``."""
+    return given.value if given is not None else config.logging.level
+
+
 def _start(
-    cli: CliContext, connection: str | None, log_format: LogFormat
+    cli: CliContext, connection: str | None, log_format: LogFormat, log_level: LogLevel | None
 ) -> tuple[AppConfig, list[Connection]]:
     """Config, logging and connections, every problem a configuration error (exit 2)."""
     try:
         config = cli.config()
         setup_logging(
-            config.logging.level,
+            log_level_of(config, log_level),
             config.resolve(config.logging.file) if config.logging.file else None,
             log_format=log_format.value,
         )
@@ -86,14 +115,15 @@ def sync(
     max_cycles: Annotated[int, typer.Option(help="Without --once: stop after this many.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     log_format: LogFormatOpt = LogFormat.text,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Run the flows now: one cycle with --once, else cycles until nothing is left to do."""
     cli = obj(ctx)
     flows = flow or list(FLOWS)
-    unknown = sorted(set(flows) - set(FLOWS))
-    if unknown:
-        raise typer.BadParameter(f"unknown flow {unknown[0]!r}; choose from {', '.join(FLOWS)}")
-    _, connections = _start(cli, connection, log_format)
+    for name in flows:
+        choose(name, FLOWS, "--flow", "flow")
+    known_connection(ctx, connection)
+    _, connections = _start(cli, connection, log_format, log_level)
     try:
         store = cli.store()
     except (SQLAlchemyError, OSError) as exc:
@@ -125,20 +155,28 @@ def _print_reports(console: Any, reports: dict[str, list[dict[str, Any]]]) -> No
 
 
 def run(
-    ctx: typer.Context, connection: ConnectionOpt = None, log_format: LogFormatOpt = LogFormat.text
+    ctx: typer.Context,
+    connection: ConnectionOpt = None,
+    log_format: LogFormatOpt = LogFormat.text,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Run as a daemon: each flow on its interval until SIGTERM/SIGINT.
 
     It also serves /healthz and /metrics on the loopback port set in the config's
-    observability section, and sends one alert per incident to the webhook or e-mail
-    configured there.
+    observability section, sends one alert per incident to the webhook or e-mail
+    configured there, and with ``[security] retention_days`` set runs the retention purge
+    every ``retention_interval_hours``. A second daemon on the same SQLite file, or a port
+    already taken, stops it at start-up with exit 2.
     """
     cli = obj(ctx)
-    config, connections = _start(cli, connection, log_format)
+    known_connection(ctx, connection)
+    config, connections = _start(cli, connection, log_format, log_level)
     schedules = {c.name: c.schedule for c in config.connection}
     ours = {c.name: schedules[c.name] for c in connections}
+    lock = DaemonLock.for_config(config)
+    ctx.call_on_close(lock.release)  # held until then: the process's life, under the CLI
     with stop_on_signals(threading.Event()) as stop:
-        store = _store_when_ready(cli, config, ours, stop)
+        store = _store_when_ready(cli, config, ours, stop, lock)
         if store is None:
             return  # stopped before the database came
         try:
@@ -150,12 +188,16 @@ def run(
                 config.observability, ours, store, risk_policy=policy
             )
             services: list[Service] = [observability]
+            retention = None
+            if config.security.retention_days is not None:
+                retention = RetentionJob(connections, store, config.security)
             run_daemon(
                 [(c, schedules[c.name]) for c in connections],
                 store,
                 stop,
                 services=services,
                 leases_freed=True,
+                retention=retention,
             )
         except ConfigError as exc:
             raise config_error(exc) from None
@@ -187,10 +229,12 @@ def _store_when_ready(
     config: AppConfig,
     schedules: Mapping[str, ScheduleConfig],
     stop: threading.Event,
+    lock: DaemonLock,
 ) -> Store | None:
-    """The store, opened and its dead leases freed, however long the database takes.
+    """The lock taken, the store opened and its dead leases freed, however long it takes.
 
     While it waits, ``/healthz`` answers 503 "waiting" with the reason (if enabled).
+    Another daemon holding the lock is a ConfigError: exit 2 at once, no waiting.
     """
     health = _WaitingHealth(list(schedules))
     server: ObservabilityServer | None = None
@@ -204,6 +248,7 @@ def _store_when_ready(
             server.start()
 
     def ready() -> Store:
+        lock.acquire()
         store = cli.store()
         free_orphaned_leases(store)
         return store

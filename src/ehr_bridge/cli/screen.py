@@ -18,15 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import typer
 from rich.console import Console
-from typer.core import TyperGroup
 
 from ehr_bridge.config import DEFAULT_DISPLAY_ZONE
 
 #: the width for output that is not a terminal, unless COLUMNS is set
 PIPED_WIDTH = 80
-WIDE_OPTION = "--wide"
 
 
 class Screen(Console):
@@ -94,19 +91,3 @@ def as_datetime(value: Any) -> datetime | None:
 def zone_label(console: Console) -> str:
     """How a table title names the zone its times are in."""
     return f"times {zone_of(console)}"
-
-
-class WideAnywhere(TyperGroup):
-    """The root command: ``--wide`` is taken wherever it is written, as kubectl's flags are.
-
-    ``ehr-bridge outbox list --wide`` and ``ehr-bridge --wide outbox list`` mean the same;
-    an argument after ``--`` is left alone.
-    """
-
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
-        """Move ``--wide`` in front of the subcommand, where the root option reads it."""
-        end = args.index("--") if "--" in args else len(args)
-        if WIDE_OPTION in args[:end]:
-            head = [a for a in args[:end] if a != WIDE_OPTION]
-            args = [WIDE_OPTION, *head, *args[end:]]
-        return super().parse_args(ctx, args)

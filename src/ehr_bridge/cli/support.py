@@ -1,14 +1,22 @@
-"""What the support commands share: finding records, dates, masking, building connections.
+"""What the support commands share: finding records, dates, masking, filters, reasons.
 
 A support user may name a referral by our id, the trust's referral id or the patient's
 NHS number. An NHS number is matched inside the store and never echoed back: messages
 say "that NHS number", and `patients show` prints it masked (``999 *** **34``).
+
+Every filter value (a state, a connection, a flow, an action) is checked with ``choose``
+before anything is read: a typo ends the command with exit 2 naming the option, a close
+match and the known values, rather than reading as "0 rows". Every command that changes
+something takes ``--reason`` (``ReasonOpt``), which goes into the audit entry.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,7 +24,9 @@ from rich.console import Console
 from ehr_bridge.cli.context import EXIT_CONFIG, EXIT_NOT_FOUND, config_error, fail, obj
 from ehr_bridge.errors import ConfigError
 from ehr_bridge.store import ReferralRow, Store
-from ehr_bridge.sync.connection import Connection, build_connections
+
+if TYPE_CHECKING:  # the engine is imported only by the commands that build connections
+    from ehr_bridge.sync.connection import Connection
 
 _NHS_NUMBER = re.compile(r"\d{3} ?\d{3} ?\d{4}")
 
@@ -31,6 +41,17 @@ def store_of(ctx: typer.Context) -> Store:
 
 def connections_of(ctx: typer.Context, name: str | None) -> list[Connection]:
     """The enabled connections (or the one named), built as a sync would; exit 2 if none."""
+    return _built(ctx, known_connection(ctx, name))
+
+
+def connection_named(ctx: typer.Context, name: str) -> Connection:
+    """One connection by name (a quarantine entry's, say); exit 2 if it is not configured."""
+    return _built(ctx, name)[0]
+
+
+def _built(ctx: typer.Context, name: str | None) -> list[Connection]:
+    from ehr_bridge.sync.connection import build_connections  # imported when run (fast start)
+
     try:
         found = build_connections(obj(ctx).config(), name)
     except ConfigError as exc:
@@ -40,9 +61,48 @@ def connections_of(ctx: typer.Context, name: str | None) -> list[Connection]:
     return found
 
 
-def connection_named(ctx: typer.Context, name: str) -> Connection:
-    """One connection by name (a quarantine entry's, say); exit 2 if it is not configured."""
-    return connections_of(ctx, name)[0]
+ReasonOpt = Annotated[
+    str,
+    typer.Option(
+        "--reason", help="Why, e.g. a ticket number (kept in the audit log; no patient data)."
+    ),
+]
+
+
+def choose(value: str | None, known: Iterable[str], option: str, what: str) -> str | None:
+    """``value`` if it is one of ``known`` (None stays None); else exit 2 with the choices.
+
+    The message names the option, the closest known value (difflib) when one is close,
+    and every known value: ``--state: unknown state 'deadd'; did you mean 'dead'? (known:
+    pending, in_flight, done, dead, cancelled)``.
+    """
+    names = list(known)
+    if value is None or value in names:
+        return value
+    close = difflib.get_close_matches(value, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listed = ", ".join(names) if names else "none configured"
+    message = f"{option}: unknown {what} {shown(value)}{hint} (known: {listed})"
+    raise fail(message, EXIT_CONFIG)
+
+
+def connection_names(ctx: typer.Context) -> list[str]:
+    """The names of the connections in the config (enabled or not); exit 2 on a config error."""
+    return [c.name for c in obj(ctx).config().connection]
+
+
+def known_connection(ctx: typer.Context, name: str | None) -> str | None:
+    """``--connection`` checked against the config: exit 2 with the configured names."""
+    return choose(name, connection_names(ctx), "--connection", "connection")
+
+
+def given_reason(reason: str) -> str:
+    """A ``--reason`` with something in it; a blank one is a usage error (exit 2)."""
+    if not reason.strip():
+        raise fail(
+            "--reason: say why (a ticket number, say); it goes in the audit log", EXIT_CONFIG
+        )
+    return reason.strip()
 
 
 def parse_day(text: str | None, option: str) -> datetime | None:

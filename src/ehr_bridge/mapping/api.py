@@ -4,11 +4,16 @@ Field names, date formats and code lists live in the rules; *where* the records 
 endpoints, the query parameters, the pagination style, the auth header, the write endpoint
 of each kind and where the answers keep ids) lives here. The generic ``rest`` adapter reads
 nothing else, so connecting a new JSON API is a mapping file and a config entry, no Python.
+The read-back endpoints are optional: ``referral`` (one referral by the trust's id, for
+``quarantine retry``) and, per write kind, ``list`` (its items on a referral, for
+``reconcile``) and ``update`` (for ``reconcile --repair --force``). What the adapter can do
+for support staff follows from which of them the file gives (``RestClient.capabilities``).
 
 Everything is checked when the mapping loads: JMESPath syntax, template placeholders (a
-closed list per place, e.g. ``{trust_referral_id}`` only in write paths), time zones and the
-``updated_since`` format. The pydantic models are part of ``MappingSpec`` and so of the
-published JSON Schema.
+closed list per place, e.g. ``{trust_referral_id}`` never in the referral listing and
+``{trust_id}`` only in an update's path), time zones, the ``updated_since`` format, and that
+``list`` is given for every write kind or for none. The pydantic models are part of
+``MappingSpec`` and so of the published JSON Schema.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ from ehr_bridge.errors import ConfigError
 LISTING_PLACEHOLDERS = frozenset({"provider_code"})
 #: placeholders a write or find may use in its path and query values
 WRITE_PLACEHOLDERS = frozenset({"provider_code", "trust_referral_id", "client_reference"})
+#: placeholders a read-back (one referral, a kind's items) may use in its path and query
+READ_PLACEHOLDERS = frozenset({"provider_code", "trust_referral_id"})
+#: placeholders an update may use in its path: a write's, and the trust's id of the item
+UPDATE_PLACEHOLDERS = WRITE_PLACEHOLDERS | {"trust_id"}
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
@@ -159,11 +168,58 @@ class FindSpec(_Spec):
     )
 
 
+class ListSpec(_Spec):
+    """How every item of one kind on a referral is read back (``reconcile``).
+
+    One answer holds all of them. Each listed item is turned back into the shape of the
+    payload the outbound rules write (``fields``), so reconcile can compare the two field by
+    field; only the fields our payload has are compared.
+    """
+
+    path: str = Field(description="Path; may use {trust_referral_id} and {provider_code}")
+    query: dict[str, str] = Field(
+        default_factory=dict, description="Fixed query parameters (same placeholders)"
+    )
+    records: str = Field(description="JMESPath to the list of items in the answer")
+    id: str = Field(description="JMESPath to an item's id")
+    reference: str | None = Field(
+        default=None,
+        description="JMESPath to an item's client reference (default: find.reference, else "
+        "the payload field the outbound rules write context.client_reference to)",
+    )
+    fields: str | None = Field(
+        default=None,
+        description="JMESPath from a listed item to the payload shape, e.g. a multiselect "
+        "hash {Body: text, NoteDate: date} (default: the item as listed)",
+    )
+    version: str | None = Field(default=None, description="JMESPath to an item's version")
+
+
+class UpdateSpec(_Spec):
+    """How one item is overwritten with our payload (``reconcile --repair --force``)."""
+
+    method: Literal["PUT", "PATCH", "POST"] = "PUT"
+    path: str = Field(
+        description="Path; may use {trust_id} (the item's id) as well as {trust_referral_id}, "
+        "{client_reference} and {provider_code}"
+    )
+    id: str | None = Field(
+        default=None, description="JMESPath to the item's id in the answer (default: unchanged)"
+    )
+
+
 class WriteSpec(_Spec):
-    """The endpoints of one write-back kind."""
+    """The endpoints of one write-back kind; ``list`` and ``update`` are optional."""
 
     create: CreateSpec
     find: FindSpec
+    list: ListSpec | None = Field(
+        default=None,
+        description="Read the kind back for reconcile (give it for every kind or for none)",
+    )
+    update: UpdateSpec | None = Field(
+        default=None, description="Overwrite an item for reconcile --repair --force"
+    )
 
 
 class WritesSpec(_Spec):
@@ -176,6 +232,20 @@ class WritesSpec(_Spec):
     risk_alert: WriteSpec | None = None
 
 
+class ReferralSpec(_Spec):
+    """How one referral is fetched by the trust's id (``quarantine retry``); 404 is "none"."""
+
+    path: str = Field(description="Path; may use {trust_referral_id} and {provider_code}")
+    query: dict[str, str] = Field(
+        default_factory=dict, description="Fixed query parameters (same placeholders)"
+    )
+    record: str | None = Field(
+        default=None,
+        description="JMESPath to the record in the answer (default: the whole answer); "
+        "null means the trust has no such referral",
+    )
+
+
 class ApiSpec(_Spec):
     """How the generic ``rest`` adapter calls this record system."""
 
@@ -183,6 +253,9 @@ class ApiSpec(_Spec):
     headers: dict[str, str] = Field(default_factory=dict, description="Extra fixed headers")
     errors: ErrorSpec = Field(default_factory=ErrorSpec)
     referrals: ReferralsSpec
+    referral: ReferralSpec | None = Field(
+        default=None, description="One referral by the trust's id, for quarantine retry"
+    )
     writes: WritesSpec = Field(default_factory=WritesSpec)
 
 
@@ -224,10 +297,29 @@ class Api:
         found: WriteSpec | None = getattr(self.spec.writes, kind, None)
         return found
 
+    def written_kinds(self) -> list[str]:
+        """The kinds that have write endpoints, in the schema's order."""
+        return [kind for kind in type(self.spec.writes).model_fields if self.write(kind)]
+
+    def reads_items(self) -> bool:
+        """True if every written kind can be listed back (``compile_api`` allows all or none)."""
+        kinds = self.written_kinds()
+        return bool(kinds) and all(self._spec(kind).list is not None for kind in kinds)
+
+    def updates_items(self) -> bool:
+        """True if some kind can be overwritten (the others answer ``not_updatable``)."""
+        return any(self._spec(kind).update is not None for kind in self.written_kinds())
+
+    def _spec(self, kind: str) -> WriteSpec:
+        found = self.write(kind)
+        assert found is not None  # only called for written kinds
+        return found
+
 
 def compile_api(spec: ApiSpec, key: str) -> Api:
     """Check templates, zone and format, compile every JMESPath; errors name ``key.<field>``."""
     _check_templates(spec, key)
+    _check_reads(spec, key)
     zone = _zone(spec.referrals.updated_since, f"{key}.referrals.updated_since")
     expressions = {
         location: _compile(text, f"{key}.{location}")
@@ -243,6 +335,7 @@ def _expression_fields(spec: ApiSpec) -> dict[str, str]:
         "referrals.records": spec.referrals.records,
         "referrals.pagination.next": getattr(spec.referrals.pagination, "next", None),
         "referrals.pagination.total_pages": getattr(spec.referrals.pagination, "total_pages", None),
+        "referral.record": spec.referral.record if spec.referral else None,
     }
     for kind in type(spec.writes).model_fields:
         write: WriteSpec | None = getattr(spec.writes, kind)
@@ -254,6 +347,11 @@ def _expression_fields(spec: ApiSpec) -> dict[str, str]:
         found[f"{base}.find.records"] = write.find.records
         found[f"{base}.find.id"] = write.find.id
         found[f"{base}.find.reference"] = write.find.reference
+        if write.list is not None:
+            for name in ("records", "id", "reference", "fields", "version"):
+                found[f"{base}.list.{name}"] = getattr(write.list, name)
+        if write.update is not None:
+            found[f"{base}.update.id"] = write.update.id
     return {location: text for location, text in found.items() if text is not None}
 
 
@@ -269,15 +367,46 @@ def _check_templates(spec: ApiSpec, key: str) -> None:
     _check_template(listing.path, LISTING_PLACEHOLDERS, f"{key}.referrals.path")
     for name, value in listing.query.items():
         _check_template(value, LISTING_PLACEHOLDERS, f"{key}.referrals.query.{name}")
+    if spec.referral is not None:
+        referral = spec.referral
+        _check_endpoint(referral.path, referral.query, READ_PLACEHOLDERS, f"{key}.referral")
     for kind in type(spec.writes).model_fields:
         write: WriteSpec | None = getattr(spec.writes, kind)
         if write is None:
             continue
         base = f"{key}.writes.{kind}"
         _check_template(write.create.path, WRITE_PLACEHOLDERS, f"{base}.create.path")
-        _check_template(write.find.path, WRITE_PLACEHOLDERS, f"{base}.find.path")
-        for name, value in write.find.query.items():
-            _check_template(value, WRITE_PLACEHOLDERS, f"{base}.find.query.{name}")
+        _check_endpoint(write.find.path, write.find.query, WRITE_PLACEHOLDERS, f"{base}.find")
+        if write.list is not None:
+            _check_endpoint(write.list.path, write.list.query, READ_PLACEHOLDERS, f"{base}.list")
+        if write.update is not None:
+            _check_template(write.update.path, UPDATE_PLACEHOLDERS, f"{base}.update.path")
+
+
+def _check_endpoint(path: str, query: dict[str, str], allowed: frozenset[str], key: str) -> None:
+    _check_template(path, allowed, f"{key}.path")
+    for name, value in query.items():
+        _check_template(value, allowed, f"{key}.query.{name}")
+
+
+def _check_reads(spec: ApiSpec, key: str) -> None:
+    """Read-back is all or nothing: reconcile lists every kind, so one gap fails every run."""
+    writes = {kind: getattr(spec.writes, kind) for kind in type(spec.writes).model_fields}
+    written = {kind: write for kind, write in writes.items() if write is not None}
+    listed = sorted(kind for kind, write in written.items() if write.list is not None)
+    unlisted = sorted(kind for kind, write in written.items() if write.list is None)
+    if listed and unlisted:
+        raise ConfigError(
+            f"list is given for {', '.join(listed)} but not for {unlisted[0]}: reconcile reads "
+            "every kind back, so give list for every write kind or for none",
+            key=f"{key}.writes.{unlisted[0]}.list",
+        )
+    for kind, write in written.items():
+        if write.update is not None and write.list is None:
+            raise ConfigError(
+                "update is only used by reconcile, which needs list for every write kind",
+                key=f"{key}.writes.{kind}.update",
+            )
 
 
 def _check_template(template: str, allowed: frozenset[str], key: str) -> None:

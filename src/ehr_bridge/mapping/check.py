@@ -11,7 +11,9 @@ targets). These checks read the code maps against what each side really uses:
   every code we can send, or those write-backs would be dead-lettered. The check runs the
   rule's own later transforms on each of our codes first, so a ``strip_leading_zeros``
   before the map is taken into account.
-- **unused code maps** and an ``api:`` section that misses an outbound kind are warnings.
+- **unused code maps** and an ``api:`` section that misses an outbound kind, or gives no
+  read-back endpoints (so ``reconcile`` or ``quarantine retry`` cannot read the system),
+  are warnings.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from ehr_bridge.domain import codes
 from ehr_bridge.domain.measures import measure_table
+from ehr_bridge.mapping.api import Api
 from ehr_bridge.mapping.apply import CompiledRule, Mapping
 from ehr_bridge.mapping.schema import (
     OPTIONAL_KINDS,
@@ -194,7 +197,7 @@ def _api_coverage(mapping: Mapping) -> list[Finding]:
     if mapping.api is None:
         return []
     missing = [kind for kind in sorted(OUTBOUND_KINDS) if mapping.api.write(kind) is None]
-    return [
+    return _read_back(mapping, mapping.api) + [
         Finding(
             "warning",
             _key(mapping, f"api.writes.{kind}"),
@@ -204,3 +207,16 @@ def _api_coverage(mapping: Mapping) -> list[Finding]:
         )
         for kind in missing
     ]
+
+
+def _read_back(mapping: Mapping, api: Api) -> list[Finding]:
+    found = []
+    if api.written_kinds() and not api.reads_items():
+        message = (
+            "no list endpoints: reconcile cannot read this system back (give writes.<kind>.list)"
+        )
+        found.append(Finding("warning", _key(mapping, "api.writes"), message))
+    if api.spec.referral is None:
+        message = "no referral endpoint: quarantine retry cannot fetch a record fixed at the trust"
+        found.append(Finding("warning", _key(mapping, "api.referral"), message))
+    return found

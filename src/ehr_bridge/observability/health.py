@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ehr_bridge.config import ScheduleConfig
 from ehr_bridge.store import RunRow, Store
 
-FLOW_NAMES = ("pull", "deliver", "collect", "push")
+FLOW_NAMES = ("pull", "deliver", "collect", "push", "risk")
 #: a flow is stale after this many of its intervals without a finished run (plus the slack)
 STALE_INTERVALS = 3
 STALE_SLACK_SECONDS = 60.0

@@ -97,21 +97,23 @@ class ObservabilityServer:
     def start(self) -> None:
         """Bind and serve in a daemon thread.
 
-        A port already in use (another daemon on this host serves it) is logged as an error
-        and the daemon carries on without the server: syncing matters more than metrics.
-        Any other failure to bind is a ConfigError naming the key.
+        A failure to bind is a ConfigError naming ``[observability] port`` and the port, so
+        the daemon stops at start-up (exit 2) instead of running on without ``/healthz``
+        that its monitoring would then miss. A port in use is usually another daemon on
+        this host: each needs a port of its own (``port = 0`` takes a free one).
         """
+        host, port = self._address
         try:
             self._server = _Server(self._address, self._registry, self._health)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                log.error(
-                    "port in use: this daemon does not serve /healthz and /metrics",
-                    extra={"port": self._address[1]},
-                )
-                return
+                raise ConfigError(
+                    f"port {port} on {host} is already in use (another ehr-bridge daemon?):"
+                    " stop what listens there, or set another [observability] port",
+                    key="observability.port",
+                ) from exc
             raise ConfigError(
-                f"cannot listen on {self._address[0]}:{self._address[1]} ({exc.strerror})",
+                f"cannot listen on {host}:{port} ({exc.strerror}): check [observability] port",
                 key="observability.port",
             ) from exc
         self._thread = threading.Thread(

@@ -10,8 +10,9 @@ time, notes reduced to phrase counts), pure functions per report (``outcomes``, 
 ``activity``, ``governance``), ``risks`` (the governance report's risk section, summed
 from the store's risk events, counts and times only), ``build`` (all four for a
 connection) and outputs (``text`` tables, ``export`` JSON/CSV, ``html`` page with ``svg``
-charts). ``times`` reads every FHIR date/time form into an aware instant; ``quality``
-counts what could not be read.
+charts), both opening with a ``headline`` per connection (each figure against its national
+standard); the page ends with a ``glossary`` of its terms. ``times`` reads every FHIR
+date/time form into an aware instant; ``quality`` counts what could not be read.
 """
 
 from ehr_bridge.reports.activity import ActivityReport, activity_report
@@ -42,7 +43,7 @@ from ehr_bridge.reports.outcomes import (
 )
 from ehr_bridge.reports.quality import DataQuality, data_quality
 from ehr_bridge.reports.risks import RiskReport, risk_report
-from ehr_bridge.reports.text import print_report, summary_lines
+from ehr_bridge.reports.text import print_headline, print_report, summary_lines
 from ehr_bridge.reports.times import When, read_when
 from ehr_bridge.reports.waits import WaitsReport, wait_days, waits_report
 
@@ -78,6 +79,7 @@ __all__ = [
     "load_episodes",
     "options_from_config",
     "outcomes_report",
+    "print_headline",
     "print_report",
     "protocols_from_config",
     "read_when",

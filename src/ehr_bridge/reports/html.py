@@ -6,6 +6,11 @@ inline SVG drawn by ``reports.svg``, there is no script, and a Content-Security-
 Every value that came from data (therapist names, ids, phrases) is HTML-escaped.
 Each chart is a ``<figure id="chart-<connection>-<name>">`` so a script can cut one out
 (``scripts/render-report.py --chart``) for the README image.
+
+A service manager reads it: each connection opens with a headline (``reports.headline``:
+recovery, waits, sessions and risks against their standards), every table column has a
+heading of its own, and the page ends with a glossary of the terms its reports use
+(``reports.glossary``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from html import escape
 from ehr_bridge.reports import svg
 from ehr_bridge.reports.activity import WEEKDAYS, ActivityReport
 from ehr_bridge.reports.build import ConnectionReports
+from ehr_bridge.reports.glossary import glossary
 from ehr_bridge.reports.governance import GovernanceRow
+from ehr_bridge.reports.headline import headline
 from ehr_bridge.reports.model import OFFICE_CLOSES, OFFICE_OPENS, Rate
 from ehr_bridge.reports.outcomes import RECOVERY_TARGET, OutcomeCounts, OutcomesReport
 from ehr_bridge.reports.risks import RiskReport, risk_lines
@@ -38,10 +45,13 @@ STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#1f2a30;margin:24px;
 max-width:1000px}h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid
 #dde3e8}h3{font-size:15px}table{border-collapse:collapse;margin:8px 0 16px}th,td{padding:3px
-10px;border-bottom:1px solid #eef1f3;text-align:right}th:first-child,td:first-child{text-align:
-left}thead th{background:#f4f7f9}figure{margin:12px 0 20px}figcaption{font-size:12px;
-color:#5b6770;max-width:720px}.meta{color:#5b6770;font-size:13px}.note{font-size:12px;
-color:#5b6770}
+10px;border-bottom:1px solid #eef1f3;text-align:right}th:first-child,td:first-child,.text{
+text-align:left}td:first-child{white-space:nowrap}thead th{background:#f4f7f9}
+figure{margin:12px 0 20px}figcaption{font-size:12px;color:#5b6770;max-width:720px}
+.meta{color:#5b6770;font-size:13px}.note{font-size:12px;color:#5b6770}
+.headline{background:#f4f7f9;border-left:4px solid #1d6996;padding:4px 16px;margin:12px 0 8px}
+.headline h2{margin-top:8px;border:0}.headline li{margin:4px 0}
+dl{margin:8px 0}dt{font-weight:600;margin-top:10px}dd{margin:2px 0 0 16px;max-width:720px}
 """
 
 
@@ -50,11 +60,22 @@ def _pct(rate: Rate) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
 
-def _table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    header = "".join(f"<th>{escape(h)}</th>" for h in head)
+def _table(
+    head: Sequence[str], rows: Iterable[Sequence[object]], text_columns: Sequence[int] = (0,)
+) -> str:
+    """A table whose ``text_columns`` are left-aligned (the rest, numbers, right-aligned).
+
+    The first column is always text, left-aligned by the style sheet without a class.
+    """
+
+    def cell(tag: str, index: int, value: object) -> str:
+        shown = escape("" if value is None else str(value))
+        aligned = ' class="text"' if index and index in text_columns else ""
+        return f"<{tag}{aligned}>{shown}</{tag}>"
+
+    header = "".join(cell("th", i, h) for i, h in enumerate(head))
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape('' if c is None else str(c))}</td>" for c in row) + "</tr>"
-        for row in rows
+        "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
     )
     return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -90,15 +111,15 @@ def recovery_chart(connection: str, report: OutcomesReport) -> svg.Chart:
         rate = counts.recovery
         value = None if rate.value is None else rate.value * 100
         hover = f"{month}: {rate.count} of {rate.denominator} moved to recovery ({_pct(rate)})"
-        above = f"{rate.count}/{rate.denominator}" if rate.denominator else ""
-        bars.append(svg.Bar(month[2:], value, RECOVERY_COLOUR, hover, above))
+        above = f"{rate.count} of {rate.denominator}" if rate.denominator else ""
+        bars.append(svg.Bar(month, value, RECOVERY_COLOUR, hover, above))
     return svg.Chart(
         chart_id=f"{connection}-recovery",
         title="Recovery rate by month of end",
         y_label="moved to recovery",
         bars=bars,
         percent=True,
-        reference=(RECOVERY_TARGET, "national target 50%"),
+        reference=(RECOVERY_TARGET, f"{RECOVERY_TARGET:.0%} national standard"),
     )
 
 
@@ -114,16 +135,18 @@ def _outcomes_section(connection: str, report: OutcomesReport) -> str:
         f" date): {escape(report.period.label())}. Measures table"
         f" {escape(report.measures_version)},"
         f" ADSMs {adsm}.</p>"
-        + _table(["", "count", "of", "rate"], _outcome_rows(report.total))
+        + _table(["figure", "count", "out of", "rate"], _outcome_rows(report.total))
         + _figure(
             connection,
             "recovery",
             recovery_chart(connection, report),
             "Recovery = at caseness at start and below caseness on PHQ-9 and the anxiety"
-            " measure at the last scores; denominator finished minus not at caseness."
-            " Months without a finished course show n/a.",
+            " measure at the last scores; denominator finished minus not at caseness. The"
+            f" dashed red line is the {RECOVERY_TARGET:.0%} national standard. Above each"
+            " bar: moved to recovery of the month's denominator (in the table below when it"
+            " does not fit). Months without a finished course show n/a.",
         )
-        + _table(["month", "finished", "recovery", "rate"], monthly)
+        + _table(["month of end", "finished", "moved to recovery", "recovery rate"], monthly)
     )
 
 
@@ -168,7 +191,7 @@ def _waits_section(connection: str, report: WaitsReport) -> str:
         f'<p class="meta">Cohort: {escape(report.cohort)}. Period:'
         f" {escape(report.period.label())}."
         " A wait of exactly 42 or 126 days is within the standard.</p>"
-        + _table(["", "value", "of", "rate", "standard"], rows)
+        + _table(["figure", "value", "out of", "rate", "standard"], rows)
         + _figure(
             connection,
             "waits",
@@ -234,7 +257,7 @@ def _activity_section(connection: str, report: ActivityReport) -> str:
         "<h2>Activity</h2>"
         f'<p class="meta">Period (by session date, UK time):'
         f" {escape(report.period.label())}.</p>"
-        + _table(["", "count", "of", "rate"], rows)
+        + _table(["figure", "count", "out of", "rate"], rows)
         + _figure(
             connection,
             "hours",
@@ -257,17 +280,25 @@ def _governance_rows(rows: Sequence[GovernanceRow]) -> list[list[object]]:
     return table
 
 
+def _governance_head(first: str) -> list[str]:
+    """The phrase table's columns: a row's notes, then per protocol the notes it covers."""
+    return [first, "all notes", "protocol", "protocol's notes", "with a phrase", "phrase counts"]
+
+
 def _governance_section(reports: ConnectionReports) -> str:
     report = reports.governance
-    head = ["", "notes", "protocol", "notes", "with any phrase", "phrase counts"]
     return (
         "<h2>Governance phrases</h2>"
         '<p class="meta">How often each protocol\'s phrases appear in session notes.'
         f" Period (by session date): {escape(report.period.label())}. Counts only: no note"
-        " text is shown or kept.</p><h3>By therapist</h3>"
-        + _table(head, _governance_rows(report.by_therapist))
+        " text is shown or kept. All notes: the row's notes in the period; protocol's"
+        " notes: those the protocol applies to (by presenting problem); with a phrase: of"
+        " those, the notes with at least one of its phrases.</p><h3>By therapist</h3>"
+        + _table(_governance_head("therapist"), _governance_rows(report.by_therapist), (0, 2, 5))
         + "<h3>By episode (trust referral id)</h3>"
-        + _table(head, _governance_rows(report.by_episode))
+        + _table(
+            _governance_head("trust referral id"), _governance_rows(report.by_episode), (0, 2, 5)
+        )
         + _risks_section(reports.risks)
     )
 
@@ -283,7 +314,7 @@ def _risks_section(report: RiskReport) -> str:
         f" {report.acknowledge_within_minutes:g} minute acknowledgement window) as of"
         f" {escape(as_of)}. Counts only: no referral or person is named.</p>"
         + _table(
-            ["", "count", "median", "90th percentile"],
+            ["figure", "count", "median time", "90th percentile time"],
             [_indented(*line) for line in risk_lines(report)],
         )
     )
@@ -293,6 +324,24 @@ def _indented(label: str, *cells: object) -> list[object]:
     """A sub-line's leading spaces as no-break spaces, which HTML keeps visible."""
     stripped = label.lstrip(" ")
     return ["\u00a0" * 2 * (len(label) - len(stripped)) + stripped, *cells]
+
+
+def _headline_section(reports: ConnectionReports, names: Sequence[str]) -> str:
+    """The connection's figures against their standards, in a sentence per report."""
+    lines = "".join(f"<li>{escape(line)}</li>" for line in headline(reports, names))
+    return (
+        f'<div class="headline" id="headline-{escape(reports.connection)}">'
+        f"<h2>Headline</h2><ul>{lines}</ul></div>"
+    )
+
+
+def _glossary_section(names: Sequence[str]) -> str:
+    """The terms the shown reports use, defined as docs/reports.md defines them."""
+    entries = "".join(
+        f'<dt id="{term.anchor}">{escape(term.term)}</dt><dd>{escape(term.definition)}</dd>'
+        for term in glossary(names)
+    )
+    return f'<section id="glossary"><h2>Glossary</h2><dl>{entries}</dl></section>'
 
 
 def _sections(reports: ConnectionReports, names: Sequence[str]) -> str:
@@ -324,7 +373,7 @@ def _quality_section(reports: ConnectionReports) -> str:
         ],
         ["scores awaiting their items", quality.scores_awaiting_items, ""],
     ]
-    return f"<h3>Data quality</h3>{_table(['', 'count', 'records'], rows)}"
+    return f"<h3>Data quality</h3>{_table(['check', 'count', 'records'], rows, (0, 2))}"
 
 
 def render_page(
@@ -335,6 +384,7 @@ def render_page(
     """The named reports for one or more connections as a standalone HTML document."""
     sections = "".join(
         f'<section id="connection-{escape(r.connection)}"><h1>{escape(r.connection)}</h1>'
+        + _headline_section(r, names)
         + _sections(r, names)
         + "</section>"
         for r in reports
@@ -348,5 +398,5 @@ def render_page(
         f"<style>{STYLE}</style></head><body>"
         f'<p class="meta">ehr-bridge report, generated {escape(stamp)}. National NHS'
         " Talking Therapies definitions; see docs/reports.md.</p>"
-        f"{sections}</body></html>\n"
+        f"{sections}{_glossary_section(names)}</body></html>\n"
     )

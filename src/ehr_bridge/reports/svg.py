@@ -2,8 +2,17 @@
 
 The HTML report must open on a machine with no network, so every chart is drawn here as
 plain SVG elements inside the page. One bar chart covers all three charts the report
-needs: optional horizontal reference line (the 50% recovery target), vertical markers (the
-6 and 18 week standards) and a shaded band (office hours). Every label is escaped.
+needs: optional horizontal reference line (the 50% recovery standard), vertical markers
+(the 6 and 18 week standards) and a shaded band (office hours). Every label is escaped.
+
+Labels never sit on one another or on a line: the reference line is named in a legend in
+the title row, not beside the line where bars reach; a label above a bar that would cross
+the reference line goes above the line instead; a label wider than its bar's slot is left
+out (its number is in the table under the chart) and axis labels are thinned to every
+second (third...) bar when they would touch. Widths are estimated from the font size
+(``text_width``, generous for digits and capitals), and the page test measures the real
+boxes in Chromium (tests/reports/test_reports_html.py). Texts carry ``class="label"``,
+bars ``class="bar"`` and the reference and marker lines ``class="rule"``, for that test.
 """
 
 from __future__ import annotations
@@ -20,6 +29,16 @@ AXIS = "#5b6770"
 GRID = "#dde3e8"
 BAND = "#eef3f7"
 FONT = "font-family=\"system-ui, -apple-system, 'Segoe UI', sans-serif\""
+FONT_SIZE = 11
+ABOVE_SIZE = 10
+REFERENCE_COLOUR = "#b2182b"
+#: the room kept between a label and a line or another label, in pixels
+GAP = 3
+
+
+def text_width(text: str, size: float = FONT_SIZE) -> float:
+    """A generous estimate of a label's width: 0.65 em a character (digits are about 0.6)."""
+    return len(text) * size * 0.65
 
 
 @dataclass(frozen=True)
@@ -107,8 +126,8 @@ def render(chart: Chart) -> str:
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}"'
         f' role="img" aria-labelledby="{chart.chart_id}-title" {FONT} font-size="11">',
         f'<title id="{chart.chart_id}-title">{escape(chart.title)}</title>',
-        f'<text x="{LEFT}" y="18" font-size="14" font-weight="600" fill="#1f2a30">'
-        f"{escape(chart.title)}</text>",
+        f'<text class="label" x="{LEFT}" y="18" font-size="14" font-weight="600"'
+        f' fill="#1f2a30">{escape(chart.title)}</text>',
     ]
     if chart.band:
         parts.append(_band(frame, *chart.band))
@@ -117,6 +136,7 @@ def render(chart: Chart) -> str:
     parts.extend(_markers(frame, chart))
     if chart.reference:
         parts.append(_reference(frame, chart, *chart.reference))
+        parts.append(_legend(chart.reference[1]))
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -125,8 +145,23 @@ def _band(frame: _Frame, first: int, last: int, label: str) -> str:
     x0, x1 = frame.x(first), frame.x(last + 1)
     return (
         f'<rect x="{x0:.1f}" y="{TOP}" width="{x1 - x0:.1f}" height="{frame.plot_height:.1f}"'
-        f' fill="{BAND}"/><text x="{(x0 + x1) / 2:.1f}" y="{TOP + 12}" text-anchor="middle"'
-        f' fill="{AXIS}">{escape(label)}</text>'
+        f' fill="{BAND}"/>' + _label((x0 + x1) / 2, TOP + 12, label, fill=AXIS)
+    )
+
+
+def _label(
+    x: float,
+    y: float,
+    text: str,
+    *,
+    anchor: str = "middle",
+    fill: str = AXIS,
+    extra: str = "",
+) -> str:
+    """One ``<text class="label">``, escaped."""
+    return (
+        f'<text class="label" x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="{fill}"'
+        f"{extra}>{escape(text)}</text>"
     )
 
 
@@ -138,47 +173,49 @@ def _grid(frame: _Frame, chart: Chart) -> list[str]:
         shown = f"{value:g}%" if chart.percent else f"{value:g}"
         lines.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" fill="{AXIS}">{shown}</text>'
+            + _label(LEFT - 6, y + 4, shown, anchor="end")
         )
         value += step
     mid = TOP + frame.plot_height / 2
     lines.append(
-        f'<text transform="translate(14 {mid:.1f}) rotate(-90)" text-anchor="middle"'
-        f' fill="{AXIS}">{escape(chart.y_label)}</text>'
+        f'<text class="label" transform="translate(12 {mid:.1f}) rotate(-90)"'
+        f' text-anchor="middle" fill="{AXIS}">{escape(chart.y_label)}</text>'
     )
     return lines
+
+
+def _every(chart: Chart, slot: float) -> int:
+    """Show every n-th axis label, so that neighbouring labels never touch."""
+    widest = max((text_width(b.label) for b in chart.bars), default=0.0)
+    return max(1, math.ceil((widest + 2 * GAP) / max(slot, 1e-9)))
 
 
 def _bars(frame: _Frame, chart: Chart) -> list[str]:
     parts = []
     width = frame.slot * 0.72
     base = frame.y(0)
+    every = _every(chart, frame.slot)
     for index, bar in enumerate(chart.bars):
         centre = frame.x(index + 0.5)
-        parts.append(
-            f'<text x="{centre:.1f}" y="{base + 16:.1f}" text-anchor="middle" fill="{AXIS}">'
-            f"{escape(bar.label)}</text>"
-        )
+        if index % every == 0:
+            parts.append(_label(centre, base + 19, bar.label))  # clear of the "0" tick
         if bar.value is None:
-            parts.append(
-                f'<text x="{centre:.1f}" y="{base - 4:.1f}" text-anchor="middle"'
-                f' fill="{AXIS}" font-size="9">n/a</text>'
-            )
+            if text_width("n/a", 9) + GAP <= frame.slot:
+                parts.append(_label(centre, base - 4, "n/a", extra=' font-size="9"'))
             continue
-        top = frame.y(bar.value)
         hover = escape(bar.hover or f"{bar.label}: {bar.value:g}")
         bottom = 0.0
         for value, colour in bar.parts or ((bar.value, bar.colour),):
             y0, y1 = frame.y(bottom), frame.y(bottom + value)
             parts.append(
-                f'<rect x="{centre - width / 2:.1f}" y="{y1:.1f}" width="{width:.1f}"'
+                f'<rect class="bar" x="{centre - width / 2:.1f}" y="{y1:.1f}" width="{width:.1f}"'
                 f' height="{y0 - y1:.1f}" fill="{colour}"><title>{hover}</title></rect>'
             )
             bottom += value
-        if bar.above:
+        if bar.above and text_width(bar.above, ABOVE_SIZE) + 2 * GAP <= frame.slot:
+            y = _above_baseline(frame, chart, frame.y(bar.value))
             parts.append(
-                f'<text x="{centre:.1f}" y="{top - 4:.1f}" text-anchor="middle" fill="#1f2a30"'
-                f' font-size="10">{escape(bar.above)}</text>'
+                _label(centre, y, bar.above, fill="#1f2a30", extra=f' font-size="{ABOVE_SIZE}"')
             )
     parts.append(
         f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{base:.1f}" y2="{base:.1f}" stroke="{AXIS}"/>'
@@ -186,22 +223,50 @@ def _bars(frame: _Frame, chart: Chart) -> list[str]:
     return parts
 
 
+def _above_baseline(frame: _Frame, chart: Chart, top: float) -> float:
+    """Just above the bar; above the reference line instead when it would cross the line.
+
+    A text box runs from about 0.95 em above its baseline to 0.25 em below it.
+    """
+    y = top - 4
+    if chart.reference is None:
+        return y
+    value = chart.reference[0] * 100 if chart.percent else chart.reference[0]
+    line = frame.y(value)
+    box_top, box_bottom = y - 0.95 * ABOVE_SIZE, y + 0.25 * ABOVE_SIZE
+    if box_top - GAP <= line + 1 and box_bottom + GAP >= line - 1:
+        return line - 1 - GAP - 0.25 * ABOVE_SIZE
+    return y
+
+
 def _markers(frame: _Frame, chart: Chart) -> list[str]:
     parts = []
     for after, label in chart.markers:
         x = frame.x(after + 1)
         parts.append(
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{frame.y(0):.1f}" stroke="#1f2a30"'
-            f' stroke-dasharray="4 3"/><text x="{x - 4:.1f}" y="{TOP + 12}" text-anchor="end"'
-            f' fill="#1f2a30">{escape(label)}</text>'
+            f'<line class="rule" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{frame.y(0):.1f}"'
+            f' stroke="#1f2a30" stroke-dasharray="4 3"/>'
+            + _label(x - 4, TOP + 12, label, anchor="end", fill="#1f2a30")
         )
     return parts
 
 
 def _reference(frame: _Frame, chart: Chart, value: float, label: str) -> str:
+    """The reference line across the plot; its name is in the legend (``_legend``)."""
     y = frame.y(value * 100 if chart.percent else value)
     return (
-        f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#b2182b"'
-        f' stroke-width="1.5" stroke-dasharray="6 4"/><text x="{WIDTH - RIGHT}" y="{y - 5:.1f}"'
-        f' text-anchor="end" fill="#b2182b">{escape(label)}</text>'
+        f'<line class="rule" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"'
+        f' stroke="{REFERENCE_COLOUR}" stroke-width="1.5" stroke-dasharray="6 4">'
+        f"<title>{escape(label)}</title></line>"
+    )
+
+
+def _legend(label: str) -> str:
+    """The reference line's key, right-aligned in the title row, clear of every bar."""
+    end = WIDTH - RIGHT
+    start = end - text_width(label) - GAP * 2
+    return (
+        f'<line x1="{start - 24:.1f}" x2="{start:.1f}" y1="14" y2="14"'
+        f' stroke="{REFERENCE_COLOUR}" stroke-width="1.5" stroke-dasharray="6 4"/>'
+        + _label(end, 18, label, anchor="end", fill=REFERENCE_COLOUR)
     )

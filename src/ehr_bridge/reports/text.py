@@ -1,7 +1,8 @@
 """Reports as terminal tables (rich), for a service manager at the command line.
 
 Cells are ``rich.text.Text``, never markup strings: a therapist name from the provider such
-as ``[red]x`` must print as typed, not restyle the table.
+as ``[red]x`` must print as typed, not restyle the table. Each connection's output starts
+with its headline (``reports.headline``), and every column has a heading of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.text import Text
 from ehr_bridge.reports.activity import WEEKDAYS, ActivityReport
 from ehr_bridge.reports.build import ConnectionReports
 from ehr_bridge.reports.governance import GovernanceReport, GovernanceRow
+from ehr_bridge.reports.headline import REPORT_NAMES, headline
 from ehr_bridge.reports.model import Rate
 from ehr_bridge.reports.outcomes import OutcomeCounts, OutcomesReport
 from ehr_bridge.reports.risks import RiskReport, risk_lines
@@ -53,10 +55,13 @@ def print_outcomes(console: Console, connection: str, report: OutcomesReport) ->
         f"Outcomes: {connection}, period (by end date) {report.period.label()}"
         f" (measures table {report.measures_version}, ADSMs {adsm})"
     )
-    table = _table(title, ["", "count", "of", "rate"])
+    table = _table(title, ["figure", "count", "out of", "rate"])
     _outcome_lines(table, report.total)
     console.print(table)
-    months = _table("Recovery by month of end", ["month", "finished", "recovery", "rate"])
+    months = _table(
+        "Recovery by month of end",
+        ["month of end", "finished", "moved to recovery", "recovery rate"],
+    )
     for month, counts in report.monthly:
         rate = counts.recovery
         _add(months, month, counts.finished, f"{rate.count} of {rate.denominator}", _pct(rate))
@@ -73,7 +78,7 @@ def _outcome_lines(table: Table, counts: OutcomeCounts) -> None:
         _add(table, label, rate.count, rate.denominator, _pct(rate))
     _add(table, "not at caseness at start", counts.not_at_caseness, "", "")
     for label, rate in (
-        ("recovery (target 50%)", counts.recovery),
+        ("recovery (national standard 50%)", counts.recovery),
         ("reliable improvement", counts.reliable_improvement),
         ("reliable deterioration", counts.reliable_deterioration),
         ("reliable recovery", counts.reliable_recovery),
@@ -84,7 +89,7 @@ def _outcome_lines(table: Table, counts: OutcomeCounts) -> None:
 def print_waits(console: Console, connection: str, report: WaitsReport) -> None:
     """Median wait and the two standards."""
     title = f"Waits: {connection}, cohort {report.cohort}, period {report.period.label()}"
-    table = _table(title, ["", "value", "of", "rate", "standard"])
+    table = _table(title, ["figure", "value", "out of", "rate", "standard"])
     _add(table, "referrals", report.referrals, "", "", "")
     median = report.median_days
     _add(table, "median days to first treatment", "n/a" if median is None else median, "", "", "")
@@ -111,7 +116,8 @@ def print_waits(console: Console, connection: str, report: WaitsReport) -> None:
 def print_activity(console: Console, connection: str, report: ActivityReport) -> None:
     """Summary figures, then attended sessions by hour and by weekday."""
     table = _table(
-        f"Activity: {connection}, period {report.period.label()}", ["", "count", "of", "rate"]
+        f"Activity: {connection}, period {report.period.label()}",
+        ["figure", "count", "out of", "rate"],
     )
     _add(table, "appointments", report.appointments, "", "")
     _add(table, "attended", report.attended, "", "")
@@ -127,7 +133,7 @@ def print_activity(console: Console, connection: str, report: ActivityReport) ->
         "n/a" if mean is None else f"{mean:.2f}",
     )
     console.print(table)
-    hours = _table("Attended sessions by hour (UK time)", ["hour", "sessions", ""], (0, 2))
+    hours = _table("Attended sessions by hour (UK time)", ["hour", "sessions", "bar"], (0, 2))
     peak = max(report.by_hour) or 1
     for hour, count in enumerate(report.by_hour):
         _add(hours, f"{hour:02d}:00", count, "#" * round(20 * count / peak))
@@ -139,13 +145,12 @@ def print_activity(console: Console, connection: str, report: ActivityReport) ->
 
 def print_governance(console: Console, connection: str, report: GovernanceReport) -> None:
     """Phrase counts per therapist, then per episode (counts only)."""
-    for title, rows in (
-        (f"Governance phrases by therapist: {connection}", report.by_therapist),
-        (f"Governance phrases by episode: {connection}", report.by_episode),
+    for title, first, rows in (
+        (f"Governance phrases by therapist: {connection}", "therapist", report.by_therapist),
+        (f"Governance phrases by episode: {connection}", "trust referral id", report.by_episode),
     ):
-        table = _table(
-            title, ["", "notes", "protocol", "notes", "with any", "phrase counts"], (0, 2, 5)
-        )
+        columns = [first, "all notes", "protocol", "its notes", "with a phrase", "phrase counts"]
+        table = _table(title, columns, (0, 2, 5))
         for row in rows:
             _governance_lines(table, row)
         console.print(table)
@@ -160,7 +165,7 @@ def print_risks(console: Console, connection: str, report: RiskReport) -> None:
         f"Risks: {connection}, raised in ehr-bridge {report.period.label()}"
         f" (open and overdue as of {as_of})"
     )
-    table = _table(title, ["", "count", "median", "90th percentile"])
+    table = _table(title, ["figure", "count", "median time", "90th percentile"])
     for label, count, median, p90 in risk_lines(report):
         _add(table, label, count, median, p90)
     console.print(table)
@@ -184,6 +189,20 @@ def _governance_lines(table: Table, row: GovernanceRow) -> None:
         _add(table, row.key, row.notes, "(none applies)", "", "", "")
 
 
+def print_headline(
+    console: Console, reports: ConnectionReports, names: Sequence[str] = REPORT_NAMES
+) -> None:
+    """The connection's figures against their standards, a sentence per named report."""
+    lines = Table.grid(padding=(0, 1))
+    lines.add_column(no_wrap=True)
+    lines.add_column()
+    for line in headline(reports, names):
+        lines.add_row(Text("-"), Text(line))
+    console.print(Text(f"Headline: {reports.connection}", style="bold"))
+    console.print(lines)
+    console.print()
+
+
 def print_report(console: Console, reports: ConnectionReports, name: str) -> None:
     """One named report (outcomes, waits, activity, governance) as tables."""
     if name == "outcomes":
@@ -203,7 +222,7 @@ def print_quality(console: Console, reports: ConnectionReports) -> None:
     quality = reports.data_quality
     if quality.clean:
         return
-    table = _table(f"Data quality: {reports.connection}", ["", "count", "records"], (0, 2))
+    table = _table(f"Data quality: {reports.connection}", ["check", "count", "records"], (0, 2))
     unreadable = ", ".join(f"{u.resource} ({u.field})" for u in quality.unreadable)
     _add(table, "records that could not be read", len(quality.unreadable), unreadable)
     _add(table, "sessions without a time of day", quality.sessions_without_time, "")
@@ -221,7 +240,7 @@ def summary_lines(reports: ConnectionReports) -> list[str]:
     return [
         f"finished a course of treatment: {total.finished}"
         f" ({total.not_at_caseness} not at caseness at start)",
-        f"recovery: {total.recovery.percent()} (national target 50%)",
+        f"recovery: {total.recovery.percent()} (national standard 50%)",
         f"reliable improvement: {total.reliable_improvement.percent()}",
         f"reliable deterioration: {total.reliable_deterioration.percent()}",
         f"reliable recovery: {total.reliable_recovery.percent()}",

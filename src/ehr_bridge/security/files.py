@@ -12,7 +12,8 @@ already exists keeps its mode: the operator may have shared it with the therapy 
 group on purpose.
 
 ``warn_if_shared`` reports a key file (the keyring, a TLS client key, a token or client
-secret file) that its group or others may read or write, naming the path only.
+secret file) that its group or others may read or write, naming the path only
+(``open_to_others`` is the test it applies).
 
 Standard library only, so every layer may use it (``logs`` included).
 """
@@ -94,18 +95,27 @@ def write_private(path: Path, data: str | bytes) -> None:
             handle.write(data)
 
 
+def open_to_others(path: Path) -> int | None:
+    """The mode of ``path`` when its group or others may read or write it, else None.
+
+    None too when the file cannot be read by ``stat`` (its reader reports that itself).
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    return mode if mode & (stat.S_IRWXG | stat.S_IRWXO) else None
+
+
 def warn_if_shared(path: Path, key: str) -> bool:
     """Log a warning when group or others may read or write the key file ``path``.
 
     A finding, not a stop: container secrets are often mounted 0644 and the host's access
     control may still hold. The message names the file and its config key, never what is
-    in it. Returns whether it warned.
+    in it. Returns whether it warned. ``ehr-bridge doctor`` reports the same finding.
     """
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        return False  # the reader reports a missing file with its key
-    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+    mode = open_to_others(path)
+    if mode is None:
         return False
     log.warning(
         "key file %s (%s) is open to other users (mode %04o: its group or others may read"

@@ -19,7 +19,7 @@ The files the connections keep (provider ``sessions/processed`` and ``rejected``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func
@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from ehr_bridge.config import SecurityConfig
 from ehr_bridge.errors import ConfigError
+from ehr_bridge.retry import current_scope
 from ehr_bridge.store import OutboxRow, QuarantineRow, ReferralRow, ResourceRow, Store, utcnow
 
 OPEN_OUTBOX = ("pending", "in_flight", "dead")
@@ -43,47 +44,120 @@ class PurgeCounts:
     dry_run: bool = False
 
 
+#: referrals emptied per transaction: a purge never holds the database's write lock long
+BATCH_SIZE = 200
+
+
 def purge(
-    store: Store, security: SecurityConfig, *, now: datetime | None = None, dry_run: bool = False
+    store: Store,
+    security: SecurityConfig,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    batch_size: int = BATCH_SIZE,
 ) -> PurgeCounts:
-    """Empty the payloads past retention; one transaction, so a failure changes nothing.
+    """Empty the payloads past retention, ``batch_size`` referrals per transaction.
+
+    The reconciled referrals are found first, reading only; then each batch is checked
+    again and emptied in one transaction, so a referral changed meanwhile keeps its
+    payloads, and the flows beside it (the daemon runs this on a schedule) wait for one
+    short transaction at most. A failure leaves the batches before it purged and the
+    rest as they were; the next purge goes on. Stop (the daemon's) ends it between two
+    batches. Closed quarantine entries go last, in a transaction of their own.
 
     Raises:
         ConfigError: ``security.retention_days`` is not set.
     """
     if security.retention_days is None:
         raise ConfigError("set retention_days to purge payloads", key="security.retention_days")
-    cutoff = (now or utcnow()) - timedelta(days=security.retention_days)
     stamp = now or utcnow()
-    types = set(security.purge_resource_types)
-    counts = PurgeCounts(dry_run=dry_run)
+    cutoff = stamp - timedelta(days=security.retention_days)
+    run = _Purge(store, cutoff, stamp, set(security.purge_resource_types), dry_run)
+    done = run.reconciled()
+    for start in range(0, len(done), batch_size):
+        if current_scope().stopping():
+            return run.counts
+        run.batch(done[start : start + batch_size], set(done))
     with store.session() as s:
-        done = [r for r in s.exec(select(ReferralRow)).all() if _reconciled(s, r, cutoff)]
-        counts.referrals = len(done)
-        for referral in done:
-            counts.resources += _empty_resources(s, referral.id, types - {"Patient"}, stamp)
-        if "Patient" in types:
-            counts.patients = _empty_patients(s, {r.id for r in done}, stamp)
-        counts.quarantine = _empty_quarantine(s, cutoff, stamp)
+        run.counts.quarantine = _empty_quarantine(s, cutoff, stamp)
         if dry_run:
             s.rollback()
-    return counts
+    return run.counts
 
 
-def _reconciled(s: Session, referral: ReferralRow, cutoff: datetime) -> bool:
+@dataclass
+class _Purge:
+    """One purge: its cut-off, what it empties, and the tally."""
+
+    store: Store
+    cutoff: datetime
+    stamp: datetime
+    types: set[str]
+    dry_run: bool
+    counts: PurgeCounts = field(default_factory=PurgeCounts)
+    #: patients already emptied (or, on a dry run, counted) by an earlier batch
+    patients: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.counts.dry_run = self.dry_run
+
+    def reconciled(self) -> list[str]:
+        """The ids of the referrals reconciled and quiet since the cut-off, reading only."""
+        with self.store.session() as s:
+            referrals = s.exec(select(ReferralRow.id, ReferralRow.last_pulled_at)).all()
+            return sorted(rid for rid, last in referrals if _reconciled(s, rid, last, self.cutoff))
+
+    def batch(self, ids: list[str], done: set[str]) -> None:
+        """Empty one batch of referrals (each checked again) and the patients they finish."""
+        with self.store.session() as s:
+            still = [rid for rid in ids if self._still(s, rid)]
+            self.counts.referrals += len(still)
+            for referral_id in still:
+                self.counts.resources += _empty_resources(
+                    s, referral_id, self.types - {"Patient"}, self.stamp
+                )
+            if "Patient" in self.types:
+                self.counts.patients += self._empty_patients(s, still, done)
+            if self.dry_run:
+                s.rollback()
+
+    def _still(self, s: Session, referral_id: str) -> bool:
+        row = s.get(ReferralRow, referral_id)
+        return row is not None and _reconciled(s, row.id, row.last_pulled_at, self.cutoff)
+
+    def _empty_patients(self, s: Session, still: list[str], done: set[str]) -> int:
+        """Patients of these referrals whose every referral is reconciled (checked again)."""
+        referrals = (s.get(ReferralRow, rid) for rid in still)
+        patients = {referral.patient_id for referral in referrals if referral is not None}
+        emptied = 0
+        for patient_id in sorted(patients - self.patients):
+            query = select(ReferralRow.id).where(ReferralRow.patient_id == patient_id)
+            theirs = set(s.exec(query).all())
+            if not theirs <= done or not all(self._still(s, rid) for rid in theirs - set(still)):
+                continue
+            row = s.get(ResourceRow, ("Patient", patient_id))
+            if row is not None and row.purged_at is None:
+                row.body, row.key_id, row.purged_at = "", None, self.stamp
+                s.add(row)
+                emptied += 1
+                self.patients.add(patient_id)
+        return emptied
+
+
+def _reconciled(s: Session, referral_id: str, last_pulled: datetime, cutoff: datetime) -> bool:
     """Episode ended, every write-back settled, and quiet since ``cutoff``."""
     ended = s.exec(
         select(ResourceRow.id).where(
-            ResourceRow.referral_id == referral.id, ResourceRow.resource_type == "EpisodeOfCare"
+            ResourceRow.referral_id == referral_id, ResourceRow.resource_type == "EpisodeOfCare"
         )
     ).first()
-    if ended is None or _latest(referral.last_pulled_at) > cutoff:
+    if ended is None or _latest(last_pulled) > cutoff:
         return False
-    outbox = s.exec(select(OutboxRow).where(OutboxRow.referral_id == referral.id)).all()
+    outbox = s.exec(select(OutboxRow).where(OutboxRow.referral_id == referral_id)).all()
     if any(row.state in OPEN_OUTBOX or _latest(row.updated_at) > cutoff for row in outbox):
         return False
     changed = s.exec(
-        select(func.max(ResourceRow.updated_at)).where(ResourceRow.referral_id == referral.id)
+        select(func.max(ResourceRow.updated_at)).where(ResourceRow.referral_id == referral_id)
     ).one()
     return changed is None or _latest(changed) <= cutoff
 
@@ -105,22 +179,6 @@ def _empty_resources(s: Session, referral_id: str, types: set[str], stamp: datet
         row.body, row.key_id, row.purged_at = "", None, stamp
         s.add(row)
     return len(rows)
-
-
-def _empty_patients(s: Session, done: set[str], stamp: datetime) -> int:
-    """Patients whose every referral is reconciled."""
-    patients = {r.patient_id for r in s.exec(select(ReferralRow)).all() if r.id in done}
-    emptied = 0
-    for patient_id in sorted(patients):
-        referrals = s.exec(select(ReferralRow.id).where(ReferralRow.patient_id == patient_id))
-        if not set(referrals.all()) <= done:
-            continue
-        row = s.get(ResourceRow, ("Patient", patient_id))
-        if row is not None and row.purged_at is None:
-            row.body, row.key_id, row.purged_at = "", None, stamp
-            s.add(row)
-            emptied += 1
-    return emptied
 
 
 def _empty_quarantine(s: Session, cutoff: datetime, stamp: datetime) -> int:

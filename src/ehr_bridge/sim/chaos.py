@@ -142,6 +142,8 @@ def _write_config(settings: ChaosSettings, base_url: str) -> Path:
         text = text.replace(
             'url = "sqlite:///state/ehr-bridge.db"', f'url = "{settings.database_url}"'
         )
+    elif settings.daemons > 1:  # several daemons on one SQLite file, on purpose
+        text = text.replace("[database]", "[database]\nallow_shared_sqlite = true")
     write_private(config, text)
     return config
 

@@ -1,6 +1,6 @@
 """The state store: one ``Store`` with the transactions the flows need."""
 
-from ehr_bridge.store.audit import AuditEntry, engine_actor, operator
+from ehr_bridge.store.audit import AUDIT_ACTIONS, AuditEntry, engine_actor, operator
 from ehr_bridge.store.bulk import canonical_json, content_hash
 from ehr_bridge.store.identity import PatientMatch
 from ehr_bridge.store.models import (
@@ -21,6 +21,7 @@ from ehr_bridge.store.models import (
 from ehr_bridge.store.risks import RiskView
 from ehr_bridge.store.store import Store
 from ehr_bridge.store.values import (
+    OUTBOX_STATES,
     RISK_PRIORITY,
     ROUTINE_PRIORITY,
     NewOutboxItem,
@@ -33,6 +34,8 @@ from ehr_bridge.store.values import (
 )
 
 __all__ = [
+    "AUDIT_ACTIONS",
+    "OUTBOX_STATES",
     "RISK_PRIORITY",
     "ROUTINE_PRIORITY",
     "AuditEntry",

@@ -22,6 +22,29 @@ from sqlmodel import Session, col, select
 
 from ehr_bridge.store.models import AuditEventRow, utcnow
 
+#: every action the log records (``audit list --action`` takes any prefix of one)
+AUDIT_ACTIONS = (
+    "identity.nhs_number_added",
+    "identity.nhs_number_corrected",
+    "identity.nhs_number_removed",
+    "identity.patient_changed",
+    "identity.trust_merge",
+    "outbox.cancel",
+    "outbox.retry",
+    "patient.link",
+    "patient.unlink",
+    "pull.unknown_cancel",
+    "quarantine.dismiss",
+    "quarantine.retry",
+    "reconcile.adopt",
+    "reconcile.overwrite",
+    "reconcile.requeue",
+    "reconcile.run",
+    "risk.acknowledged",
+    "risk.resolve",
+    "trust.write",
+)
+
 
 def operator() -> str:
     """The OS user running this command: the ``actor`` of an operator action."""

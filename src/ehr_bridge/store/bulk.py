@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, func, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from ehr_bridge.security.crypto import PayloadCipher, resource_aad
@@ -57,10 +56,15 @@ def chunks(values: Sequence[str]) -> Iterator[list[str]]:
 
 
 def _insert(s: Session, table: Table) -> Any:
+    """The dialect's INSERT (with ON CONFLICT); a dialect is imported once a store uses it."""
     dialect = s.get_bind().dialect.name
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
     if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table)
     raise NotImplementedError(f"no bulk upsert for the {dialect} dialect")
 

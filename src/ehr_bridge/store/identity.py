@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, or_, select
 
-from ehr_bridge.domain.referral import with_patient_links, with_subject
 from ehr_bridge.errors import ConflictError, TerminalError
 from ehr_bridge.store.audit import AuditEntry, add_audit
 from ehr_bridge.store.bulk import chunks
@@ -180,6 +179,8 @@ def replaces(s: Session, patient_id: str) -> list[str]:
 
 def decorate(s: Session, patient: JsonDict) -> JsonDict:
     """The Patient resource with the links its history calls for."""
+    from ehr_bridge.domain.referral import with_patient_links  # the FHIR model, when needed
+
     pid = patient["id"]
     return with_patient_links(patient, replaces=replaces(s, pid), replaced_by=replaced_by(s, pid))
 
@@ -345,6 +346,8 @@ class Identity:
         self, s: Session, current: str, target: Callable[[ReferralRow], str]
     ) -> list[str]:
         """Point referrals now on ``current`` at their target patient; they are redelivered."""
+        from ehr_bridge.domain.referral import with_subject  # the FHIR model, when needed
+
         moved = []
         query = select(ReferralRow).where(ReferralRow.patient_id == current)
         for row in s.exec(query.order_by(col(ReferralRow.id))).all():

@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from ehr_bridge.domain.ids import artefact_key
 from ehr_bridge.store.bulk import chunks
 from ehr_bridge.store.models import (
     DeliveryRow,
@@ -93,6 +92,8 @@ class Lineage:
 
         In flight counts: the trust may hold a write whose answer we have not recorded yet.
         """
+        from ehr_bridge.domain.ids import artefact_key  # the domain package, when needed
+
         keys = {
             artefact_key(connection, "referral_status", event, rid): (rid, event)
             for rid in referral_ids

@@ -350,7 +350,12 @@ class OutboxLeases:
         return freed
 
     def retry_dead(
-        self, keys: list[str] | None, connection: str | None = None, *, actor: str = "unknown"
+        self,
+        keys: list[str] | None,
+        connection: str | None = None,
+        *,
+        actor: str = "unknown",
+        reason: str | None = None,
     ) -> list[str]:
         """Re-queue dead rows with fresh attempts (every dead row when ``keys`` is None)."""
         now = utcnow()
@@ -369,7 +374,7 @@ class OutboxLeases:
                     now,
                 )
                 s.add(row)
-                add_audit(s, _entry("outbox.retry", actor, None, row))
+                add_audit(s, _entry("outbox.retry", actor, reason, row))
             return [row.id for row in rows]
 
     def cancel(self, key: str, reason: str, *, actor: str = "unknown") -> OutboxRow | None:

@@ -354,22 +354,29 @@ class Store(
             s.add(row)
 
     # --- deliver ---------------------------------------------------------------------
-    def referrals_to_deliver(self, connection: str, limit: int = 500) -> list[ReferralRow]:
-        """Referrals whose current FHIR has not been handed to the provider yet."""
+    def referrals_to_deliver(
+        self, connection: str, limit: int = 500, after: tuple[datetime, str] | None = None
+    ) -> list[ReferralRow]:
+        """One page of the referrals whose current FHIR has not been handed over yet.
+
+        Oldest first (first pulled, then id). ``after`` is the (``first_pulled_at``,
+        ``id``) of the last row of the page before, so deliver walks a queue of any length
+        a page at a time; the first page has none.
+        """
+        order = (col(ReferralRow.first_pulled_at), col(ReferralRow.id))
         with self.session() as s:
-            query = (
-                select(ReferralRow)
-                .where(
-                    ReferralRow.connection == connection,
-                    or_(
-                        col(ReferralRow.delivered_hash).is_(None),
-                        col(ReferralRow.delivered_hash) != col(ReferralRow.fhir_hash),
-                    ),
-                )
-                .order_by(col(ReferralRow.first_pulled_at), col(ReferralRow.id))
-                .limit(limit)
+            query = select(ReferralRow).where(
+                ReferralRow.connection == connection,
+                or_(
+                    col(ReferralRow.delivered_hash).is_(None),
+                    col(ReferralRow.delivered_hash) != col(ReferralRow.fhir_hash),
+                ),
             )
-            return list(s.exec(query).all())
+            if after is not None:
+                query = query.where(
+                    or_(order[0] > after[0], and_(order[0] == after[0], order[1] > after[1]))
+                )
+            return list(s.exec(query.order_by(*order).limit(limit)).all())
 
     def resource(self, resource_type: str, resource_id: str) -> JsonDict | None:
         """A stored FHIR resource as JSON."""

@@ -108,6 +108,9 @@ class NewOutboxItem:
 RISK_PRIORITY = 0
 ROUTINE_PRIORITY = 100
 
+#: the states of an outbox row, in the order a write-back moves through them
+OUTBOX_STATES = ("pending", "in_flight", "done", "dead", "cancelled")
+
 
 @dataclass(frozen=True)
 class NewRiskEvent:

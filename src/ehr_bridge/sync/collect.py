@@ -104,16 +104,24 @@ def collect(
     ``workers`` is the size of the checking pool for a large backlog (None:
     ``EHR_BRIDGE_COLLECT_WORKERS``, else up to two, one per core; 0 or 1: no pool).
     """
-    with conn.collect_lock:
-        return _collect(conn, store, stop, workers, batch_size)
+    return _collect(conn, store, stop, workers, batch_size)
 
 
 def collect_if_free(conn: Connection, store: Store, stop: threading.Event | None) -> CollectCounts:
-    """Collect unless another collect of this connection runs (it queues the risks too)."""
+    """Collect unless another collect of this connection runs (it queues the risks too).
+
+    The order is the routine collect's (``cycle.run_flow``): this process's collect lock,
+    then the flow lease shared with other daemons, so neither ever gives up the other's.
+    """
     if not conn.collect_lock.acquire(blocking=False):
         return CollectCounts()
     try:
-        return _collect(conn, store, stop, None, BATCH_SIZE)
+        if not store.take_flow_lease(conn.name, "collect", conn.owner, conn.lease_seconds):
+            return CollectCounts()  # another daemon is collecting
+        try:
+            return _collect(conn, store, stop, None, BATCH_SIZE)
+        finally:
+            store.release_flow_lease(conn.name, "collect", conn.owner)
     finally:
         conn.collect_lock.release()
 

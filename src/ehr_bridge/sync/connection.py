@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from ehr_bridge.adapters.base import ProviderPort, TrustSource, TrustWriter
-from ehr_bridge.adapters.registry import ALL_WRITES, create_adapter, spec_for
+from ehr_bridge.adapters.registry import ALL_WRITES, capabilities_of, create_adapter, spec_for
 from ehr_bridge.config import AppConfig, ConnectionConfig
 from ehr_bridge.domain.measures import MEASURES
 from ehr_bridge.domain.referral import ProviderRef
@@ -58,7 +58,8 @@ class Connection:
     #: most pages one pull run follows ([connection.schedule] max_pull_pages)
     max_pull_pages: int = 10_000
     owner: str = field(default_factory=worker_id)
-    #: what the trust adapter can do (from its spec); write:<kind> decides what is queued
+    #: what the trust adapter can do (its spec's, and what its mapping gives it:
+    #: ``registry.capabilities_of``); write:<kind> decides what is queued
     capabilities: frozenset[str] = ALL_WRITES | {"find_by_reference", "updated_since"}
     #: a test connection: 999-range test NHS numbers are accepted ([[connection]] test_connection)
     test_connection: bool = False
@@ -140,7 +141,9 @@ def build_connection(app: AppConfig, index: int, config: ConnectionConfig) -> Co
         push_concurrency=config.schedule.push_concurrency,
         flow_deadline_seconds=config.schedule.flow_deadline_seconds,
         max_pull_pages=config.schedule.max_pull_pages,
-        capabilities=spec_for(config.trust.adapter, "trust", f"{key}.trust").capabilities,
+        capabilities=capabilities_of(
+            spec_for(config.trust.adapter, "trust", f"{key}.trust"), trust
+        ),
         test_connection=config.test_connection,
         other_uk_numbers=config.other_uk_numbers,
         itemless_totals=frozenset(config.scores.itemless_totals),

@@ -5,6 +5,10 @@ except after ConnectionStopError (credentials refused, endpoint gone), which end
 connection's cycle. Unknown exceptions are recorded by type only: their text might
 carry data we did not write.
 
+Every flow run logs exactly one line of its own: ``<flow> done`` at INFO with the
+connection, the flow, its seconds and every count, or ``<flow> failed`` at ERROR with the
+error code (ids, codes and numbers only).
+
 Each flow runs inside ``retry.flow_scope``: its deadline
 (``[connection.schedule] flow_deadline_seconds``) starts once it holds the connection's
 lock, and every outbound call and backoff in it ends at that deadline or on stop.
@@ -59,46 +63,46 @@ def run_flow(
     name: str, conn: Connection, store: Store, stop: threading.Event | None = None
 ) -> dict[str, Any]:
     """Run one flow under the connection's lock (and flow lease) and record the run."""
-    if name in LEASED_FLOWS and not store.take_flow_lease(
-        conn.name, name, conn.owner, conn.lease_seconds
-    ):
-        return {"skipped": 1}  # another worker is running it; push is shared row by row
     if name not in LEASED_FLOWS:
         return _run_recorded(name, conn, store, stop)
-    with _lease_kept(name, conn, store):
-        return _run_recorded(name, conn, store, stop)
+    # collect is also run by the risk lane: this process's lock first, then the lease
+    local = conn.collect_lock if name == "collect" else contextlib.nullcontext()
+    with local:
+        if not store.take_flow_lease(conn.name, name, conn.owner, conn.lease_seconds):
+            return {"skipped": 1}  # another worker is running it; push is shared row by row
+        # renewed while it runs: a backfill or a large collect outlives one lease, and a
+        # second daemon must not take the flow over half-way (double the work)
+        with lease_kept(store, conn.name, name, conn.owner, conn.lease_seconds):
+            return _run_recorded(name, conn, store, stop)
 
 
 @contextmanager
-def _lease_kept(name: str, conn: Connection, store: Store) -> Iterator[None]:
-    """Renew the flow lease while the flow runs, then give it up.
+def lease_kept(
+    store: Store, connection: str, flow: str, owner: str, seconds: float
+) -> Iterator[None]:
+    """Renew a flow lease ``owner`` holds every third of ``seconds``, then release it.
 
-    A backfill or a large collect outlives one lease; without renewal a second daemon
-    would take the flow over half-way (no harm to the data, as every write is keyed, but
-    double the work). A failed renewal is logged and the flow goes on.
+    A failed renewal is logged and the work goes on.
     """
     done = threading.Event()
+    where = {"connection": connection, "flow": flow}
 
     def renew() -> None:
-        while not done.wait(conn.lease_seconds / 3):
+        while not done.wait(seconds / 3):
             try:
-                if not store.take_flow_lease(conn.name, name, conn.owner, conn.lease_seconds):
-                    log.warning("flow lease lost", extra={"connection": conn.name, "flow": name})
-            except Exception as exc:  # the flow reports database trouble itself
-                log.warning(
-                    "flow lease renewal failed (%s)",
-                    type(exc).__name__,
-                    extra={"connection": conn.name, "flow": name},
-                )
+                if not store.take_flow_lease(connection, flow, owner, seconds):
+                    log.warning("flow lease lost", extra=where)
+            except Exception as exc:  # the work reports database trouble itself
+                log.warning("flow lease renewal failed (%s)", type(exc).__name__, extra=where)
 
-    keeper = threading.Thread(target=renew, name=f"lease-{conn.name}-{name}", daemon=True)
+    keeper = threading.Thread(target=renew, name=f"lease-{connection}-{flow}", daemon=True)
     keeper.start()
     try:
         yield
     finally:
         done.set()
         keeper.join()
-        store.release_flow_lease(conn.name, name, conn.owner)
+        store.release_flow_lease(connection, flow, owner)
 
 
 def _run_recorded(
@@ -111,14 +115,10 @@ def _run_recorded(
             counts = dataclasses.asdict(FLOWS[name](conn, store, stop))
         except EhrBridgeError as exc:
             _finished(conn, store, name, started, clock, {}, exc.safe_message, exc.code)
-            log.error("%s failed", name, extra={"connection": conn.name, "code": exc.code})
             raise
         except Exception as exc:
             message = f"internal error ({type(exc).__name__})"
             _finished(conn, store, name, started, clock, {}, message, "internal_error")
-            log.error(
-                "%s failed with %s", name, type(exc).__name__, extra={"connection": conn.name}
-            )
             raise
     _finished(conn, store, name, started, clock, counts, None, None)
     return counts
@@ -134,10 +134,31 @@ def _finished(
     error: str | None,
     code: str | None,
 ) -> None:
-    """Record the run for `status` and tell observers (metrics, alerts)."""
+    """Record the run for `status`, log its one line, and tell observers (metrics, alerts)."""
     store.record_run(conn.name, name, started, counts, error, code)
     seconds = time.monotonic() - clock
+    _log_run(conn.name, name, seconds, counts, code)
     publish(FlowFinished(conn.name, name, seconds, counts, error, code))
+
+
+#: names a count may not take in a log record's ``extra`` (the record's own attributes)
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def _log_run(
+    connection: str, name: str, seconds: float, counts: dict[str, Any], code: str | None
+) -> None:
+    """The run's one line: INFO with its counts, or ERROR with the error's code."""
+    extra: dict[str, Any] = {"connection": connection, "flow": name, "seconds": round(seconds, 3)}
+    if code is not None:
+        log.error("%s failed", name, extra={**extra, "code": code})
+        return
+    extra.update(
+        (key if key not in _RESERVED else f"count_{key}", value)
+        for key, value in counts.items()
+        if isinstance(value, int | float)
+    )
+    log.info("%s done", name, extra=extra)
 
 
 def run_cycle(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,11 @@ from ehr_bridge.sync.connection import Connection
 log = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
 
+#: referrals read from the queue at a time: memory stays bounded whatever the backlog
+PAGE_SIZE = 500
+#: walks of the queue in one run: the first, and again while one hands something over
+MAX_PASSES = 3
+
 
 @dataclass
 class DeliverCounts:
@@ -35,33 +40,83 @@ class DeliverCounts:
     failed: int = 0
 
 
-def deliver(conn: Connection, store: Store, stop: threading.Event | None = None) -> DeliverCounts:
-    """Deliver every referral not yet delivered in its current form.
+def deliver(
+    conn: Connection,
+    store: Store,
+    stop: threading.Event | None = None,
+    *,
+    page_size: int = PAGE_SIZE,
+) -> DeliverCounts:
+    """Deliver every referral not yet delivered in its current form, until none is left.
 
-    ``stop`` or the run's deadline ends the run between two referrals; the rest are
-    delivered by the next run.
+    The queue is read ``page_size`` referrals at a time, oldest first, so a backlog of
+    any length is delivered in one run with one page in memory; referrals pulled while
+    it runs join the end. A pass that handed something over is followed by another from
+    the start, for a referral that changed meanwhile behind the one in hand (a pull of
+    another daemon), up to ``MAX_PASSES``; a referral whose delivery failed waits for the
+    next run. ``stop`` or the run's deadline ends the run between two referrals.
     """
-    counts = DeliverCounts()
-    for row in store.referrals_to_deliver(conn.name):
-        if stop and stop.is_set():
+    walk = _Walk(conn, store, stop, page_size)
+    for _ in range(MAX_PASSES):
+        if not walk.one_pass():
             break
-        if current_scope().expired():
-            log.warning("deliver reached its deadline", extra={"connection": conn.name})
-            break
+    return walk.counts
+
+
+@dataclass
+class _Walk:
+    """One deliver run: the tally, and the referrals that failed in it (not tried again)."""
+
+    conn: Connection
+    store: Store
+    stop: threading.Event | None
+    page_size: int
+    counts: DeliverCounts = field(default_factory=DeliverCounts)
+    failed: set[str] = field(default_factory=set)
+    halted: bool = False
+
+    def one_pass(self) -> bool:
+        """Walk the queue once; True if something was handed over and the run goes on."""
+        handed, after = False, None
+        while page := self.store.referrals_to_deliver(self.conn.name, self.page_size, after):
+            for row in page:
+                if self._halt():
+                    return False
+                if row.id not in self.failed:
+                    handed = self._one(row) or handed
+            if len(page) < self.page_size:
+                break
+            after = (page[-1].first_pulled_at, page[-1].id)
+        return handed and not self._halt()
+
+    def _halt(self) -> bool:
+        if self.halted or (self.stop is not None and self.stop.is_set()):
+            self.halted = True
+        elif current_scope().expired():
+            log.warning("deliver reached its deadline", extra={"connection": self.conn.name})
+            self.halted = True
+        return self.halted
+
+    def _one(self, row: ReferralRow) -> bool:
         try:
-            _deliver_one(conn, store, row)
+            _deliver_one(self.conn, self.store, row)
         except (EhrBridgeError, OSError) as exc:
-            counts.failed += 1
+            self.counts.failed += 1
+            self.failed.add(row.id)
             log.warning(
                 "delivery failed; will retry next run",
-                extra={"connection": conn.name, "referral": row.id, "error": type(exc).__name__},
+                extra={
+                    "connection": self.conn.name,
+                    "referral": row.id,
+                    "error": type(exc).__name__,
+                },
             )
-            continue
+            return False
         if row.delivered_hash is None:
-            counts.delivered += 1
+            self.counts.delivered += 1
         else:
-            counts.redelivered += 1
-    return counts
+            self.counts.redelivered += 1
+        return True
 
 
 def _deliver_one(conn: Connection, store: Store, row: ReferralRow) -> None:

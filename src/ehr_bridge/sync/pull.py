@@ -69,7 +69,7 @@ def pull(
             audits=work.audits,
         )
         _log_identity(conn, changes, counts)
-        log.info(
+        log.debug(
             "pull page committed",
             extra={
                 "connection": conn.name,

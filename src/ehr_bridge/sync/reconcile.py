@@ -79,10 +79,17 @@ class ReferralReport:
 
     @property
     def verdict(self) -> str:
-        """``in sync``, ``drift`` or ``error`` (items still being written are in sync)."""
+        """``in sync``, ``queued``, ``drift`` or ``error``.
+
+        ``queued``: no drift is left, but something was re-queued here and is not at the
+        trust until a push writes it (the next reconcile says ``in sync`` once it is).
+        Items already waiting to be written are in sync.
+        """
         if self.error:
             return "error"
-        return "drift" if self.drift else "in sync"
+        if self.drift:
+            return "drift"
+        return "queued" if any(f.repair == "requeued" for f in self.findings) else "in sync"
 
     @property
     def drift(self) -> list[Finding]:
@@ -111,7 +118,8 @@ def require_reader(conn: Connection) -> TrustReader:
     if "read_items" not in conn.capabilities or not isinstance(conn.source, TrustReader):
         raise ConfigError(
             "the trust adapter cannot read items back (capability read_items),"
-            " so this connection cannot be reconciled",
+            " so this connection cannot be reconciled (`ehr-bridge adapters list` says"
+            " what to do instead)",
             key=f"connection {conn.name}",
         )
     return conn.source

@@ -43,6 +43,8 @@ class RiskLaneCounts:
 
     collected: int = 0
     risks: int = 0
+    #: write-backs its collect queued (routine ones too: the daemon brings push forward)
+    queued: int = 0
     written: int = 0
     retried_later: int = 0
     dead: int = 0
@@ -54,12 +56,9 @@ def risk_lane(
 ) -> RiskLaneCounts:
     """Collect (if free), write the due risks, then read acknowledgements back."""
     counts = RiskLaneCounts()
-    if store.take_flow_lease(conn.name, "collect", conn.owner, conn.lease_seconds):
-        try:
-            collected = collect_if_free(conn, store, stop)
-        finally:
-            store.release_flow_lease(conn.name, "collect", conn.owner)
-        counts.collected, counts.risks = collected.stored, collected.risks
+    collected = collect_if_free(conn, store, stop)
+    counts.collected, counts.risks = collected.stored, collected.risks
+    counts.queued = collected.queued
     lane = lane_connection(conn)
     pushed = push(lane, store, stop, risk_only=True)
     counts.written = pushed.written + pushed.already_present

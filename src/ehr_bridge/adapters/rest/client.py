@@ -4,6 +4,13 @@ Nothing in here knows a particular system. The listing endpoint, its query, the 
 parameter and its format, the pagination style, the auth header, and each write kind's
 create and find endpoints all come from the mapping file; the payloads come from the
 mapping's outbound rules. Connecting another JSON API is a mapping file and a config entry.
+
+The support commands' read-back comes from the mapping too, where it gives the endpoints:
+``referral`` fetches one referral (``quarantine retry``), each kind's ``list`` reads its
+items back and turns each into the payload's shape (``reconcile``), and ``update``
+overwrites one (``reconcile --repair --force``). ``capabilities`` reports which of
+``fetch_referral``, ``read_items`` and ``update_items`` this mapping gives, and only those
+reach the connection (``registry.capabilities_of``).
 """
 
 from __future__ import annotations
@@ -17,13 +24,13 @@ import requests
 from pydantic import ConfigDict, Field, ValidationError
 
 from ehr_bridge.adapters._advice import Advice, advice_for
-from ehr_bridge.adapters.base import SourcePage, WriteItem, WriteReceipt
-from ehr_bridge.adapters.rest.http import Http
+from ehr_bridge.adapters.base import JsonDict, SourcePage, TrustItem, WriteItem, WriteReceipt
+from ehr_bridge.adapters.rest.http import Answer, Http
 from ehr_bridge.adapters.rest.paging import Listing
 from ehr_bridge.config import Secret, read_secret, validation_error
-from ehr_bridge.errors import ConfigError, ConflictError, TerminalError
+from ehr_bridge.errors import ConfigError, ConflictError, TerminalError, TransientError
 from ehr_bridge.mapping import OUTBOUND_KINDS, Mapping, load_mapping
-from ehr_bridge.mapping.api import Api, WriteSpec, render
+from ehr_bridge.mapping.api import Api, ListSpec, WriteSpec, render
 from ehr_bridge.mapping.schema import OPTIONAL_KINDS
 from ehr_bridge.mapping.shipped import shipped_mapping
 from ehr_bridge.retry import RetryPolicy, call_with_retries
@@ -48,6 +55,9 @@ class RestOptions(TransportOptions):
 
 class RestClient:
     """TrustSource and TrustWriter for a JSON API described by a mapping's ``api:`` section.
+
+    Also TrustReader and TrustUpdater, as far as the section gives read endpoints (see
+    ``capabilities``); a call the mapping gives no endpoint for is a ``TerminalError``.
 
     Thread safe for writes: each thread sends through its own HTTP session (``Http``), and
     the mapping and listing state are only read while writing.
@@ -151,10 +161,99 @@ class RestClient:
                     return WriteReceipt(trust_id=trust_id, already_present=True)
         return None
 
-    def _reference(self, kind: str, candidate: Any) -> str | None:
-        location = f"writes.{kind}.find.reference"
-        if location in self._api.expressions:
-            return _text(self._api.search(location, candidate))
+    # --- what the mapping lets it do for support staff -------------------------------
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """The read-back capabilities this mapping's ``api:`` section gives (may be none)."""
+        given = {
+            "fetch_referral": self._api.spec.referral is not None,
+            "read_items": self._api.reads_items(),
+            "update_items": self._api.updates_items(),
+        }
+        return frozenset(name for name, present in given.items() if present)
+
+    # --- TrustReader -----------------------------------------------------------------
+    def list_items(self, trust_referral_id: str, kind: str) -> list[TrustItem]:
+        """Every item of ``kind`` on the referral, in the shape of the payload we write."""
+        spec = self._list_spec(kind)
+        label = f"GET {spec.path}"
+        answer = self._get(spec.path, spec.query, self._read_values(trust_referral_id), label)
+        found = self._api.search(f"writes.{kind}.list.records", answer.body)
+        if not isinstance(found, list):
+            raise TransientError(f"{label}: answer has no list of items where the mapping says")
+        return [self._trust_item(kind, label, c) for c in found if isinstance(c, dict)]
+
+    def fetch_referral(self, trust_referral_id: str) -> JsonDict | None:
+        """The referral the trust holds under this id; None when it answers 404 or nothing."""
+        spec = self._api.spec.referral
+        if spec is None:
+            raise TerminalError("the mapping's api has no referral endpoint", code="no_endpoint")
+        label = f"GET {spec.path}"
+        try:
+            answer = self._get(spec.path, spec.query, self._read_values(trust_referral_id), label)
+        except TerminalError as exc:
+            if exc.code == "http_404":
+                return None
+            raise
+        record = self._api.search("referral.record", answer.body) if spec.record else answer.body
+        if record is None:
+            return None
+        if not isinstance(record, dict) or self.mapping.record_id(record) != trust_referral_id:
+            raise TerminalError(f"{label}: answer is not the referral asked for", code="no_record")
+        return record
+
+    # --- TrustUpdater ----------------------------------------------------------------
+    def update(self, item: WriteItem, trust_id: str) -> WriteReceipt:
+        """Put our payload over the trust's item ``trust_id`` with the kind's ``update``."""
+        spec = self._write_spec(item).update
+        if spec is None:
+            raise TerminalError(
+                f"the mapping's api cannot update {item.kind} items", code="not_updatable"
+            )
+        label = f"{spec.method} {spec.path}"
+        url = self._url(spec.path, item, trust_id=trust_id)
+        answer = self._http.call(spec.method, url, label=label, body=item.payload)
+        answered = _text(self._api.search(f"writes.{item.kind}.update.id", answer.body))
+        return WriteReceipt(trust_id=answered or trust_id, already_present=True)
+
+    # --- helpers ---------------------------------------------------------------------
+    def _list_spec(self, kind: str) -> ListSpec:
+        write = self._api.write(kind)
+        if write is None or write.list is None:
+            raise TerminalError(f"the mapping's api cannot list {kind} items", code="no_endpoint")
+        return write.list
+
+    def _trust_item(self, kind: str, label: str, candidate: JsonDict) -> TrustItem:
+        location = f"writes.{kind}.list"
+        trust_id = _text(self._api.search(f"{location}.id", candidate))
+        if trust_id is None:
+            raise TerminalError(f"{label}: an item has no id where the mapping says", code="no_id")
+        fields = candidate
+        if f"{location}.fields" in self._api.expressions:
+            fields = self._api.search(f"{location}.fields", candidate)
+        return TrustItem(
+            trust_id=trust_id,
+            client_reference=self._reference(kind, candidate, "list"),
+            fields=fields if isinstance(fields, dict) else {},
+            version=_text(self._api.search(f"{location}.version", candidate)),
+        )
+
+    def _get(self, path: str, query: dict[str, str], values: dict[str, str], label: str) -> Answer:
+        params = {name: render(value, values) for name, value in query.items()}
+        quoted = {name: quote(value, safe="") for name, value in values.items()}
+        url = self._http.url(render(path, quoted))
+        return call_with_retries(
+            self._read_policy, lambda: self._http.call("GET", url, label=label, params=params)
+        )
+
+    def _read_values(self, trust_referral_id: str) -> dict[str, str]:
+        return {"provider_code": self._provider_code, "trust_referral_id": trust_referral_id}
+
+    def _reference(self, kind: str, candidate: Any, endpoint: str = "find") -> str | None:
+        """An item's client reference: the endpoint's own path, the find's, or the payload's."""
+        for location in (f"writes.{kind}.{endpoint}.reference", f"writes.{kind}.find.reference"):
+            if location in self._api.expressions:
+                return _text(self._api.search(location, candidate))
         field = self.mapping.reference_target(kind)
         node = candidate
         for part in (field or "").split("."):
@@ -174,8 +273,9 @@ class RestClient:
             "client_reference": item.client_reference,
         }
 
-    def _url(self, template: str, item: WriteItem) -> str:
-        quoted = {name: quote(value, safe="") for name, value in self._values(item).items()}
+    def _url(self, template: str, item: WriteItem, *, trust_id: str | None = None) -> str:
+        values = self._values(item) | ({} if trust_id is None else {"trust_id": trust_id})
+        quoted = {name: quote(value, safe="") for name, value in values.items()}
         return self._http.url(render(template, quoted))
 
 

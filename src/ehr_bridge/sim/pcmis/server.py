@@ -2,7 +2,12 @@
 
 Base path ``/pcmis/api/v2``; the key goes in ``X-API-Key``. Errors answer
 ``{"errors": [{"code", "field", "message"}]}``; the listing is numbered pages with a total
-count and RFC 8288 ``Link`` headers built from the request's ``Host``.
+count and RFC 8288 ``Link`` headers built from the request's ``Host``. Appointments, notes
+and questionnaires can be overwritten with ``PUT``; status changes and risk alerts cannot.
+
+Under ``/_sim/`` (the same key; no faults) are what people at the trust do on screen, so a
+trial can drift the record from a shell: delete or edit a written item, fix a malformed
+referral (``docs/adding-an-ehr.md``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from urllib.parse import urlencode
 
 from ehr_bridge.errors import ConflictError, RecordValidationError
 from ehr_bridge.sim.http_base import (
+    CONTROL,
     EXPORT,
     HEALTH,
     Dialect,
@@ -21,7 +27,13 @@ from ehr_bridge.sim.http_base import (
     int_arg,
 )
 from ehr_bridge.sim.pcmis.records import SEGMENTS
-from ehr_bridge.sim.pcmis.state import Page, PcmisState, UnknownReferralError
+from ehr_bridge.sim.pcmis.state import (
+    UPDATABLE,
+    Page,
+    PcmisState,
+    UnknownItemError,
+    UnknownReferralError,
+)
 
 API = "/pcmis/api/v2"
 KEY_HEADER = "X-API-Key"
@@ -39,6 +51,8 @@ def refusal(exc: Exception) -> Response | None:
     """The answer to an error a handler raised (None: not one of this API's own)."""
     if isinstance(exc, UnknownReferralError):
         return error(404, "NOT_FOUND", "no referral with this reference")
+    if isinstance(exc, UnknownItemError):
+        return error(404, "NOT_FOUND", "no such item on this referral")
     if isinstance(exc, ConflictError):
         answer = error(409, "DUPLICATE_EXTERNAL_REF", exc.safe_message, "ExternalRef")
         return Response(409, {**answer.body, "existingId": int(exc.existing_id or 0)})
@@ -96,6 +110,33 @@ def _create(state: PcmisState, request: Request) -> Response:
     return Response(201, state.create_item(request.params["ref"], kind, request.body))
 
 
+def _update(state: PcmisState, request: Request) -> Response:
+    kind, item_id = _item(request)
+    return Response(200, state.update_item(request.params["ref"], kind, item_id, request.body))
+
+
+def _edit(state: PcmisState, request: Request) -> Response:
+    kind, item_id = _item(request)
+    return Response(200, state.edit_item(request.params["ref"], kind, item_id, request.body))
+
+
+def _delete(state: PcmisState, request: Request) -> Response:
+    kind, item_id = _item(request)
+    return Response(200, state.delete_item(request.params["ref"], kind, item_id))
+
+
+def _fix(state: PcmisState, request: Request) -> Response:
+    return Response(200, state.fix_hostile(request.params["ref"]))
+
+
+def _item(request: Request) -> tuple[str, int]:
+    return _KIND_BY_SEGMENT[request.params["collection"]], int(request.params["item_id"])
+
+
+_COLLECTIONS = {"collection": "|".join(SEGMENTS.values()), "item_id": r"\d{1,9}"}
+_UPDATABLE = {**_COLLECTIONS, "collection": "|".join(SEGMENTS[k] for k in sorted(UPDATABLE))}
+_ON_SCREEN = f"{CONTROL}referrals/{{ref}}"
+
 ROUTES: tuple[Route, ...] = (
     Route(f"{API}/referrals", {"GET": _listing}),
     Route(f"{API}/referrals/{{ref}}", {"GET": _one}),
@@ -104,6 +145,12 @@ ROUTES: tuple[Route, ...] = (
         {"GET": _list, "POST": _create},
         where={"collection": "|".join(SEGMENTS.values())},
     ),
+    Route(
+        f"{API}/referrals/{{ref}}/{{collection}}/{{item_id}}", {"PUT": _update}, where=_UPDATABLE
+    ),
+    Route(f"{_ON_SCREEN}/{{collection}}/{{item_id}}", {"DELETE": _delete}, where=_COLLECTIONS),
+    Route(f"{_ON_SCREEN}/{{collection}}/{{item_id}}/edit", {"POST": _edit}, where=_COLLECTIONS),
+    Route(f"{_ON_SCREEN}/fix", {"POST": _fix}),
     EXPORT,
     HEALTH,
 )

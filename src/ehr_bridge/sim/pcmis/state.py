@@ -24,8 +24,11 @@ from ehr_bridge.errors import ConflictError, RecordValidationError, TerminalErro
 from ehr_bridge.sim.generator import generate
 from ehr_bridge.sim.pcmis import hostile
 from ehr_bridge.sim.pcmis.records import (
+    APPOINTMENT,
     ID_FIELDS,
     KINDS,
+    NOTE,
+    QUESTIONNAIRE,
     RISK_ALERT,
     STATUS_CHANGE,
     JsonDict,
@@ -39,8 +42,18 @@ from ehr_bridge.sim.records import REFERENCE_NOW, Clock, MonotonicClock, parse_t
 MAX_PAGE_SIZE = 200
 
 
+#: kinds a client may overwrite with PUT (status changes and risk alerts stand as made)
+UPDATABLE = frozenset({APPOINTMENT, NOTE, QUESTIONNAIRE})
+
+
 class UnknownReferralError(TerminalError):
     """No referral has this reference (the HTTP layer answers 404)."""
+
+    code = "not_found"
+
+
+class UnknownItemError(TerminalError):
+    """The referral has no item of this kind with this id (the HTTP layer answers 404)."""
 
     code = "not_found"
 
@@ -92,10 +105,12 @@ class PcmisState:
         for index, record in enumerate(dataset.referrals, start=1):
             self._add(record, f"PCM-{index:06d}")
         self.hostile_fields: dict[str, str] = {}
+        self._unbroken: dict[str, JsonDict] = {}  # a hostile record before it was broken
         for index in range(hostile_count):
             factory = dataset.factory
             assert factory is not None
             ref = self._add(factory.referral(provider_code), f"PCM-X{index + 1:05d}")
+            self._unbroken[ref.reference] = copy.deepcopy(ref.record)
             self.hostile_fields[ref.reference] = hostile.break_record(ref.record, index)
         floor = max((r.modified for r in self._referrals.values()), default=now)
         self._clock = MonotonicClock(clock, floor)
@@ -176,6 +191,83 @@ class PcmisState:
             items = self._require(reference).items[kind]
             return copy.deepcopy([i for i in items if external_ref in (None, i["ExternalRef"])])
 
+    def update_item(self, reference: str, kind: str, item_id: int, body: object) -> JsonDict:
+        """The API's PUT: replace an item with a checked body carrying its own ExternalRef.
+
+        Raises:
+            UnknownReferralError: no referral has this reference.
+            UnknownItemError: the referral has no such item, or the kind cannot be updated.
+            RecordValidationError: the body breaks a rule, or names another ExternalRef.
+        """
+        with self._lock:
+            ref = self._require(reference)
+            item = _find_item(ref, kind, item_id)
+            if kind not in UPDATABLE:
+                raise UnknownItemError("items of this kind cannot be updated")
+            appointments = [a["AppointmentId"] for a in ref.items[APPOINTMENT] if a is not item]
+            clean = VALIDATORS[kind](body, appointments)
+            if clean["ExternalRef"] != item["ExternalRef"]:
+                raise RecordValidationError(
+                    "must be the item's own ExternalRef", field="ExternalRef"
+                )
+            item.update(clean)
+            return copy.deepcopy(item)
+
+    # --- trust-side actions (people at the trust, on screen; not in the API) ----------
+    def edit_item(
+        self, reference: str, kind: str, item_id: int, changes: Mapping[str, object]
+    ) -> JsonDict:
+        """Simulate a clinician editing a written item (top-level fields, not its ids).
+
+        Raises:
+            UnknownReferralError: no referral has this reference.
+            UnknownItemError: the referral has no such item.
+            RecordValidationError: ``changes`` is not an object, or would change an id.
+        """
+        if not isinstance(changes, Mapping):
+            raise RecordValidationError("must be an object of fields", field="changes")
+        fixed = sorted({ID_FIELDS[kind], "ReferralRef"} & set(changes))
+        if fixed:
+            raise RecordValidationError("an item's ids cannot be edited", field=fixed[0])
+        with self._lock:
+            item = _find_item(self._require(reference), kind, item_id)
+            item.update(copy.deepcopy(dict(changes)))
+            return copy.deepcopy(item)
+
+    def delete_item(self, reference: str, kind: str, item_id: int) -> JsonDict:
+        """Simulate a clinician deleting a written item; returns what was deleted.
+
+        Raises:
+            UnknownReferralError: no referral has this reference.
+            UnknownItemError: the referral has no such item.
+        """
+        with self._lock:
+            ref = self._require(reference)
+            item = _find_item(ref, kind, item_id)
+            ref.items[kind].remove(item)
+            return copy.deepcopy(item)
+
+    def fix_hostile(self, reference: str) -> JsonDict:
+        """Simulate someone at the trust correcting a malformed referral's broken field.
+
+        The record gets its well-formed content back and a new revision, so it moves to the
+        end of the listing and stops being hostile.
+
+        Raises:
+            UnknownReferralError: no referral has this reference.
+            RecordValidationError: the referral is not a malformed one.
+        """
+        with self._lock:
+            ref = self._require(reference)
+            unbroken = self._unbroken.pop(reference, None)
+            if unbroken is None:
+                raise RecordValidationError("not a malformed referral", field="ReferralRef")
+            unbroken["Revision"] = ref.record["Revision"]
+            ref.record = unbroken
+            del self.hostile_fields[reference]
+            self._touch(ref)
+            return copy.deepcopy(ref.record)
+
     def acknowledge_risk_alert(
         self, reference: str, alert_id: int, by: str, *, close: bool = False
     ) -> JsonDict:
@@ -242,6 +334,13 @@ def _matches(ref: _Referral, service: str | None, since: datetime | None) -> boo
     if service is not None and ref.record.get("Onward", {}).get("ServiceCode") != service:
         return False
     return since is None or ref.modified >= since
+
+
+def _find_item(ref: _Referral, kind: str, item_id: int) -> JsonDict:
+    for item in ref.items[kind]:
+        if item[ID_FIELDS[kind]] == item_id:
+            return item
+    raise UnknownItemError("no item with this id on this referral")
 
 
 def _refuse_duplicate(ref: _Referral, kind: str, external_ref: str) -> None:
